@@ -1,0 +1,200 @@
+/*
+ * core.h -- berth's private header: the structs the C files share, class
+ * names, user-value slots and cross-file prototypes.
+ *
+ * Ownership in one paragraph: the loop (struct loop, a userdata) owns the
+ * ev_loop, the anchor table and the pending queue. Every Socket, ServerSocket
+ * and Timer userdata is owned by Lua; while C holds a pointer to it (an active
+ * watcher, a waiting task) it is anchored in the loop's anchor table so the GC
+ * cannot free it under a callback (L1). A task (a coroutine started by the
+ * scheduler) is anchored from spawn until it ends; C may keep its lua_State*
+ * exactly that long (L7).
+ *
+ * Layers: host.c -> module.c -> timer.c/server.c/socket.c -> sched.c/loop.c
+ * -> buffer.c/net.c. The lower two never include lua.h.
+ */
+#ifndef BERTH_CORE_H
+#define BERTH_CORE_H
+
+#include <ev.h>
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdint.h>
+
+#include "buffer.h"
+#include "net.h"
+
+#define BERTH_VERSION "0.1.0"
+
+#define CLS_LOOP   "berth.Loop"
+#define CLS_SOCKET "berth.Socket"
+#define CLS_SERVER "berth.ServerSocket"
+#define CLS_TIMER  "berth.Timer"
+#define CLS_SIGNAL "berth.Signal"
+
+/* Limits and defaults (documented in README "API reference"). */
+#define BERTH_SCRATCH    (64 * 1024) /* shared receive buffer */
+#define BERTH_MAXLINE    (64 * 1024)
+#define BERTH_HIWAT      (64 * 1024)
+#define BERTH_LOWAT      (16 * 1024)
+#define BERTH_BACKLOG    511
+#define BERTH_ACCEPT_MAX 64          /* accepts per readiness event (R9) */
+#define BERTH_GRACE      10.0
+
+/* ------------------------------------------------------------------ loop */
+
+struct resolver; /* resolve.c */
+
+struct loop {
+  struct ev_loop *ev;
+  lua_State *L;          /* thread inside run()/step(), NULL otherwise (L7) */
+  lua_State *current;    /* task being resumed now, NULL at top level */
+  int anchors;           /* registry ref: anchor table, lightuserdata -> obj */
+  int onerror;           /* registry ref: default task error handler */
+  int logger;            /* registry ref: log function, or LUA_NOREF */
+  ev_prepare prepare;    /* drains the pending queue each iteration */
+  ev_idle idle;          /* keeps the poll from blocking while it is not empty */
+  lua_State **queue;     /* pending resumes (tasks, anchored) */
+  size_t qhead, qlen, qcap;
+  char *scratch;         /* BERTH_SCRATCH bytes shared by all receives */
+  struct server *servers;/* open servers, for shutdown */
+  struct sock *sockets;  /* open sockets, for shutdown */
+  struct resolver *resolver;
+  ev_timer grace;        /* shutdown deadline */
+  int draining;          /* shutdown() called: finish when tasks reach 0 */
+  /* counters reported by berth.stats() */
+  long nsockets, nservers, ntasks, nanchors;
+  long active, total;
+  uint64_t bytes_in, bytes_out;
+};
+
+struct loop *loop_new(lua_State *L);                       /* [-0,+1,m] */
+struct loop *loop_check(lua_State *L, int idx);
+void loop_anchor(lua_State *L, struct loop *lp, const void *key, int idx);
+void loop_unanchor(lua_State *L, struct loop *lp, const void *key);
+int loop_pushanchored(lua_State *L, struct loop *lp, const void *key);
+int loop_run(lua_State *L, struct loop *lp, int mode);
+void loop_shutdown(lua_State *L, struct loop *lp, double grace);
+void loop_log(struct loop *lp, const char *level, const char *fmt, ...);
+int loop_pcall(struct loop *lp, lua_CFunction f, void *ud);
+void loop_stats(lua_State *L, struct loop *lp);           /* [-0,+1,m] */
+void loop_taskended(struct loop *lp);
+
+/* ----------------------------------------------------------------- sched */
+
+/* Create a task from `fn, args` (nargs) at the top of L; pushes the thread.
+ * `owned` (stack index or 0) is closed when the task ends. */
+lua_State *sched_new(lua_State *L, struct loop *lp, int owned, int nargs);
+void sched_queue(lua_State *L, struct loop *lp, lua_State *co);
+/* Resume a parked task from a loop callback (top level only, R7). */
+void sched_resume(struct loop *lp, lua_State *co);
+/* Raise unless L is the running berth task (R5). */
+void sched_checktask(lua_State *L, struct loop *lp, const char *what);
+/* Yield the running task with the sentinel; k retries on resume (R4). */
+int sched_park(lua_State *L, lua_KContext ctx, lua_KFunction k);
+void sched_drain(struct loop *lp);
+/* Report a task error; stack: err, traceback, owned (popped). */
+void sched_report(lua_State *L, struct loop *lp);
+/* lua_pcall for user callbacks: an error goes to sched_report with the
+ * object at `ownidx` (or nil when 0). Returns the status. */
+int sched_pcall(lua_State *L, struct loop *lp, int nargs, int ownidx);
+
+/* --------------------------------------------------------------- objects */
+
+/* A task waiting on an object: one reader, one writer, one acceptor. */
+struct waiter {
+  lua_State *co;       /* anchored task, or NULL */
+  ev_tstamp deadline;  /* absolute ev_now time, 0 = none */
+  int timedout;
+};
+
+enum sock_uv { SOCK_UV_SERVER = 1, SOCK_UV_TASK, SOCK_UV_ONDATA,
+               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_NUV = SOCK_UV_ONDRAIN };
+
+struct sock {
+  struct loop *loop;
+  struct server *srv;    /* accepting server, kept alive by SOCK_UV_SERVER */
+  int fd;
+  unsigned readable : 1; /* the kernel may have bytes (like nginx's ready) */
+  unsigned eof : 1;      /* peer sent FIN */
+  unsigned callback : 1; /* on("data") mode */
+  unsigned shut_wr : 1;  /* shutdown("w") once the write buffer drains */
+  unsigned drain_cb : 1; /* a write had to buffer: fire "drain" when empty */
+  unsigned anchored : 1;
+  unsigned events : 1;   /* on("close"|"drain") registered */
+  unsigned connecting : 1;
+  int rerr, werr;        /* sticky -errno of the read/write side */
+  ev_io rio, wio;
+  ev_timer timer;        /* one per socket: the nearest waiter deadline */
+  struct buf rbuf, wbuf;
+  size_t rscan;          /* bytes of rbuf already searched in vain */
+  size_t maxline, hiwat, lowat, wtarget;
+  double rtimeout, wtimeout; /* per-socket defaults, < 0 = none */
+  struct waiter reader, writer;
+  uint64_t bytes_in, bytes_out;
+  ev_tstamp created;
+  ev_tstamp timer_at;    /* when the armed timer fires */
+  struct sock *next, **pprev; /* the loop's open sockets, for shutdown */
+};
+
+enum srv_uv { SRV_UV_HANDLER = 1, SRV_UV_ONERROR, SRV_NUV = SRV_UV_ONERROR };
+
+struct server {
+  struct loop *loop;
+  int fd;
+  ev_io lio;
+  ev_timer timer;        /* accept deadline, or the EMFILE back-off */
+  unsigned handler : 1;  /* on("connection") set: C runs the accept loop */
+  unsigned paused : 1;
+  unsigned backoff : 1;  /* accepting suspended after EMFILE/ENFILE */
+  unsigned tcp : 1;      /* set TCP_NODELAY on accepted sockets */
+  unsigned anchored : 1;
+  struct waiter acceptor;
+  char *unlink_path;     /* unix socket file we created */
+  long max_connections;  /* 0 = unlimited */
+  size_t maxline;
+  long accepted, active, rejected;
+  ev_tstamp lastwarn;    /* rate limit for the EMFILE warning */
+  struct server *next, **pprev;
+};
+
+/* socket.c */
+struct sock *sock_new(lua_State *L, struct loop *lp, int fd);   /* [-0,+1,m] */
+struct sock *sock_check(lua_State *L, int idx);
+/* Close s; `idx` is its stack index or 0; `why` is the code passed to
+ * on("close"), or NULL from __gc (no callbacks, no wake-ups: L5). */
+void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why);
+void sock_closeall(lua_State *L, struct loop *lp);
+void sock_open(lua_State *L, struct loop *lp);
+int sock_connect(lua_State *L);
+void sock_hold(lua_State *L, struct sock *s, int idx);
+void sock_release(lua_State *L, struct sock *s);
+void sock_timer_arm(struct sock *s);
+void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents);
+/* socket_io.c: the read and write methods */
+extern const luaL_Reg sock_io_methods[];
+
+/* server.c */
+void srv_open(lua_State *L, struct loop *lp);
+int srv_listen(lua_State *L);
+void srv_closeall(lua_State *L, struct loop *lp);
+
+/* timer.c */
+void timer_open(lua_State *L, struct loop *lp);
+int timer_sleep(lua_State *L);
+int timer_new(lua_State *L);
+int timer_signal(lua_State *L);
+
+/* resolve.c */
+int resolve_lookup(lua_State *L);
+void resolve_free(struct resolver *r);
+
+/* util.c */
+void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                   const luaL_Reg *methods, struct loop *lp);
+int util_fail(lua_State *L, const char *code);             /* [-0,+2,m] */
+int util_failerr(lua_State *L, int err);                    /* [-0,+3,m] */
+int util_pushaddr(lua_State *L, const struct net_addr *a); /* [-0,+2,m] */
+double util_opttimeout(lua_State *L, int idx, double def);
+
+#endif

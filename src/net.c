@@ -1,0 +1,270 @@
+/*
+ * net.c -- socket syscalls and addresses. See net.h. No lua.h here.
+ */
+#define _GNU_SOURCE /* accept4, SOCK_CLOEXEC */
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+static int set_port_v4(struct net_addr *a, const char *host, int port) {
+  struct sockaddr_in *in = (struct sockaddr_in *)&a->ss;
+  memset(a, 0, sizeof *a);
+  in->sin_family = AF_INET;
+  in->sin_port = htons((unsigned short)port);
+  a->len = sizeof *in;
+  if (host == NULL) {
+    in->sin_addr.s_addr = htonl(INADDR_ANY);
+    return 0;
+  }
+  return inet_pton(AF_INET, host, &in->sin_addr) == 1 ? 0 : -EINVAL;
+}
+
+static int set_port_v6(struct net_addr *a, const char *host, size_t n,
+                       int port) {
+  char text[INET6_ADDRSTRLEN];
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&a->ss;
+  if (n >= sizeof text)
+    return -EINVAL;
+  memcpy(text, host, n);
+  text[n] = '\0';
+  memset(a, 0, sizeof *a);
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons((unsigned short)port);
+  a->len = sizeof *in6;
+  return inet_pton(AF_INET6, text, &in6->sin6_addr) == 1 ? 0 : -EINVAL;
+}
+
+int net_parse_ip(const char *host, int port, struct net_addr *a) {
+  if (port < 0 || port > 65535)
+    return -EINVAL;
+  if (strcmp(host, "*") == 0)
+    return set_port_v4(a, NULL, port);
+  if (strcmp(host, "localhost") == 0)
+    return set_port_v4(a, "127.0.0.1", port);
+  size_t n = strlen(host);
+  if (n > 2 && host[0] == '[' && host[n - 1] == ']')
+    return set_port_v6(a, host + 1, n - 2, port);
+  if (strchr(host, ':') != NULL)
+    return set_port_v6(a, host, n, port);
+  return set_port_v4(a, host, port);
+}
+
+int net_parse_unix(const char *path, struct net_addr *a) {
+  struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof un->sun_path)
+    return -ENAMETOOLONG;
+  memset(a, 0, sizeof *a);
+  un->sun_family = AF_UNIX;
+  memcpy(un->sun_path, path, n + 1);
+  a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+  return 0;
+}
+
+int net_format_addr(const struct net_addr *a, char *host, size_t hostlen,
+                    int *port) {
+  const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+  *port = 0;
+  switch (sa->sa_family) {
+  case AF_INET: {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    *port = ntohs(in->sin_port);
+    return inet_ntop(AF_INET, &in->sin_addr, host, (socklen_t)hostlen)
+               ? 0 : -errno;
+  }
+  case AF_INET6: {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    *port = ntohs(in6->sin6_port);
+    return inet_ntop(AF_INET6, &in6->sin6_addr, host, (socklen_t)hostlen)
+               ? 0 : -errno;
+  }
+  case AF_UNIX: {
+    const struct sockaddr_un *un = (const struct sockaddr_un *)sa;
+    size_t max = a->len > offsetof(struct sockaddr_un, sun_path)
+                     ? a->len - offsetof(struct sockaddr_un, sun_path) : 0;
+    size_t n = strnlen(un->sun_path, max < sizeof un->sun_path
+                                         ? max : sizeof un->sun_path);
+    if (n >= hostlen)
+      return -ENAMETOOLONG;
+    memcpy(host, un->sun_path, n);
+    host[n] = '\0';
+    return 0;
+  }
+  default:
+    return -EAFNOSUPPORT;
+  }
+}
+
+static int new_socket(int family) {
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  return fd < 0 ? -errno : fd;
+}
+
+/* A unix socket file nobody accepts on is left over from a dead process;
+ * one that answers belongs to a live server and must not be taken. */
+static int remove_stale_unix(const struct net_addr *a) {
+  const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
+  struct stat st;
+  if (lstat(un->sun_path, &st) != 0)
+    return 0;
+  if (!S_ISSOCK(st.st_mode))
+    return -EADDRINUSE;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  int alive = connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ||
+              errno != ECONNREFUSED;
+  close(fd);
+  if (alive)
+    return -EADDRINUSE;
+  return unlink(un->sun_path) == 0 || errno == ENOENT ? 0 : -errno;
+}
+
+int net_listen(const struct net_addr *a, int backlog, int flags) {
+  int family = ((const struct sockaddr *)&a->ss)->sa_family;
+  int rc = family == AF_UNIX ? remove_stale_unix(a) : 0;
+  if (rc < 0)
+    return rc;
+  int fd = new_socket(family);
+  if (fd < 0)
+    return fd;
+  if (family != AF_UNIX) {
+    if ((flags & NET_REUSEADDR) &&
+        (rc = net_set_bool(fd, SOL_SOCKET, SO_REUSEADDR, 1)) < 0)
+      goto fail;
+    if ((flags & NET_REUSEPORT) &&
+        (rc = net_set_bool(fd, SOL_SOCKET, SO_REUSEPORT, 1)) < 0)
+      goto fail;
+  }
+  if (bind(fd, (const struct sockaddr *)&a->ss, a->len) != 0 ||
+      listen(fd, backlog) != 0) {
+    rc = -errno;
+    goto fail;
+  }
+  return fd;
+fail:
+  close(fd);
+  return rc;
+}
+
+int net_check_listening(int fd) {
+  int on = 0;
+  socklen_t len = sizeof on;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) != 0)
+    return -errno;
+  if (!on)
+    return -EINVAL;
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+    return -errno;
+  return 0;
+}
+
+int net_accept(int lfd) {
+  for (;;) {
+    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0)
+      return fd;
+    /* A connection reset while queued is the client's business, not ours. */
+    if (errno != EINTR && errno != ECONNABORTED)
+      return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
+int net_connect(const struct net_addr *a, int *pending) {
+  int fd = new_socket(((const struct sockaddr *)&a->ss)->sa_family);
+  if (fd < 0)
+    return fd;
+  *pending = 0;
+  if (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0)
+    return fd;
+  if (errno == EINPROGRESS || errno == EAGAIN) {
+    *pending = 1;
+    return fd;
+  }
+  int err = errno;
+  close(fd);
+  return -err;
+}
+
+int net_connect_result(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+    return -errno;
+  return -err;
+}
+
+int net_local_addr(int fd, struct net_addr *a) {
+  a->len = sizeof a->ss;
+  return getsockname(fd, (struct sockaddr *)&a->ss, &a->len) == 0 ? 0 : -errno;
+}
+
+int net_peer_addr(int fd, struct net_addr *a) {
+  a->len = sizeof a->ss;
+  return getpeername(fd, (struct sockaddr *)&a->ss, &a->len) == 0 ? 0 : -errno;
+}
+
+long net_recv(int fd, void *p, size_t n) {
+  for (;;) {
+    ssize_t got = recv(fd, p, n, 0);
+    if (got >= 0)
+      return (long)got;
+    if (errno != EINTR)
+      return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
+long net_writev(int fd, const struct iovec *iov, int iovcnt) {
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = (struct iovec *)iov;
+  msg.msg_iovlen = (size_t)iovcnt;
+  for (;;) {
+    ssize_t sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (sent >= 0)
+      return (long)sent;
+    if (errno != EINTR)
+      return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+  }
+}
+
+int net_set_bool(int fd, int level, int opt, int on) {
+  return setsockopt(fd, level, opt, &on, sizeof on) == 0 ? 0 : -errno;
+}
+
+const char *net_errcode(int err) {
+  switch (err) {
+  case ECONNRESET: case EPIPE: case ECONNABORTED:
+    return "reset";
+  case ECONNREFUSED:
+    return "refused";
+  case ETIMEDOUT:
+    return "timeout";
+  case ENETUNREACH: case EHOSTUNREACH: case ENETDOWN: case EHOSTDOWN:
+    return "unreachable";
+  case EADDRINUSE:
+    return "addrinuse";
+  case EADDRNOTAVAIL:
+    return "addrnotavail";
+  case EACCES: case EPERM:
+    return "permission";
+  case EMFILE: case ENFILE:
+    return "nofile";
+  case ENOMEM: case ENOBUFS:
+    return "nomem";
+  case EINVAL:
+    return "invalid";
+  default:
+    return "error";
+  }
+}

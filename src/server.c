@@ -1,0 +1,472 @@
+/*
+ * server.c -- the ServerSocket userdata (class berth.ServerSocket): listen,
+ * the accept paths, pause/resume, close, stats.
+ *
+ * Two ways to accept. With on("connection", fn) (and so berth.serve) the
+ * accept loop runs in C: each readiness event accepts up to
+ * BERTH_ACCEPT_MAX connections and starts a handler task for each, with no
+ * Lua run per accept but the handler itself. Without it, server:accept()
+ * parks the calling task on the listen watcher.
+ *
+ * Lifetime: a server in handler mode is anchored while it listens (no task
+ * holds it); an accepting task holds the server through its own stack.
+ * Every open server is on its loop's list, so shutdown can close them all.
+ *
+ * EMFILE/ENFILE (R9): the listen watcher stops and a 100 ms timer retries,
+ * so no busy loop while the process is out of descriptors; existing
+ * connections are unaffected; a warning is logged at most once a second.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core.h"
+
+#define BACKOFF_SECONDS 0.1
+
+static struct server *srv_check(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, CLS_SERVER);
+}
+
+static int srv_needsanchor(const struct server *sv) {
+  return sv->handler && sv->fd >= 0;
+}
+
+static void srv_hold(lua_State *L, struct server *sv, int idx) {
+  if (!sv->anchored && srv_needsanchor(sv)) {
+    loop_anchor(L, sv->loop, sv, idx);
+    sv->anchored = 1;
+  }
+}
+
+static void srv_release(lua_State *L, struct server *sv) {
+  if (sv->anchored && !srv_needsanchor(sv)) {
+    loop_unanchor(L, sv->loop, sv);
+    sv->anchored = 0;
+  }
+}
+
+/* Start or stop the listen watcher to match the state. */
+static void srv_sync(struct server *sv) {
+  int want = sv->fd >= 0 && !sv->paused && !sv->backoff &&
+             (sv->handler || sv->acceptor.co != NULL);
+  if (want && !ev_is_active(&sv->lio))
+    ev_io_start(sv->loop->ev, &sv->lio);
+  else if (!want && ev_is_active(&sv->lio))
+    ev_io_stop(sv->loop->ev, &sv->lio);
+}
+
+/* Out of descriptors: stop accepting for a moment instead of spinning,
+ * and say so at most once a second. */
+static void srv_backoff(struct server *sv, int err) {
+  struct loop *lp = sv->loop;
+  sv->backoff = 1;
+  srv_sync(sv);
+  ev_timer_stop(lp->ev, &sv->timer);
+  ev_timer_set(&sv->timer, BACKOFF_SECONDS, 0);
+  ev_timer_start(lp->ev, &sv->timer);
+  if (ev_now(lp->ev) - sv->lastwarn >= 1.0) {
+    sv->lastwarn = ev_now(lp->ev);
+    loop_log(lp, "warn", "accept: %s; pausing accepts for %.0f ms",
+             strerror(err), BACKOFF_SECONDS * 1000);
+  }
+}
+
+/* Accept one connection as a Socket: 1 pushed, 0 nothing waiting, or -errno.
+ * Over max_connections the connection is closed at once and counted. */
+static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
+  for (;;) {
+    int fd = net_accept(sv->fd);
+    if (fd == -EAGAIN)
+      return 0;
+    if (fd < 0)
+      return fd;
+    if (sv->max_connections > 0 && sv->active >= sv->max_connections) {
+      close(fd);
+      sv->rejected++;
+      continue;
+    }
+    struct sock *s = sock_new(L, sv->loop, fd);
+    s->srv = sv;
+    s->maxline = sv->maxline;
+    lua_pushvalue(L, idx);
+    lua_setiuservalue(L, -2, SOCK_UV_SERVER);
+    if (sv->tcp) /* responses go out as written: writev already batches */
+      net_set_bool(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    sv->accepted++;
+    sv->active++;
+    return 1;
+  }
+}
+
+/* The C accept loop for handler mode, run protected from the watcher. The
+ * server stays on the stack while handlers run (L4), and a handler may
+ * close it: fd is re-checked after each one. */
+static int srv_dispatch(lua_State *L) {
+  struct server *sv = lua_touserdata(L, 1);
+  struct loop *lp = sv->loop;
+  loop_pushanchored(L, lp, sv);
+  int idx = lua_gettop(L);
+  for (int i = 0; i < BERTH_ACCEPT_MAX && sv->fd >= 0 && !sv->paused; i++) {
+    int rc = srv_acceptone(L, sv, idx);
+    if (rc == 0)
+      break;
+    if (rc < 0) {
+      if (rc == -EMFILE || rc == -ENFILE || rc == -ENOBUFS || rc == -ENOMEM)
+        srv_backoff(sv, -rc);
+      else
+        loop_log(lp, "warn", "accept: %s", strerror(-rc));
+      break;
+    }
+    /* stack: server, sock */
+    lua_getiuservalue(L, idx, SRV_UV_HANDLER);
+    lua_pushvalue(L, -2);
+    lua_State *co = sched_new(L, lp, -3, 1); /* stack: server, sock, co */
+    lua_setiuservalue(L, -2, SOCK_UV_TASK);  /* the socket keeps its task */
+    lua_pop(L, 1);
+    sched_resume(lp, co);
+  }
+  return 0;
+}
+
+static void srv_lio_cb(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)ev; (void)revents;
+  struct server *sv = w->data;
+  lua_State *co = sv->acceptor.co;
+  if (co != NULL) {
+    sv->acceptor.co = NULL;
+    srv_sync(sv);
+    sched_resume(sv->loop, co);
+  } else if (sv->handler) {
+    loop_pcall(sv->loop, srv_dispatch, sv);
+  } else {
+    srv_sync(sv);
+  }
+}
+
+/* The timer serves the accept deadline and the EMFILE back-off. */
+static void srv_timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
+  (void)ev; (void)revents;
+  struct server *sv = w->data;
+  if (sv->backoff) {
+    sv->backoff = 0;
+    srv_sync(sv);
+  }
+  lua_State *co = sv->acceptor.co;
+  if (co != NULL && sv->acceptor.deadline >= 0 &&
+      sv->acceptor.deadline <= ev_now(sv->loop->ev)) {
+    sv->acceptor.co = NULL;
+    sv->acceptor.timedout = 1;
+    srv_sync(sv);
+    sched_resume(sv->loop, co);
+  }
+}
+
+static void srv_unlink(struct server *sv) {
+  *sv->pprev = sv->next;
+  if (sv->next)
+    sv->next->pprev = sv->pprev;
+  sv->next = NULL;
+  sv->pprev = NULL;
+}
+
+/* Idempotent close (L3); `wake` is 0 from __gc (L5). */
+static void srv_destroy(lua_State *L, struct server *sv, int wake) {
+  if (sv->fd < 0)
+    return;
+  struct loop *lp = sv->loop;
+  ev_io_stop(lp->ev, &sv->lio);
+  ev_timer_stop(lp->ev, &sv->timer);
+  close(sv->fd);
+  sv->fd = -1;
+  if (sv->unlink_path) {
+    unlink(sv->unlink_path);
+    free(sv->unlink_path);
+    sv->unlink_path = NULL;
+  }
+  srv_unlink(sv);
+  lua_State *co = sv->acceptor.co;
+  sv->acceptor.co = NULL;
+  if (wake && co)
+    sched_queue(L, lp, co);
+  srv_release(L, sv);
+}
+
+void srv_closeall(lua_State *L, struct loop *lp) {
+  while (lp->servers != NULL)
+    srv_destroy(L, lp->servers, 1);
+}
+
+static int srv_close(lua_State *L) {
+  srv_destroy(L, srv_check(L, 1), 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int srv__gc(lua_State *L) {
+  struct server *sv = srv_check(L, 1);
+  if (sv->fd >= 0)
+    srv_destroy(L, sv, 0);
+  if (sv->loop) {
+    sv->loop->nservers--;
+    sv->loop = NULL;
+  }
+  return 0;
+}
+
+static int srv__tostring(lua_State *L) {
+  struct server *sv = srv_check(L, 1);
+  if (sv->fd < 0)
+    lua_pushliteral(L, "ServerSocket (closed)");
+  else
+    lua_pushfstring(L, "ServerSocket (%p)", (void *)sv);
+  return 1;
+}
+
+static int srv_accept_k(lua_State *L, int status, lua_KContext ctx);
+
+static int srv_doaccept(lua_State *L, int retry) {
+  struct server *sv = srv_check(L, 1);
+  if (sv->fd < 0)
+    return util_fail(L, "closed");
+  if (!retry) {
+    if (sv->handler)
+      return luaL_error(L, "accept: the server has an on(\"connection\") handler");
+    if (sv->acceptor.co != NULL)
+      return luaL_error(L, "server already has a pending accept");
+    sched_checktask(L, sv->loop, "accept");
+    double t = util_opttimeout(L, 2, -1);
+    sv->acceptor.deadline = t >= 0 ? ev_now(sv->loop->ev) + t : -1;
+  } else if (sv->acceptor.timedout) {
+    sv->acceptor.timedout = 0;
+    return util_fail(L, "timeout");
+  }
+  if (!sv->paused && !sv->backoff) {
+    int rc = srv_acceptone(L, sv, 1);
+    if (rc > 0)
+      return 1;
+    if (rc == -EMFILE || rc == -ENFILE)
+      srv_backoff(sv, -rc);
+    else if (rc < 0)
+      return util_failerr(L, -rc);
+  }
+  sv->acceptor.co = L;
+  srv_sync(sv);
+  if (sv->acceptor.deadline >= 0 && !sv->backoff) {
+    ev_timer_stop(sv->loop->ev, &sv->timer);
+    ev_tstamp after = sv->acceptor.deadline - ev_now(sv->loop->ev);
+    ev_timer_set(&sv->timer, after > 0 ? after : 0, 0);
+    ev_timer_start(sv->loop->ev, &sv->timer);
+  }
+  return sched_park(L, 0, srv_accept_k);
+}
+
+static int srv_accept_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return srv_doaccept(L, 1);
+}
+
+static int srv_accept(lua_State *L) {
+  lua_settop(L, 2);
+  return srv_doaccept(L, 0);
+}
+
+static int srv_on(lua_State *L) {
+  struct server *sv = srv_check(L, 1);
+  static const char *const names[] = {"connection", "error", NULL};
+  int which = luaL_checkoption(L, 2, NULL, names);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  if (which == 0) {
+    if (sv->acceptor.co != NULL)
+      return luaL_error(L, "on: the server has a pending accept");
+    lua_setiuservalue(L, 1, SRV_UV_HANDLER);
+    sv->handler = 1;
+    srv_hold(L, sv, 1);
+    srv_sync(sv);
+  } else {
+    lua_setiuservalue(L, 1, SRV_UV_ONERROR);
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int srv_pause(lua_State *L) {
+  struct server *sv = srv_check(L, 1);
+  sv->paused = 1;
+  srv_sync(sv);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int srv_resume(lua_State *L) {
+  struct server *sv = srv_check(L, 1);
+  sv->paused = 0;
+  srv_sync(sv);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int srv_port(lua_State *L) {
+  struct server *sv = srv_check(L, 1);
+  struct net_addr a;
+  char host[NET_ADDRSTRLEN];
+  int port = 0;
+  if (sv->fd < 0 || net_local_addr(sv->fd, &a) < 0 ||
+      net_format_addr(&a, host, sizeof host, &port) < 0)
+    return util_fail(L, "closed");
+  lua_pushinteger(L, port);
+  return 1;
+}
+
+static int srv_address(lua_State *L) {
+  struct server *sv = srv_check(L, 1);
+  struct net_addr a;
+  if (sv->fd < 0 || net_local_addr(sv->fd, &a) < 0)
+    return util_fail(L, "closed");
+  util_pushaddr(L, &a);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static int srv_stats(lua_State *L) {
+  struct server *sv = srv_check(L, 1);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, sv->accepted);
+  lua_setfield(L, -2, "accepted");
+  lua_pushinteger(L, sv->active);
+  lua_setfield(L, -2, "active");
+  lua_pushinteger(L, sv->rejected);
+  lua_setfield(L, -2, "rejected");
+  return 1;
+}
+
+static int srv_fd(lua_State *L) {
+  lua_pushinteger(L, srv_check(L, 1)->fd);
+  return 1;
+}
+
+/* --------------------------------------------------------------- listen */
+
+static int optbool(lua_State *L, const char *k, int def) {
+  int t = lua_getfield(L, 1, k);
+  int v = t == LUA_TNIL ? def : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static lua_Integer optint(lua_State *L, const char *k, lua_Integer def) {
+  lua_getfield(L, 1, k);
+  lua_Integer v = lua_isnil(L, -1) ? def : luaL_checkinteger(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+static const char *optstr(lua_State *L, const char *k, const char *def) {
+  lua_getfield(L, 1, k);
+  const char *v = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
+  lua_pop(L, 1); /* the table still holds the string */
+  return v;
+}
+
+/* The listening fd per the options: 0 and *fd set, or -errno. */
+static int srv_openfd(lua_State *L, int *fd, const char **path) {
+  *path = optstr(L, "path", NULL);
+  lua_Integer adopt = optint(L, "fd", -1);
+  if (adopt >= 0) {
+    int rc = net_check_listening((int)adopt);
+    *fd = (int)adopt;
+    return rc;
+  }
+  int backlog = (int)optint(L, "backlog", BERTH_BACKLOG);
+  struct net_addr a;
+  int rc;
+  if (*path != NULL) {
+    rc = net_parse_unix(*path, &a);
+  } else {
+    const char *host = optstr(L, "host", "127.0.0.1");
+    lua_Integer port = optint(L, "port", 0);
+    if (strcmp(host, "0.0.0.0") == 0)
+      host = "*";
+    rc = net_parse_ip(host, (int)port, &a);
+    if (rc == -EINVAL)
+      return luaL_error(L, "listen: host must be a numeric address, \"*\" or "
+                           "\"localhost\" (got \"%s\")", host);
+  }
+  if (rc < 0)
+    return rc;
+  int flags = (optbool(L, "reuseaddr", 1) ? NET_REUSEADDR : 0) |
+              (optbool(L, "reuseport", 0) ? NET_REUSEPORT : 0);
+  rc = net_listen(&a, backlog, flags);
+  if (rc < 0)
+    return rc;
+  *fd = rc;
+  return 0;
+}
+
+/* berth.listen{...} -> ServerSocket | nil, code, errno */
+int srv_listen(lua_State *L) {
+  struct loop *lp = loop_check(L, lua_upvalueindex(1));
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer maxconn = optint(L, "max_connections", 0);
+  lua_Integer maxline = optint(L, "maxline", BERTH_MAXLINE);
+  luaL_argcheck(L, maxline > 0, 1, "maxline must be positive");
+  const char *path;
+  int fd = -1;
+  int rc = srv_openfd(L, &fd, &path);
+  if (rc < 0)
+    return util_failerr(L, -rc);
+  struct server *sv = lua_newuserdatauv(L, sizeof *sv, SRV_NUV);
+  memset(sv, 0, sizeof *sv);
+  sv->loop = lp;
+  sv->fd = fd;
+  sv->max_connections = (long)maxconn;
+  sv->maxline = (size_t)maxline;
+  sv->acceptor.deadline = -1;
+  ev_io_init(&sv->lio, srv_lio_cb, fd, EV_READ);
+  ev_init(&sv->timer, srv_timer_cb);
+  sv->lio.data = sv->timer.data = sv;
+  sv->next = lp->servers;
+  if (sv->next)
+    sv->next->pprev = &sv->next;
+  sv->pprev = &lp->servers;
+  lp->servers = sv;
+  lp->nservers++;
+  luaL_setmetatable(L, CLS_SERVER);
+  struct net_addr a;
+  sv->tcp = net_local_addr(fd, &a) == 0 &&
+            ((struct sockaddr *)&a.ss)->sa_family != AF_UNIX;
+  if (path != NULL && (sv->unlink_path = strdup(path)) == NULL) {
+    srv_destroy(L, sv, 0);
+    return luaL_error(L, "not enough memory");
+  }
+  return 1;
+}
+
+static const luaL_Reg srv_meta[] = {
+  {"__gc", srv__gc},
+  {"__close", srv_close},
+  {"__tostring", srv__tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg srv_methods[] = {
+  {"accept", srv_accept},
+  {"on", srv_on},
+  {"pause", srv_pause},
+  {"resume", srv_resume},
+  {"close", srv_close},
+  {"port", srv_port},
+  {"address", srv_address},
+  {"stats", srv_stats},
+  {"fd", srv_fd},
+  {NULL, NULL}
+};
+
+/* Leaves the method table on the stack. [-0, +1, m] */
+void srv_open(lua_State *L, struct loop *lp) {
+  util_newclass(L, CLS_SERVER, srv_meta, srv_methods, lp);
+}

@@ -1,0 +1,584 @@
+/*
+ * socket.c -- the Socket userdata (class berth.Socket): its lifetime,
+ * watchers, timeouts, event callbacks, options and addresses. The read and
+ * write methods live in socket_io.c.
+ *
+ * Lifetime (L1): a task waiting on a socket keeps it alive through its own
+ * stack (the method's self argument), and the task is anchored; so a socket
+ * is anchored only when C holds it with no task in between: in callback mode
+ * (on("data")), with on("close"/"drain") registered, or while its write
+ * buffer drains after the writer moved on. An idle socket Lua dropped is
+ * collected and closed by __gc, like a Lua file. Its read watcher may still
+ * be active then (it is stopped lazily), which __gc handles (L2).
+ *
+ * Every open socket is on its loop's `sockets` list so shutdown can close
+ * them all and wake their waiters (L6).
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core.h"
+
+struct sock *sock_check(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, CLS_SOCKET);
+}
+
+static struct sock *sock_checkopen(lua_State *L, int idx) {
+  struct sock *s = sock_check(L, idx);
+  if (s->fd < 0)
+    luaL_error(L, "attempt to use a closed socket");
+  return s;
+}
+
+/* Does C hold this socket without a task holding it for us? */
+static int sock_needsanchor(const struct sock *s) {
+  return s->callback || s->events || ev_is_active(&s->wio);
+}
+
+/* [-0, +0, m] */
+void sock_hold(lua_State *L, struct sock *s, int idx) {
+  if (!s->anchored && sock_needsanchor(s)) {
+    loop_anchor(L, s->loop, s, idx);
+    s->anchored = 1;
+  }
+}
+
+/* [-0, +0, -] */
+void sock_release(lua_State *L, struct sock *s) {
+  if (s->anchored && !sock_needsanchor(s)) {
+    loop_unanchor(L, s->loop, s);
+    s->anchored = 0;
+  }
+}
+
+/* ------------------------------------------------------------- timeouts */
+
+static ev_tstamp sock_nextdeadline(const struct sock *s) {
+  ev_tstamp next = -1;
+  if (s->reader.co && s->reader.deadline >= 0)
+    next = s->reader.deadline;
+  if (s->writer.co && s->writer.deadline >= 0 &&
+      (next < 0 || s->writer.deadline < next))
+    next = s->writer.deadline;
+  return next;
+}
+
+/* One timer serves both waiters. It is only ever moved earlier; a timer
+ * that fires with nothing due re-arms itself (R10: no stop/start per I/O). */
+void sock_timer_arm(struct sock *s) {
+  ev_tstamp next = sock_nextdeadline(s);
+  struct ev_loop *ev = s->loop->ev;
+  if (next < 0 || (ev_is_active(&s->timer) && s->timer_at <= next))
+    return;
+  ev_timer_stop(ev, &s->timer);
+  ev_tstamp after = next - ev_now(ev);
+  ev_timer_set(&s->timer, after > 0 ? after : 0, 0);
+  ev_timer_start(ev, &s->timer);
+  s->timer_at = next;
+}
+
+static lua_State *sock_takedue(struct waiter *w, ev_tstamp now) {
+  lua_State *co = w->co;
+  if (co == NULL || w->deadline < 0 || w->deadline > now)
+    return NULL;
+  w->co = NULL;
+  w->timedout = 1;
+  return co;
+}
+
+struct wake2 {
+  struct sock *s;
+  lua_State *r, *w;
+};
+
+/* Both waiters may be due; the socket is kept on the stack while the first
+ * runs, since it may drop its last reference (L4). */
+static int sock_wakedue(lua_State *L) {
+  struct wake2 *d = lua_touserdata(L, 1);
+  lua_State *w = d->w;
+  int held = d->s->anchored && loop_pushanchored(L, d->s->loop, d->s);
+  if (d->r)
+    sched_resume(d->s->loop, d->r);
+  if (w)
+    sched_resume(d->s->loop, w);
+  if (held)
+    lua_pop(L, 1);
+  return 0;
+}
+
+static void sock_timer_cb(struct ev_loop *ev, ev_timer *t, int revents) {
+  (void)revents;
+  struct sock *s = t->data;
+  ev_tstamp now = ev_now(ev);
+  struct wake2 d = {s, sock_takedue(&s->reader, now),
+                    sock_takedue(&s->writer, now)};
+  if (d.r == NULL && d.w == NULL) {
+    sock_timer_arm(s);
+    return;
+  }
+  /* Re-arm first: after the resumes the socket may be gone. */
+  sock_timer_arm(s);
+  if (d.r && !d.w)
+    sched_resume(s->loop, d.r); /* touches nothing of s afterwards */
+  else
+    loop_pcall(s->loop, sock_wakedue, &d);
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+/* Push the on(event) function from user value `uv`; 0 (nothing pushed)
+ * when there is none. `idx` is the socket. */
+static int sock_pushcb(lua_State *L, int idx, int uv) {
+  if (lua_getiuservalue(L, idx, uv) == LUA_TFUNCTION)
+    return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* Read once into the scratch buffer and hand the chunk to on("data").
+ * Runs protected from the read watcher; the socket is on the stack for the
+ * whole call (L4), and fd is re-checked after Lua ran. */
+static int sock_ondata(lua_State *L) {
+  struct sock *s = lua_touserdata(L, 1);
+  struct loop *lp = s->loop;
+  loop_pushanchored(L, lp, s);
+  int idx = lua_gettop(L);
+  long got = net_recv(s->fd, lp->scratch, BERTH_SCRATCH);
+  if (got == -EAGAIN) {
+    s->readable = 0;
+    return 0;
+  }
+  if (got <= 0) {
+    s->eof = got == 0;
+    s->rerr = got < 0 ? (int)got : 0;
+    sock_destroy(L, s, idx, got == 0 ? "closed" : net_errcode((int)-got));
+    return 0;
+  }
+  s->bytes_in += (uint64_t)got;
+  lp->bytes_in += (uint64_t)got;
+  if (sock_pushcb(L, idx, SOCK_UV_ONDATA)) {
+    lua_pushlstring(L, lp->scratch, (size_t)got);
+    sched_pcall(L, lp, 1, idx);
+  }
+  return 0;
+}
+
+static int sock_ondrain(lua_State *L) {
+  struct sock *s = lua_touserdata(L, 1);
+  loop_pushanchored(L, s->loop, s);
+  if (sock_pushcb(L, -1, SOCK_UV_ONDRAIN))
+    sched_pcall(L, s->loop, 0, -2);
+  return 0;
+}
+
+/* ------------------------------------------------------------- watchers */
+
+/* Readable: resume the waiting reader, or feed on("data"). With neither,
+ * the watcher was left running by the last read: stop it now (lazy stop,
+ * so back-to-back reads never touch epoll). */
+static void sock_rio_cb(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)revents;
+  struct sock *s = w->data;
+  s->readable = 1;
+  lua_State *co = s->reader.co;
+  if (co != NULL) {
+    s->reader.co = NULL;
+    sched_resume(s->loop, co); /* s may be gone after this */
+    return;
+  }
+  if (s->callback)
+    loop_pcall(s->loop, sock_ondata, s);
+  else
+    ev_io_stop(ev, w);
+}
+
+static void sock_drainbuf(struct sock *s) {
+  struct buf *b = &s->wbuf;
+  struct iovec iov = {(void *)buf_begin(b), b->len};
+  long n = net_writev(s->fd, &iov, 1);
+  if (n > 0) {
+    buf_consume(b, (size_t)n);
+    s->bytes_out += (uint64_t)n;
+    s->loop->bytes_out += (uint64_t)n;
+  } else if (n != -EAGAIN) {
+    s->werr = (int)n;
+    buf_free(b);
+  }
+}
+
+/* Writable: finish a connect, or drain the write buffer. The writer is
+ * resumed once the buffer is at its target (low watermark, or empty for
+ * flush) or the write side failed. */
+void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)revents;
+  struct sock *s = w->data;
+  struct loop *lp = s->loop;
+  if (s->connecting) {
+    s->connecting = 0;
+  } else {
+    sock_drainbuf(s);
+    if (s->wbuf.len > 0 && (s->writer.co == NULL ||
+                            s->wbuf.len > s->wtarget))
+      return;
+    if (s->wbuf.len == 0) {
+      buf_free(&s->wbuf);
+      if (s->shut_wr && !s->werr)
+        shutdown(s->fd, SHUT_WR);
+    }
+  }
+  if (s->wbuf.len == 0 || s->werr)
+    ev_io_stop(ev, w);
+  lua_State *co = s->writer.co;
+  if (co != NULL) {
+    s->writer.co = NULL;
+    sock_release(lp->L, s);
+    sched_resume(lp, co);
+    return;
+  }
+  if (s->drain_cb && s->wbuf.len == 0) {
+    s->drain_cb = 0;
+    loop_pcall(lp, sock_ondrain, s);
+    if (s->fd < 0)
+      return;
+  }
+  sock_release(lp->L, s);
+}
+
+/* -------------------------------------------------------------- objects */
+
+static void sock_link(struct loop *lp, struct sock *s) {
+  s->next = lp->sockets;
+  if (s->next)
+    s->next->pprev = &s->next;
+  s->pprev = &lp->sockets;
+  lp->sockets = s;
+}
+
+static void sock_unlink(struct sock *s) {
+  *s->pprev = s->next;
+  if (s->next)
+    s->next->pprev = s->pprev;
+  s->next = NULL;
+  s->pprev = NULL;
+}
+
+/* Wrap an open, non-blocking fd. [-0, +1, m] */
+struct sock *sock_new(lua_State *L, struct loop *lp, int fd) {
+  struct sock *s = lua_newuserdatauv(L, sizeof *s, SOCK_NUV);
+  memset(s, 0, sizeof *s);
+  s->loop = lp;
+  s->fd = fd;
+  s->readable = 1; /* optimistic: data often arrives with the connection */
+  s->maxline = BERTH_MAXLINE;
+  s->hiwat = BERTH_HIWAT;
+  s->lowat = BERTH_LOWAT;
+  s->rtimeout = s->wtimeout = -1;
+  s->reader.deadline = s->writer.deadline = -1;
+  ev_io_init(&s->rio, sock_rio_cb, fd, EV_READ);
+  ev_io_init(&s->wio, sock_wio_cb, fd, EV_WRITE);
+  ev_init(&s->timer, sock_timer_cb);
+  s->rio.data = s->wio.data = s->timer.data = s;
+  s->created = ev_now(lp->ev);
+  luaL_setmetatable(L, CLS_SOCKET);
+  sock_link(lp, s);
+  lp->nsockets++;
+  lp->active++;
+  lp->total++;
+  return s;
+}
+
+static void sock_wake(lua_State *L, struct loop *lp, struct waiter *w) {
+  lua_State *co = w->co;
+  w->co = NULL;
+  if (co != NULL)
+    sched_queue(L, lp, co);
+}
+
+/* The one idempotent destroy (L3). Stop before close (L2); buffered output
+ * gets one last non-blocking send; waiters are queued to see nil,"closed"
+ * (R6); on("close") runs last, with the socket fully closed. */
+void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
+  if (s->fd < 0)
+    return;
+  struct loop *lp = s->loop;
+  ev_io_stop(lp->ev, &s->rio);
+  ev_io_stop(lp->ev, &s->wio);
+  ev_timer_stop(lp->ev, &s->timer);
+  if (s->wbuf.len > 0 && s->werr == 0)
+    sock_drainbuf(s);
+  close(s->fd);
+  s->fd = -1;
+  buf_free(&s->rbuf);
+  buf_free(&s->wbuf);
+  sock_unlink(s);
+  lp->active--;
+  if (s->srv)
+    s->srv->active--;
+  s->callback = 0;
+  if (why == NULL) { /* __gc: no task can be waiting, nothing may run */
+    s->reader.co = s->writer.co = NULL;
+    return;
+  }
+  sock_wake(L, lp, &s->reader);
+  sock_wake(L, lp, &s->writer);
+  int events = s->events;
+  s->events = 0;
+  if (idx == 0 && s->anchored && loop_pushanchored(L, lp, s))
+    idx = lua_gettop(L);
+  else if (idx != 0)
+    lua_pushvalue(L, idx);
+  else
+    lua_pushnil(L);
+  idx = lua_gettop(L);
+  sock_release(L, s);
+  if (events && !lua_isnil(L, idx) && sock_pushcb(L, idx, SOCK_UV_ONCLOSE)) {
+    lua_pushstring(L, why);
+    sched_pcall(L, lp, 1, idx);
+  }
+  lua_pop(L, 1);
+}
+
+/* Shutdown: close every open socket, waking the tasks waiting on them. */
+void sock_closeall(lua_State *L, struct loop *lp) {
+  while (lp->sockets != NULL)
+    sock_destroy(L, lp->sockets, 0, "closed");
+}
+
+static const char *sock_endcode(const struct sock *s) {
+  return s->rerr ? net_errcode(-s->rerr) : "closed";
+}
+
+static int sock_close(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  sock_destroy(L, s, 1, sock_endcode(s));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int sock__gc(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  if (s->fd >= 0)
+    sock_destroy(L, s, 1, NULL);
+  s->loop->nsockets--;
+  s->fd = -2; /* collected: not counted twice if resurrected */
+  return 0;
+}
+
+static int sock__tostring(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  if (s->fd < 0)
+    lua_pushliteral(L, "Socket (closed)");
+  else
+    lua_pushfstring(L, "Socket (%p)", (void *)s);
+  return 1;
+}
+
+/* -------------------------------------------------------------- methods */
+
+static int sock_on(lua_State *L) {
+  struct sock *s = sock_checkopen(L, 1);
+  static const char *const names[] = {"data", "close", "drain", NULL};
+  static const int uvs[] = {SOCK_UV_ONDATA, SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN};
+  int which = luaL_checkoption(L, 2, NULL, names);
+  if (!lua_isnil(L, 3))
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  lua_setiuservalue(L, 1, uvs[which]);
+  if (which == 0) {
+    if (s->reader.co)
+      return luaL_error(L, "on: socket has a pending read");
+    s->callback = !lua_isnil(L, 3);
+    if (s->callback)
+      ev_io_start(s->loop->ev, &s->rio);
+    else
+      ev_io_stop(s->loop->ev, &s->rio);
+  } else if (!lua_isnil(L, 3)) {
+    s->events = 1;
+  }
+  sock_hold(L, s, 1);
+  sock_release(L, s);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int sock_settimeout(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  double t = util_opttimeout(L, 2, -1);
+  static const char *const which[] = {"both", "read", "write", NULL};
+  int w = luaL_checkoption(L, 3, "both", which);
+  if (w != 2)
+    s->rtimeout = t;
+  if (w != 1)
+    s->wtimeout = t;
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int sock_setsize(lua_State *L, size_t *field) {
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n > 0, 3, "must be positive");
+  *field = (size_t)n;
+  return 0;
+}
+
+static int sock_setoption(lua_State *L) {
+  struct sock *s = sock_checkopen(L, 1);
+  static const char *const names[] = {"nodelay", "keepalive", "maxline",
+                                      "highwater", "lowwater", NULL};
+  int rc = 0;
+  switch (luaL_checkoption(L, 2, NULL, names)) {
+  case 0:
+    rc = net_set_bool(s->fd, IPPROTO_TCP, TCP_NODELAY, lua_toboolean(L, 3));
+    break;
+  case 1:
+    rc = net_set_bool(s->fd, SOL_SOCKET, SO_KEEPALIVE, lua_toboolean(L, 3));
+    break;
+  case 2: sock_setsize(L, &s->maxline); break;
+  case 3: sock_setsize(L, &s->hiwat); break;
+  case 4: sock_setsize(L, &s->lowat); break;
+  }
+  if (rc < 0)
+    return util_failerr(L, -rc);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int sock_shutdown(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  static const char *const hows[] = {"w", "r", "rw", NULL};
+  int how = luaL_checkoption(L, 2, "w", hows);
+  if (s->fd < 0)
+    return util_fail(L, "closed");
+  if (how != 0 && shutdown(s->fd, SHUT_RD) != 0)
+    return util_failerr(L, errno);
+  if (how != 1) {
+    if (s->wbuf.len > 0)
+      s->shut_wr = 1; /* after the buffer drains: see sock_wio_cb */
+    else if (shutdown(s->fd, SHUT_WR) != 0)
+      return util_failerr(L, errno);
+    else
+      s->shut_wr = 1;
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int sock_addr(lua_State *L, int (*get)(int, struct net_addr *)) {
+  struct sock *s = sock_check(L, 1);
+  struct net_addr a;
+  if (s->fd < 0)
+    return util_fail(L, "closed");
+  int rc = get(s->fd, &a);
+  if (rc < 0)
+    return util_failerr(L, -rc);
+  return util_pushaddr(L, &a);
+}
+
+static int sock_peer(lua_State *L) { return sock_addr(L, net_peer_addr); }
+static int sock_localaddr(lua_State *L) { return sock_addr(L, net_local_addr); }
+
+static int sock_pending(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  lua_pushinteger(L, (lua_Integer)s->wbuf.len);
+  lua_pushinteger(L, (lua_Integer)s->rbuf.len);
+  return 2;
+}
+
+static int sock_stats(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, (lua_Integer)s->bytes_in);
+  lua_setfield(L, -2, "bytes_in");
+  lua_pushinteger(L, (lua_Integer)s->bytes_out);
+  lua_setfield(L, -2, "bytes_out");
+  lua_pushnumber(L, s->created);
+  lua_setfield(L, -2, "created");
+  return 1;
+}
+
+static int sock_fd(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  lua_pushinteger(L, s->fd < 0 ? -1 : s->fd);
+  return 1;
+}
+
+/* -------------------------------------------------------------- connect */
+
+static int sock_connect_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  int idx = (int)ctx;
+  struct sock *s = sock_check(L, idx);
+  if (s->fd < 0)
+    return util_fail(L, "closed");
+  int err = s->writer.timedout ? ETIMEDOUT : -net_connect_result(s->fd);
+  s->writer.timedout = 0;
+  if (err == 0) {
+    lua_settop(L, idx);
+    return 1;
+  }
+  sock_destroy(L, s, idx, NULL);
+  return util_failerr(L, err);
+}
+
+/* connect(addr, port|nil, timeout): a numeric IP and port, or a unix path
+ * when port is nil. Task only; resolution happens before, in Lua. */
+int sock_connect(lua_State *L) {
+  struct loop *lp = loop_check(L, lua_upvalueindex(1));
+  const char *host = luaL_checkstring(L, 1);
+  double timeout = util_opttimeout(L, 3, -1);
+  struct net_addr a;
+  sched_checktask(L, lp, "connect");
+  int rc = lua_isnoneornil(L, 2)
+               ? net_parse_unix(host, &a)
+               : net_parse_ip(host, (int)luaL_checkinteger(L, 2), &a);
+  if (rc < 0)
+    return util_failerr(L, -rc);
+  int pending;
+  int fd = net_connect(&a, &pending);
+  if (fd < 0)
+    return util_failerr(L, -fd);
+  lua_settop(L, 3);
+  struct sock *s = sock_new(L, lp, fd); /* stack: host, port, timeout, sock */
+  if (!lua_isnoneornil(L, 2))
+    net_set_bool(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+  if (!pending)
+    return 1;
+  s->connecting = 1;
+  s->writer.co = L;
+  s->writer.deadline = timeout >= 0 ? ev_now(lp->ev) + timeout : -1;
+  ev_io_start(lp->ev, &s->wio);
+  sock_hold(L, s, 4);
+  sock_timer_arm(s);
+  return sched_park(L, 4, sock_connect_k);
+}
+
+static const luaL_Reg sock_meta[] = {
+  {"__gc", sock__gc},
+  {"__close", sock_close},
+  {"__tostring", sock__tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg sock_methods[] = {
+  {"close", sock_close},
+  {"on", sock_on},
+  {"settimeout", sock_settimeout},
+  {"setoption", sock_setoption},
+  {"shutdown", sock_shutdown},
+  {"peer", sock_peer},
+  {"localaddr", sock_localaddr},
+  {"pending", sock_pending},
+  {"stats", sock_stats},
+  {"fd", sock_fd},
+  {NULL, NULL}
+};
+
+/* Leaves the method table on the stack. [-0, +1, m] */
+void sock_open(lua_State *L, struct loop *lp) {
+  util_newclass(L, CLS_SOCKET, sock_meta, sock_methods, lp);
+  luaL_setfuncs(L, sock_io_methods, 0);
+}

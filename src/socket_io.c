@@ -1,0 +1,372 @@
+/*
+ * socket_io.c -- Socket read and write methods: the I/O hot path.
+ *
+ * Reads are served from the socket's C buffer; when it is empty, one recv
+ * lands in the loop's shared scratch buffer and a request it satisfies is
+ * answered straight from there, so a connection whose requests arrive
+ * whole never allocates a buffer of its own (idle connections hold none).
+ * A read that cannot complete parks its task (R4) and retries in its
+ * continuation; all state across the yield lives in struct sock or on the
+ * task's stack, whose arguments a continuation simply parses again (L8).
+ *
+ * Writes go out with one writev at once; only what the kernel refuses is
+ * copied into the write buffer, and a task yields only above the high
+ * watermark until the buffer drains to the low one (backpressure, R11).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "core.h"
+
+enum rfmt { RF_COUNT, RF_LINE, RF_LINE_EOL, RF_ALL, RF_SOME, RF_UNTIL };
+enum rkind { RK_READ, RK_READSOME, RK_READUNTIL };
+enum rmatch { R_MORE, R_DONE, R_TOOLARGE };
+
+/* A read request, parsed from the method's arguments on every attempt. */
+struct rreq {
+  enum rfmt fmt;
+  size_t n;          /* RF_COUNT: bytes; RF_SOME: at most */
+  const char *delim; /* RF_UNTIL */
+  size_t dlen;
+  double timeout;    /* per call; -1 none */
+};
+
+#define READ_CHUNK (16 * 1024)
+
+static void rreq_parse(lua_State *L, struct sock *s, int kind, struct rreq *q) {
+  q->timeout = util_opttimeout(L, 3, s->rtimeout);
+  if (kind == RK_READSOME) {
+    lua_Integer max = luaL_optinteger(L, 2, BERTH_SCRATCH);
+    luaL_argcheck(L, max > 0, 2, "must be positive");
+    q->fmt = RF_SOME;
+    q->n = (size_t)max;
+  } else if (kind == RK_READUNTIL) {
+    q->delim = luaL_checklstring(L, 2, &q->dlen);
+    luaL_argcheck(L, q->dlen > 0, 2, "empty delimiter");
+    q->fmt = RF_UNTIL;
+  } else if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0, 2, "negative count");
+    q->fmt = RF_COUNT;
+    q->n = (size_t)n;
+  } else {
+    const char *f = luaL_optstring(L, 2, "l");
+    if (*f == '*')
+      f++; /* accept Lua 5.1 style "*l" */
+    switch (*f) {
+    case 'l': q->fmt = RF_LINE; break;
+    case 'L': q->fmt = RF_LINE_EOL; break;
+    case 'a': q->fmt = RF_ALL; break;
+    default: luaL_argerror(L, 2, "invalid format");
+    }
+  }
+}
+
+/* Match q against bytes p[0..n). s->rscan records how far a search went in
+ * vain, so bytes dribbling in are not searched again (no O(n^2)). */
+static enum rmatch rreq_match(struct sock *s, const struct rreq *q,
+                              const char *p, size_t n, size_t *ret,
+                              size_t *take) {
+  size_t len, total;
+  long at;
+  switch (q->fmt) {
+  case RF_COUNT:
+    if (n < q->n)
+      return R_MORE;
+    *ret = *take = q->n;
+    return R_DONE;
+  case RF_SOME:
+    if (n == 0)
+      return R_MORE;
+    *ret = *take = n < q->n ? n : q->n;
+    return R_DONE;
+  case RF_ALL:
+    return R_MORE; /* only EOF completes it */
+  case RF_LINE:
+  case RF_LINE_EOL:
+    if (buf_find_line(p, n, s->rscan, &len, &total) == 0) {
+      if (len > s->maxline)
+        return R_TOOLARGE;
+      *ret = q->fmt == RF_LINE ? len : total;
+      *take = total;
+      return R_DONE;
+    }
+    s->rscan = n;
+    return n > s->maxline + 1 ? R_TOOLARGE : R_MORE; /* +1: a pending \r */
+  case RF_UNTIL:
+    at = buf_find(p, n, s->rscan, q->delim, q->dlen);
+    if (at >= 0) {
+      if ((size_t)at > s->maxline)
+        return R_TOOLARGE;
+      *ret = (size_t)at;
+      *take = (size_t)at + q->dlen;
+      return R_DONE;
+    }
+    s->rscan = n >= q->dlen ? n - q->dlen + 1 : 0;
+    return n >= s->maxline + q->dlen ? R_TOOLARGE : R_MORE;
+  }
+  return R_MORE;
+}
+
+/* EOF or an error on the read side: "a" gets everything; any other read
+ * gets nil, code and the unreturned bytes, so nothing is lost (E2). */
+static int sock_readend(lua_State *L, struct sock *s, const struct rreq *q) {
+  struct buf *b = &s->rbuf;
+  int n = 1;
+  if (q->fmt != RF_ALL || s->rerr) {
+    lua_pushnil(L);
+    lua_pushstring(L, s->rerr ? net_errcode(-s->rerr) : "closed");
+    n = 3;
+  }
+  lua_pushlstring(L, buf_begin(b), b->len);
+  buf_consume(b, b->len);
+  s->rscan = 0;
+  return n;
+}
+
+/* One recv. An empty buffer receives into the loop's scratch buffer and a
+ * request completed there is pushed directly (returns 1); everything else
+ * is appended to rbuf (returns 0). EOF and errors are recorded in s. */
+static int sock_fill(lua_State *L, struct sock *s, const struct rreq *q) {
+  struct buf *b = &s->rbuf;
+  int scratch = b->len == 0;
+  size_t room = BERTH_SCRATCH;
+  char *dst = s->loop->scratch;
+  if (!scratch) {
+    size_t want = READ_CHUNK;
+    if (q->fmt == RF_COUNT && q->n > b->len && q->n - b->len > want)
+      want = q->n - b->len;
+    if ((dst = buf_reserve(b, want)) == NULL)
+      return luaL_error(L, "not enough memory");
+    room = buf_room(b);
+  }
+  long got = net_recv(s->fd, dst, room);
+  if (got <= 0) {
+    if (got == -EAGAIN)
+      s->readable = 0;
+    else if (got == 0)
+      s->eof = 1;
+    else
+      s->rerr = (int)got;
+    return 0;
+  }
+  if ((size_t)got < room)
+    s->readable = 0; /* drained the kernel: wait for readiness next time */
+  s->bytes_in += (uint64_t)got;
+  s->loop->bytes_in += (uint64_t)got;
+  if (!scratch) {
+    buf_commit(b, (size_t)got);
+    return 0;
+  }
+  size_t ret, take;
+  int done = rreq_match(s, q, dst, (size_t)got, &ret, &take) == R_DONE;
+  if (done) {
+    lua_pushlstring(L, dst, ret);
+    s->rscan = 0;
+  } else {
+    take = 0;
+  }
+  if (buf_append(b, dst + take, (size_t)got - take) < 0)
+    return luaL_error(L, "not enough memory");
+  return done;
+}
+
+/* Complete q from the buffer and the kernel: the number of results pushed,
+ * or -1 when the task has to wait for readiness. */
+static int sock_tryread(lua_State *L, struct sock *s, const struct rreq *q) {
+  struct buf *b = &s->rbuf;
+  for (;;) {
+    size_t ret, take;
+    switch (rreq_match(s, q, buf_begin(b), b->len, &ret, &take)) {
+    case R_DONE:
+      lua_pushlstring(L, buf_begin(b), ret);
+      buf_consume(b, take);
+      s->rscan = 0;
+      return 1;
+    case R_TOOLARGE:
+      return util_fail(L, "toolarge");
+    case R_MORE:
+      break;
+    }
+    if (s->eof || s->rerr)
+      return sock_readend(L, s, q);
+    if (!s->readable)
+      return -1;
+    if (sock_fill(L, s, q))
+      return 1;
+  }
+}
+
+static int sock_read_k(lua_State *L, int status, lua_KContext ctx);
+
+/* The read family. `retry` is set in the continuation: the per-call
+ * deadline then stands, and a timeout reported by the timer is returned. */
+static int sock_doread(lua_State *L, int kind, int retry) {
+  struct sock *s = sock_check(L, 1);
+  struct rreq q;
+  rreq_parse(L, s, kind, &q);
+  if (s->fd < 0)
+    return util_fail(L, "closed");
+  if (!retry) {
+    if (s->reader.co != NULL)
+      return luaL_error(L, "socket already has a pending read");
+    if (s->callback)
+      return luaL_error(L, "read: the socket is in on(\"data\") mode");
+    sched_checktask(L, s->loop, "read");
+    s->rscan = 0;
+    s->reader.deadline = q.timeout >= 0 ? ev_now(s->loop->ev) + q.timeout : -1;
+  } else if (s->reader.timedout) {
+    s->reader.timedout = 0;
+    return util_fail(L, "timeout"); /* nothing consumed: a retry sees it all */
+  }
+  int n = sock_tryread(L, s, &q);
+  if (n >= 0)
+    return n;
+  s->reader.co = L;
+  if (!ev_is_active(&s->rio))
+    ev_io_start(s->loop->ev, &s->rio);
+  sock_timer_arm(s);
+  if (s->rbuf.len == 0)
+    buf_free(&s->rbuf); /* idle connections hold no buffer */
+  return sched_park(L, kind, sock_read_k);
+}
+
+static int sock_read_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return sock_doread(L, (int)ctx, 1);
+}
+
+static int sock_read(lua_State *L) { return sock_doread(L, RK_READ, 0); }
+static int sock_readsome(lua_State *L) { return sock_doread(L, RK_READSOME, 0); }
+static int sock_readuntil(lua_State *L) { return sock_doread(L, RK_READUNTIL, 0); }
+
+/* ---------------------------------------------------------------- write */
+
+#define WRITE_IOV 64
+
+/* Send iov[0..cnt) now if nothing is queued before it, and buffer what the
+ * kernel did not take. Returns 0 or -errno (the write side failed). */
+static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
+  size_t sent = 0;
+  if (s->wbuf.len == 0) {
+    long n = net_writev(s->fd, iov, cnt);
+    if (n < 0 && n != -EAGAIN) {
+      s->werr = (int)n;
+      return (int)n;
+    }
+    sent = n > 0 ? (size_t)n : 0;
+    s->bytes_out += sent;
+    s->loop->bytes_out += sent;
+  }
+  for (int i = 0; i < cnt; i++) {
+    size_t len = iov[i].iov_len;
+    if (sent >= len) {
+      sent -= len;
+      continue;
+    }
+    if (buf_append(&s->wbuf, (char *)iov[i].iov_base + sent, len - sent) < 0)
+      return luaL_error(L, "not enough memory");
+    sent = 0;
+  }
+  return 0;
+}
+
+static int sock_write_k(lua_State *L, int status, lua_KContext ctx);
+
+/* Park the writer until the buffer is at `target` bytes or less. */
+static int sock_waitwrite(lua_State *L, struct sock *s, size_t target,
+                          double timeout, int retry) {
+  s->wtarget = target;
+  if (!retry)
+    s->writer.deadline = timeout >= 0 ? ev_now(s->loop->ev) + timeout : -1;
+  s->writer.co = L;
+  sock_timer_arm(s);
+  return sched_park(L, (lua_KContext)target, sock_write_k);
+}
+
+/* After a wait: closed, timed out, failed, still above target, or done. */
+static int sock_write_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct sock *s = sock_check(L, 1);
+  if (s->fd < 0)
+    return util_fail(L, "closed");
+  if (s->writer.timedout) {
+    s->writer.timedout = 0;
+    return util_fail(L, "timeout"); /* the data stays queued and is sent */
+  }
+  if (s->werr)
+    return util_failerr(L, -s->werr);
+  if (s->wbuf.len > (size_t)ctx)
+    return sock_waitwrite(L, s, (size_t)ctx, 0, 1);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static void sock_armwrite(lua_State *L, struct sock *s) {
+  if (s->wbuf.len > 0 && !ev_is_active(&s->wio)) {
+    ev_io_start(s->loop->ev, &s->wio);
+    sock_hold(L, s, 1);
+  }
+}
+
+static int sock_write(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  int top = lua_gettop(L);
+  if (s->fd < 0)
+    return util_fail(L, "closed");
+  if (s->writer.co != NULL)
+    return luaL_error(L, "socket already has a pending write");
+  if (s->werr)
+    return util_failerr(L, -s->werr);
+  if (s->shut_wr)
+    return util_fail(L, "closed");
+  struct iovec iov[WRITE_IOV];
+  for (int i = 2; i <= top;) {
+    int cnt = 0;
+    for (; i <= top && cnt < WRITE_IOV; i++, cnt++) {
+      size_t len;
+      iov[cnt].iov_base = (void *)luaL_checklstring(L, i, &len);
+      iov[cnt].iov_len = len;
+    }
+    int rc = sock_send(L, s, iov, cnt);
+    if (rc < 0)
+      return util_failerr(L, -rc);
+  }
+  sock_armwrite(L, s);
+  if (s->wbuf.len > s->hiwat) {
+    if (L == s->loop->current)
+      return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0);
+    s->drain_cb = 1; /* a callback cannot wait: on("drain") tells it */
+  } else if (s->wbuf.len > 0 && L != s->loop->current) {
+    s->drain_cb = 1;
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int sock_flush(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  double timeout = util_opttimeout(L, 2, s->wtimeout);
+  if (s->fd < 0)
+    return util_fail(L, "closed");
+  if (s->werr)
+    return util_failerr(L, -s->werr);
+  if (s->writer.co != NULL)
+    return luaL_error(L, "socket already has a pending write");
+  if (s->wbuf.len == 0) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  sched_checktask(L, s->loop, "flush");
+  lua_settop(L, 1);
+  return sock_waitwrite(L, s, 0, timeout, 0);
+}
+
+const luaL_Reg sock_io_methods[] = {
+  {"read", sock_read},
+  {"readsome", sock_readsome},
+  {"readuntil", sock_readuntil},
+  {"write", sock_write},
+  {"flush", sock_flush},
+  {NULL, NULL}
+};

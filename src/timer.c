@@ -1,0 +1,238 @@
+/*
+ * timer.c -- time and signals: berth.sleep, berth.timer (class berth.Timer)
+ * and berth.signal (class berth.Signal).
+ *
+ * A sleeping task holds its Timer on its own stack, so sleep needs no
+ * anchor. A timer or signal with a callback is anchored while armed: C
+ * holds it and no task does. Each firing runs the callback in a new task,
+ * so callbacks may block like any handler. Signal watchers are unref'd:
+ * they never keep berth.run() going by themselves.
+ */
+#include <signal.h>
+#include <string.h>
+
+#include "core.h"
+
+struct timer {
+  struct loop *loop;
+  ev_timer w;
+  lua_State *sleeper;  /* berth.sleep: the task to resume */
+  int anchored;
+};
+
+struct sigw {
+  struct loop *loop;
+  ev_signal w;
+  int anchored;
+};
+
+static void timer_disarm(lua_State *L, struct timer *t) {
+  if (t->loop->ev != NULL)
+    ev_timer_stop(t->loop->ev, &t->w);
+  if (t->anchored) {
+    loop_unanchor(L, t->loop, t);
+    t->anchored = 0;
+  }
+}
+
+/* Start a task running the object's callback with (arg). [-0, +0, m] */
+static void timer_spawn(lua_State *L, struct loop *lp, int idx, int argidx) {
+  lua_getiuservalue(L, idx, 1);
+  lua_pushvalue(L, argidx);
+  lua_State *co = sched_new(L, lp, 0, 1);
+  lua_pop(L, 1);
+  sched_resume(lp, co);
+}
+
+static int timer_fire(lua_State *L) {
+  struct timer *t = lua_touserdata(L, 1);
+  struct loop *lp = t->loop;
+  loop_pushanchored(L, lp, t); /* kept on the stack while Lua runs (L4) */
+  if (t->w.repeat <= 0)
+    timer_disarm(L, t); /* one-shot: collectable once the task lets go */
+  timer_spawn(L, lp, 2, 2);
+  return 0;
+}
+
+static void timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
+  (void)ev; (void)revents;
+  struct timer *t = w->data;
+  lua_State *co = t->sleeper;
+  if (co != NULL) {
+    t->sleeper = NULL;
+    sched_resume(t->loop, co);
+  } else if (t->anchored) {
+    loop_pcall(t->loop, timer_fire, t);
+  }
+}
+
+static struct timer *timer_push(lua_State *L, struct loop *lp) {
+  struct timer *t = lua_newuserdatauv(L, sizeof *t, 1);
+  memset(t, 0, sizeof *t);
+  t->loop = lp;
+  ev_init(&t->w, timer_cb);
+  t->w.data = t;
+  luaL_setmetatable(L, CLS_TIMER);
+  return t;
+}
+
+static int timer_sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* berth.sleep(seconds): 0 just lets every other ready task run first. */
+int timer_sleep(lua_State *L) {
+  struct loop *lp = loop_check(L, lua_upvalueindex(1));
+  double secs = luaL_checknumber(L, 1);
+  sched_checktask(L, lp, "sleep");
+  if (secs <= 0) {
+    sched_queue(L, lp, L);
+    return sched_park(L, 0, timer_sleep_k);
+  }
+  struct timer *t = timer_push(L, lp); /* stays on this task's stack */
+  t->sleeper = L;
+  ev_timer_set(&t->w, secs, 0);
+  ev_timer_start(lp->ev, &t->w);
+  return sched_park(L, 0, timer_sleep_k);
+}
+
+/* berth.timer(after, repeat, fn) -> Timer */
+int timer_new(lua_State *L) {
+  struct loop *lp = loop_check(L, lua_upvalueindex(1));
+  double after = luaL_checknumber(L, 1);
+  double rep = luaL_optnumber(L, 2, 0);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  struct timer *t = timer_push(L, lp);
+  lua_pushvalue(L, 3);
+  lua_setiuservalue(L, -2, 1);
+  ev_timer_set(&t->w, after > 0 ? after : 0, rep > 0 ? rep : 0);
+  ev_timer_start(lp->ev, &t->w);
+  loop_anchor(L, lp, t, -1);
+  t->anchored = 1;
+  return 1;
+}
+
+static int timer_cancel(lua_State *L) {
+  struct timer *t = luaL_checkudata(L, 1, CLS_TIMER);
+  timer_disarm(L, t);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int timer__gc(lua_State *L) {
+  struct timer *t = luaL_checkudata(L, 1, CLS_TIMER);
+  t->sleeper = NULL;
+  if (t->loop->ev != NULL)
+    ev_timer_stop(t->loop->ev, &t->w);
+  return 0;
+}
+
+static int timer__tostring(lua_State *L) {
+  struct timer *t = luaL_checkudata(L, 1, CLS_TIMER);
+  lua_pushfstring(L, "Timer (%s)", ev_is_active(&t->w) ? "armed" : "idle");
+  return 1;
+}
+
+/* --------------------------------------------------------------- signals */
+
+static const struct { const char *name; int signo; } signames[] = {
+  {"INT", SIGINT}, {"TERM", SIGTERM}, {"HUP", SIGHUP}, {"QUIT", SIGQUIT},
+  {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"CHLD", SIGCHLD},
+  {"WINCH", SIGWINCH}, {"ALRM", SIGALRM}, {"PIPE", SIGPIPE}, {NULL, 0}
+};
+
+static int signal_number(const char *name) {
+  if (strncmp(name, "SIG", 3) == 0)
+    name += 3;
+  for (int i = 0; signames[i].name; i++)
+    if (strcmp(signames[i].name, name) == 0)
+      return signames[i].signo;
+  return 0;
+}
+
+static int signal_fire(lua_State *L) {
+  struct sigw *g = lua_touserdata(L, 1);
+  loop_pushanchored(L, g->loop, g);
+  for (int i = 0; signames[i].name; i++)
+    if (signames[i].signo == g->w.signum)
+      lua_pushstring(L, signames[i].name);
+  timer_spawn(L, g->loop, 2, 3);
+  return 0;
+}
+
+static void signal_cb(struct ev_loop *ev, ev_signal *w, int revents) {
+  (void)ev; (void)revents;
+  struct sigw *g = w->data;
+  loop_pcall(g->loop, signal_fire, g);
+}
+
+static void signal_disarm(lua_State *L, struct sigw *g) {
+  if (!g->anchored)
+    return;
+  if (g->loop->ev != NULL) {
+    ev_ref(g->loop->ev);
+    ev_signal_stop(g->loop->ev, &g->w);
+  }
+  loop_unanchor(L, g->loop, g);
+  g->anchored = 0;
+}
+
+/* berth.signal(name, fn) -> Signal */
+int timer_signal(lua_State *L) {
+  struct loop *lp = loop_check(L, lua_upvalueindex(1));
+  const char *name = luaL_checkstring(L, 1);
+  int signo = signal_number(name);
+  luaL_argcheck(L, signo != 0, 1, "unknown signal name");
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  struct sigw *g = lua_newuserdatauv(L, sizeof *g, 1);
+  memset(g, 0, sizeof *g);
+  g->loop = lp;
+  luaL_setmetatable(L, CLS_SIGNAL);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, 1);
+  ev_signal_init(&g->w, signal_cb, signo);
+  g->w.data = g;
+  ev_signal_start(lp->ev, &g->w);
+  ev_unref(lp->ev);
+  loop_anchor(L, lp, g, -1);
+  g->anchored = 1;
+  return 1;
+}
+
+static int signal_cancel(lua_State *L) {
+  signal_disarm(L, luaL_checkudata(L, 1, CLS_SIGNAL));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int signal__gc(lua_State *L) {
+  struct sigw *g = luaL_checkudata(L, 1, CLS_SIGNAL);
+  if (g->loop->ev != NULL && ev_is_active(&g->w)) {
+    ev_ref(g->loop->ev);
+    ev_signal_stop(g->loop->ev, &g->w);
+  }
+  return 0;
+}
+
+static const luaL_Reg timer_meta[] = {
+  {"__gc", timer__gc}, {"__close", timer_cancel},
+  {"__tostring", timer__tostring}, {NULL, NULL}
+};
+static const luaL_Reg timer_methods[] = {
+  {"cancel", timer_cancel}, {NULL, NULL}
+};
+static const luaL_Reg signal_meta[] = {
+  {"__gc", signal__gc}, {"__close", signal_cancel}, {NULL, NULL}
+};
+static const luaL_Reg signal_methods[] = {
+  {"cancel", signal_cancel}, {NULL, NULL}
+};
+
+/* Registers both classes; leaves nothing on the stack. [-0, +0, m] */
+void timer_open(lua_State *L, struct loop *lp) {
+  util_newclass(L, CLS_TIMER, timer_meta, timer_methods, lp);
+  util_newclass(L, CLS_SIGNAL, signal_meta, signal_methods, lp);
+  lua_pop(L, 2);
+}

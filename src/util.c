@@ -1,0 +1,57 @@
+/*
+ * util.c -- small Lua helpers shared by the binding files: class creation,
+ * the `nil, code, extra` failure shape (E2), address pushing.
+ */
+#include <string.h>
+
+#include "core.h"
+
+/* Metatable with metamethods, plus a separate method table as __index
+ * (liolib's createmeta shape, U1). The metatable stays in the registry under
+ * `name`; the method table is left on the stack so Lua code can extend it.
+ * [-0, +1, m] */
+void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
+                   const luaL_Reg *methods, struct loop *lp) {
+  (void)lp;
+  luaL_newmetatable(L, name);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");  /* stack: mt, methods */
+  lua_remove(L, -2);
+}
+
+/* nil, code [-0, +2, m] */
+int util_fail(lua_State *L, const char *code) {
+  lua_pushnil(L);
+  lua_pushstring(L, code);
+  return 2;
+}
+
+/* nil, code, errno for a positive errno [-0, +3, m] */
+int util_failerr(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, net_errcode(err));
+  lua_pushinteger(L, err);
+  return 3;
+}
+
+/* host, port (or path, nil... port 0 for unix) [-0, +2, m] */
+int util_pushaddr(lua_State *L, const struct net_addr *a) {
+  char host[NET_ADDRSTRLEN];
+  int port;
+  if (net_format_addr(a, host, sizeof host, &port) < 0)
+    return util_fail(L, "invalid");
+  lua_pushstring(L, host);
+  lua_pushinteger(L, port);
+  return 2;
+}
+
+/* A timeout argument: nil -> def, negative -> none (-1). */
+double util_opttimeout(lua_State *L, int idx, double def) {
+  if (lua_isnoneornil(L, idx))
+    return def;
+  double t = luaL_checknumber(L, idx);
+  return t < 0 ? -1 : t;
+}

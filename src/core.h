@@ -79,6 +79,8 @@ void loop_log(struct loop *lp, const char *level, const char *fmt, ...);
 int loop_pcall(struct loop *lp, lua_CFunction f, void *ud);
 void loop_stats(lua_State *L, struct loop *lp);           /* [-0,+1,m] */
 void loop_taskended(struct loop *lp);
+/* Absolute deadline `timeout` seconds from the real now; -1 when < 0. */
+ev_tstamp loop_deadline(struct loop *lp, double timeout);
 
 /* ----------------------------------------------------------------- sched */
 

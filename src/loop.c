@@ -243,6 +243,16 @@ void loop_taskended(struct loop *lp) {
     loop_shutdown(NULL, lp, 0);
 }
 
+/* ev_now is the time the loop last woke up; Lua code that blocked (a
+ * popen, a long computation) leaves it stale, and a deadline computed from
+ * it would already be past. Refresh it for every timed wait. */
+ev_tstamp loop_deadline(struct loop *lp, double timeout) {
+  if (timeout < 0)
+    return -1;
+  ev_now_update(lp->ev);
+  return ev_now(lp->ev) + timeout;
+}
+
 static void setint(lua_State *L, const char *k, lua_Integer v) {
   lua_pushinteger(L, v);
   lua_setfield(L, -2, k);

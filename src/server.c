@@ -239,7 +239,7 @@ static int srv_doaccept(lua_State *L, int retry) {
       return luaL_error(L, "server already has a pending accept");
     sched_checktask(L, sv->loop, "accept");
     double t = util_opttimeout(L, 2, -1);
-    sv->acceptor.deadline = t >= 0 ? ev_now(sv->loop->ev) + t : -1;
+    sv->acceptor.deadline = loop_deadline(sv->loop, t);
   } else if (sv->acceptor.timedout) {
     sv->acceptor.timedout = 0;
     return util_fail(L, "timeout");

@@ -232,20 +232,18 @@ void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents) {
   }
   if (s->wbuf.len == 0 || s->werr)
     ev_io_stop(ev, w);
-  lua_State *co = s->writer.co;
-  if (co != NULL) {
-    s->writer.co = NULL;
-    sock_release(lp->L, s);
-    sched_resume(lp, co);
-    return;
-  }
   if (s->drain_cb && s->wbuf.len == 0) {
     s->drain_cb = 0;
-    loop_pcall(lp, sock_ondrain, s);
+    if (s->events)
+      loop_pcall(lp, sock_ondrain, s);
     if (s->fd < 0)
       return;
   }
+  lua_State *co = s->writer.co;
+  s->writer.co = NULL;
   sock_release(lp->L, s);
+  if (co != NULL)
+    sched_resume(lp, co); /* s may be gone after this */
 }
 
 /* -------------------------------------------------------------- objects */
@@ -321,6 +319,8 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
   s->callback = 0;
   if (why == NULL) { /* __gc: no task can be waiting, nothing may run */
     s->reader.co = s->writer.co = NULL;
+    s->events = 0;
+    sock_release(L, s);
     return;
   }
   sock_wake(L, lp, &s->reader);
@@ -520,7 +520,7 @@ static int sock_connect_k(lua_State *L, int status, lua_KContext ctx) {
     lua_settop(L, idx);
     return 1;
   }
-  sock_destroy(L, s, idx, NULL);
+  sock_destroy(L, s, idx, "closed");
   return util_failerr(L, err);
 }
 
@@ -549,7 +549,7 @@ int sock_connect(lua_State *L) {
     return 1;
   s->connecting = 1;
   s->writer.co = L;
-  s->writer.deadline = timeout >= 0 ? ev_now(lp->ev) + timeout : -1;
+  s->writer.deadline = loop_deadline(lp, timeout);
   ev_io_start(lp->ev, &s->wio);
   sock_hold(L, s, 4);
   sock_timer_arm(s);

@@ -214,7 +214,7 @@ static int sock_doread(lua_State *L, int kind, int retry) {
       return luaL_error(L, "read: the socket is in on(\"data\") mode");
     sched_checktask(L, s->loop, "read");
     s->rscan = 0;
-    s->reader.deadline = q.timeout >= 0 ? ev_now(s->loop->ev) + q.timeout : -1;
+    s->reader.deadline = loop_deadline(s->loop, q.timeout);
   } else if (s->reader.timedout) {
     s->reader.timedout = 0;
     return util_fail(L, "timeout"); /* nothing consumed: a retry sees it all */
@@ -278,7 +278,7 @@ static int sock_waitwrite(lua_State *L, struct sock *s, size_t target,
                           double timeout, int retry) {
   s->wtarget = target;
   if (!retry)
-    s->writer.deadline = timeout >= 0 ? ev_now(s->loop->ev) + timeout : -1;
+    s->writer.deadline = loop_deadline(s->loop, timeout);
   s->writer.co = L;
   sock_timer_arm(s);
   return sched_park(L, (lua_KContext)target, sock_write_k);
@@ -333,32 +333,27 @@ static int sock_write(lua_State *L) {
       return util_failerr(L, -rc);
   }
   sock_armwrite(L, s);
-  if (s->wbuf.len > s->hiwat) {
-    if (L == s->loop->current)
-      return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0);
-    s->drain_cb = 1; /* a callback cannot wait: on("drain") tells it */
-  } else if (s->wbuf.len > 0 && L != s->loop->current) {
-    s->drain_cb = 1;
-  }
-  lua_settop(L, 1);
+  if (s->wbuf.len > 0)
+    s->drain_cb = 1; /* on("drain") fires when it has emptied */
+  if (s->wbuf.len > s->hiwat && L == s->loop->current)
+    return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0);
+  lua_settop(L, 1); /* a callback cannot wait: it buffers, and on("drain") */
   return 1;
 }
 
 static int sock_flush(lua_State *L) {
   struct sock *s = sock_check(L, 1);
   double timeout = util_opttimeout(L, 2, s->wtimeout);
+  sched_checktask(L, s->loop, "flush");
   if (s->fd < 0)
     return util_fail(L, "closed");
   if (s->werr)
     return util_failerr(L, -s->werr);
   if (s->writer.co != NULL)
     return luaL_error(L, "socket already has a pending write");
-  if (s->wbuf.len == 0) {
-    lua_settop(L, 1);
-    return 1;
-  }
-  sched_checktask(L, s->loop, "flush");
   lua_settop(L, 1);
+  if (s->wbuf.len == 0)
+    return 1;
   return sock_waitwrite(L, s, 0, timeout, 0);
 }
 

@@ -125,6 +125,7 @@ struct sock {
   unsigned anchored : 1;
   unsigned events : 1;   /* on("close"|"drain") registered */
   unsigned connecting : 1;
+  unsigned owned : 1;    /* a handler task owns it, and anchors it for us */
   int rerr, werr;        /* sticky -errno of the read/write side */
   ev_io rio, wio;
   ev_timer timer;        /* one per socket: the nearest waiter deadline */
@@ -173,6 +174,8 @@ void sock_hold(lua_State *L, struct sock *s, int idx);
 void sock_release(lua_State *L, struct sock *s);
 void sock_timer_arm(struct sock *s);
 void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents);
+/* Send what the write buffer holds now, without waiting. */
+void sock_flushnow(lua_State *L, struct sock *s);
 /* socket_io.c: the read and write methods */
 extern const luaL_Reg sock_io_methods[];
 

@@ -91,6 +91,7 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
     }
     struct sock *s = sock_new(L, sv->loop, fd);
     s->srv = sv;
+    s->owned = sv->handler;
     s->maxline = sv->maxline;
     lua_pushvalue(L, idx);
     lua_setiuservalue(L, -2, SOCK_UV_SERVER);

@@ -34,9 +34,10 @@ static struct sock *sock_checkopen(lua_State *L, int idx) {
   return s;
 }
 
-/* Does C hold this socket without a task holding it for us? */
+/* Does C hold this socket without a task holding it for us? A handler's
+ * socket is anchored through its task (sched.c) for as long as it is open. */
 static int sock_needsanchor(const struct sock *s) {
-  return s->callback || s->events || ev_is_active(&s->wio);
+  return !s->owned && (s->callback || s->events || ev_is_active(&s->wio));
 }
 
 /* [-0, +0, m] */
@@ -207,6 +208,20 @@ static void sock_drainbuf(struct sock *s) {
   } else if (n != -EAGAIN) {
     s->werr = (int)n;
     buf_free(b);
+  }
+}
+
+/* Send what is queued now (a reader is about to wait: the batch of replies
+ * to a pipelined burst goes out in one writev); the write watcher keeps
+ * draining whatever the kernel does not take. */
+void sock_flushnow(lua_State *L, struct sock *s) {
+  sock_drainbuf(s);
+  if (s->wbuf.len == 0 && s->writer.co == NULL) {
+    ev_io_stop(s->loop->ev, &s->wio);
+    buf_free(&s->wbuf);
+    if (s->shut_wr && !s->werr)
+      shutdown(s->fd, SHUT_WR);
+    sock_release(L, s);
   }
 }
 

@@ -12,6 +12,10 @@
  * Writes go out with one writev at once; only what the kernel refuses is
  * copied into the write buffer, and a task yields only above the high
  * watermark until the buffer drains to the low one (backpressure, R11).
+ * One exception batches pipelined replies: while unread input is already
+ * buffered, a write is queued instead, and the read that next has to wait
+ * sends the whole batch with one writev (the write watcher is armed as a
+ * safety net, so a handler that stops reading still gets it sent).
  */
 #include <errno.h>
 #include <string.h>
@@ -222,6 +226,8 @@ static int sock_doread(lua_State *L, int kind, int retry) {
   int n = sock_tryread(L, s, &q);
   if (n >= 0)
     return n;
+  if (s->wbuf.len > 0 && s->writer.co == NULL)
+    sock_flushnow(L, s);
   s->reader.co = L;
   if (!ev_is_active(&s->rio))
     ev_io_start(s->loop->ev, &s->rio);
@@ -248,7 +254,7 @@ static int sock_readuntil(lua_State *L) { return sock_doread(L, RK_READUNTIL, 0)
  * kernel did not take. Returns 0 or -errno (the write side failed). */
 static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
   size_t sent = 0;
-  if (s->wbuf.len == 0) {
+  if (s->wbuf.len == 0 && s->rbuf.len == 0) {
     long n = net_writev(s->fd, iov, cnt);
     if (n < 0 && n != -EAGAIN) {
       s->werr = (int)n;

@@ -1,0 +1,204 @@
+-- A Redis-protocol (RESP2) in-memory key-value server, enough for
+-- redis-cli and redis-benchmark: PING ECHO SET(EX/PX/NX/XX) GET DEL EXISTS
+-- INCR DECR INCRBY MGET MSET EXPIRE TTL DBSIZE FLUSHALL, plus COMMAND,
+-- CONFIG GET and HELLO. Binary safe, pipelined, inline commands too.
+-- PORT (default 6379, 0 for any free port) and HOST (default 127.0.0.1).
+local berth = require "berth"
+
+local MAX_BULK = 512 * 1024 * 1024 -- Redis's proto-max-bulk-len
+local MAX_ARGS = 1024 * 1024
+
+local data, expires = {}, {}       -- key -> value; key -> absolute expiry (s)
+
+-- Replies -------------------------------------------------------------------
+local OK, NIL, PONG = "+OK\r\n", "$-1\r\n", "+PONG\r\n"
+local function int(n) return (":%d\r\n"):format(n) end
+local function bulk(s) return ("$%d\r\n%s\r\n"):format(#s, s) end
+local function err(msg) return "-ERR " .. msg .. "\r\n" end
+local function array(items)
+  local out = { ("*%d\r\n"):format(#items) }
+  for i, v in ipairs(items) do out[i + 1] = v == false and NIL or bulk(v) end
+  return table.concat(out)
+end
+local NOT_INT = err("value is not an integer or out of range")
+local SYNTAX = err("syntax error")
+
+-- The keyspace, with lazy expiry ---------------------------------------------
+local function get(key)
+  local at = expires[key]
+  if at and at <= berth.now() then
+    data[key], expires[key] = nil, nil
+  end
+  return data[key]
+end
+
+local function set(key, value, ttl)
+  data[key] = value
+  expires[key] = ttl and berth.now() + ttl or nil
+end
+
+local function toint(s)
+  local n = s:match("^-?%d+$") and math.tointeger(tonumber(s))
+  if n and tostring(n) == s then return n end
+end
+
+-- Commands: name -> { arity, fn(args) -> reply } (arity as Redis: -N = at least N)
+local commands = {}
+
+local function incrby(key, by)
+  local cur = get(key)
+  local n = cur == nil and 0 or toint(cur)
+  if not n then return NOT_INT end
+  local r = n + by
+  if (by > 0 and r < n) or (by < 0 and r > n) then
+    return err("increment or decrement would overflow")
+  end
+  data[key] = tostring(r)
+  return int(r)
+end
+
+commands.ping = { -1, function(a) return a[2] and bulk(a[2]) or PONG end }
+commands.echo = { 2, function(a) return bulk(a[2]) end }
+commands.get = { 2, function(a) local v = get(a[2]); return v and bulk(v) or NIL end }
+commands.incr = { 2, function(a) return incrby(a[2], 1) end }
+commands.decr = { 2, function(a) return incrby(a[2], -1) end }
+commands.incrby = { 3, function(a)
+  local by = toint(a[3])
+  if not by then return NOT_INT end
+  return incrby(a[2], by)
+end }
+commands.dbsize = { 1, function()
+  local n = 0
+  for k in pairs(data) do if get(k) then n = n + 1 end end
+  return int(n)
+end }
+commands.flushall = { -1, function() data, expires = {}, {}; return OK end }
+commands.del = { -2, function(a)
+  local n = 0
+  for i = 2, #a do if get(a[i]) then data[a[i]], expires[a[i]] = nil, nil; n = n + 1 end end
+  return int(n)
+end }
+commands.exists = { -2, function(a)
+  local n = 0
+  for i = 2, #a do if get(a[i]) then n = n + 1 end end
+  return int(n)
+end }
+commands.mget = { -2, function(a)
+  local out = {}
+  for i = 2, #a do out[i - 1] = get(a[i]) or false end
+  return array(out)
+end }
+commands.mset = { -3, function(a)
+  if #a % 2 == 0 then return err("wrong number of arguments for 'mset' command") end
+  for i = 2, #a, 2 do set(a[i], a[i + 1]) end
+  return OK
+end }
+commands.expire = { 3, function(a)
+  local secs = toint(a[3])
+  if not secs then return NOT_INT end
+  if not get(a[2]) then return int(0) end
+  if secs <= 0 then data[a[2]], expires[a[2]] = nil, nil
+  else expires[a[2]] = berth.now() + secs end
+  return int(1)
+end }
+commands.ttl = { 2, function(a)
+  if not get(a[2]) then return int(-2) end
+  local at = expires[a[2]]
+  if not at then return int(-1) end
+  return int(math.floor(at - berth.now() + 0.5))
+end }
+commands.set = { -3, function(a)
+  local key, value, ttl, nx, xx = a[2], a[3], nil, false, false
+  local i = 4
+  while i <= #a do
+    local opt = a[i]:upper()
+    if (opt == "EX" or opt == "PX") and a[i + 1] and not ttl then
+      local n = toint(a[i + 1])
+      if not n then return NOT_INT end
+      if n <= 0 then return err("invalid expire time in 'set' command") end
+      ttl = opt == "EX" and n or n / 1000
+      i = i + 2
+    elseif opt == "NX" and not xx then nx = true; i = i + 1
+    elseif opt == "XX" and not nx then xx = true; i = i + 1
+    else return SYNTAX end
+  end
+  local exists = get(key) ~= nil
+  if (nx and exists) or (xx and not exists) then return NIL end
+  set(key, value, ttl)
+  return OK
+end }
+-- Connection-time commands redis-cli and redis-benchmark send.
+commands.command = { -1, function() return "*0\r\n" end }
+commands.config = { -2, function(a)
+  if a[2]:lower() ~= "get" or not a[3] then return err("CONFIG subcommand not supported") end
+  local known = { save = "", appendonly = "no", databases = "1" }
+  local v = known[a[3]:lower()]
+  return v and array({ a[3]:lower(), v }) or "*0\r\n"
+end }
+commands.hello = { -1, function(a)
+  if a[2] and a[2] ~= "2" then return "-NOPROTO unsupported protocol version\r\n" end
+  return "*6\r\n$6\r\nserver\r\n$5\r\nberth\r\n$7\r\nversion\r\n" ..
+    bulk(berth.version) .. "$5\r\nproto\r\n:2\r\n"
+end }
+
+local function execute(args)
+  local name = args[1]:lower()
+  local cmd = commands[name]
+  if not cmd then
+    local quoted = {}
+    for i = 2, math.min(#args, 4) do quoted[#quoted + 1] = "'" .. args[i] .. "' " end
+    return err(("unknown command '%s', with args beginning with: %s"):format(args[1], table.concat(quoted)))
+  end
+  local arity = cmd[1]
+  if (arity > 0 and #args ~= arity) or (arity < 0 and #args < -arity) then
+    return err(("wrong number of arguments for '%s' command"):format(name))
+  end
+  return cmd[2](args)
+end
+
+-- The protocol -----------------------------------------------------------------
+-- Read one command: a RESP array of bulk strings, or an inline line.
+-- Returns the argument list, or nil and (an error reply to send | nil).
+local function read_command(sock)
+  local line = sock:read("l")
+  if not line then return nil end
+  if line:byte(1) ~= 42 then -- '*': anything else is an inline command
+    local args = {}
+    for word in line:gmatch("%S+") do args[#args + 1] = word end
+    return args
+  end
+  local n = toint(line:sub(2))
+  if not n or n > MAX_ARGS then return nil, "-ERR Protocol error: invalid multibulk length\r\n" end
+  local args = {}
+  for i = 1, n do
+    local header = sock:read("l")
+    if not header then return nil end
+    local len = header:byte(1) == 36 and toint(header:sub(2)) -- '$'
+    if not len or len < 0 or len > MAX_BULK then
+      return nil, "-ERR Protocol error: invalid bulk length\r\n"
+    end
+    local value = sock:read(len + 2)
+    if not value then return nil end
+    if value:sub(-2) ~= "\r\n" then return nil, "-ERR Protocol error: expected '\\r\\n'\r\n" end
+    args[i] = value:sub(1, -3)
+  end
+  return args
+end
+
+local server = assert(berth.serve{
+  host = os.getenv("HOST") or "127.0.0.1",
+  port = tonumber(os.getenv("PORT") or 6379),
+  handler = function(sock)
+    while true do
+      local args, protoerr = read_command(sock)
+      if not args then
+        if protoerr then sock:write(protoerr) end
+        return
+      end
+      if #args > 0 and not sock:write(execute(args)) then return end
+    end
+  end,
+})
+
+print(("listening on %s:%d"):format(server:address(), server:port()))
+io.stdout:flush()

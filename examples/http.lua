@@ -13,49 +13,60 @@ local IDLE_TIMEOUT = 60             -- seconds a kept-alive connection may idle
 
 local REASONS = {
   [200] = "OK", [400] = "Bad Request", [404] = "Not Found",
-  [405] = "Method Not Allowed", [413] = "Content Too Large",
-  [431] = "Request Header Fields Too Large", [501] = "Not Implemented",
+  [413] = "Content Too Large", [431] = "Request Header Fields Too Large",
+  [501] = "Not Implemented",
 }
 
-local function respond(sock, status, body, opts)
-  opts = opts or {}
-  local close = opts.close
-  return sock:write("HTTP/1.1 ", status, " ", REASONS[status], "\r\n",
-    "Content-Type: ", opts.type or "text/plain", "\r\n",
-    "Content-Length: ", #body, "\r\n",
-    close and "Connection: close\r\n" or "",
-    "\r\n", opts.head and "" or body)
+-- A whole response as one string. `variant` is nil, "close" or "head".
+local function response(status, body, variant)
+  return ("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s")
+    :format(status, REASONS[status], #body,
+      variant == "close" and "Connection: close\r\n" or "",
+      variant == "head" and "" or body)
 end
 
--- Parse a header block (request line + headers, without the final blank
--- line). Returns the request, or nil and the status to answer with.
+-- Fixed responses are built once: per request, only the choice is made.
+local function fixed(status, body)
+  return { keep = response(status, body), close = response(status, body, "close"),
+           head = response(status, body, "head") }
+end
+local HELLO = fixed(200, "Hello, World!")
+local NOT_FOUND = fixed(404, "Not Found\n")
+
+-- One header's value from a header block, by its lower-case name. Header
+-- names are case-insensitive, so the block is searched lower-cased.
+local function header(lower_block, block, name)
+  local at = lower_block:find("\r\n" .. name .. ":", 1, true)
+  if not at then return nil end
+  local from = at + #name + 3
+  local to = (block:find("\r\n", from, true) or #block + 1) - 1
+  return block:sub(from, to):match("^[ \t]*(.-)[ \t]*$")
+end
+
+-- Parse a header block (request line + headers, without the blank line).
+-- Returns method, target, keep_alive, content_length; or nil and a status.
 local function parse(block)
-  local method, target, minor, rest = block:match("^(%u+) (%S+) HTTP/1%.([01])(.*)$")
+  local method, target, minor = block:match("^(%u+) (%S+) HTTP/1%.([01])")
   if not method then return nil, 400 end
-  local headers = {}
-  for line in rest:gmatch("\r\n([^\r\n]*)") do
-    if #line > MAX_HEADER_LINE then return nil, 431 end
-    local name, value = line:match("^([%w!#$%%&'*+.^_`|~-]+):[ \t]*(.-)[ \t]*$")
-    if not name then return nil, 400 end
-    headers[name:lower()] = value
+  if #block > MAX_HEADER_LINE then -- only then can one line be too long
+    for line in block:gmatch("[^\r\n]+") do
+      if #line > MAX_HEADER_LINE then return nil, 431 end
+    end
   end
-  return { method = method, target = target, minor = minor, headers = headers }
-end
-
-local function wants_close(req)
-  local conn = req.headers.connection
-  conn = conn and conn:lower()
-  if req.minor == "0" then return conn ~= "keep-alive" end
-  return conn == "close"
-end
-
-local function handle(sock, req)
-  if req.target == "/" and (req.method == "GET" or req.method == "HEAD") then
-    return 200, "Hello, World!"
-  elseif req.target == "/echo" and req.method == "POST" then
-    return 200, req.body
+  if not block:find("\r\n", 1, true) then
+    return method, target, minor == "1", nil -- no headers at all
   end
-  return 404, "Not Found"
+  local lower = block:lower()
+  if header(lower, block, "transfer-encoding") then return nil, 501 end
+  local conn = header(lower, lower, "connection")
+  local keep = (minor == "1" and conn ~= "close") or conn == "keep-alive"
+  local length = header(lower, block, "content-length")
+  if length then
+    length = length:match("^%d+$") and tonumber(length)
+    if not length then return nil, 400 end
+    if length > MAX_BODY then return nil, 413 end
+  end
+  return method, target, keep, length
 end
 
 local function serve_connection(sock)
@@ -64,29 +75,26 @@ local function serve_connection(sock)
   while true do
     local block, err = sock:readuntil("\r\n\r\n")
     if not block then
-      if err == "toolarge" then respond(sock, 431, "header block too large\n", { close = true }) end
-      return -- closed, reset or timeout: nothing to answer
+      if err == "toolarge" then sock:write(response(431, "header block too large\n", "close")) end
+      return sock:flush() -- closed, reset or timeout: nothing more to answer
     end
-    local req, status = parse(block)
-    if not req then
-      return respond(sock, status, REASONS[status] .. "\n", { close = true })
-    end
-    if req.headers["transfer-encoding"] then
-      return respond(sock, 501, "chunked request bodies are not supported\n", { close = true })
-    end
-    local length = req.headers["content-length"]
-    if length then
-      length = length:match("^%d+$") and tonumber(length)
-      if not length then return respond(sock, 400, "bad Content-Length\n", { close = true }) end
-      if length > MAX_BODY then return respond(sock, 413, "body too large\n", { close = true }) end
-      req.body = sock:read(length)
-      if not req.body then return end
-    end
-    local close = wants_close(req)
-    local code, body = handle(sock, req)
-    if not respond(sock, code, body, { close = close, head = req.method == "HEAD" }) or close then
+    local method, target, keep, length = parse(block)
+    if not method then
+      sock:write(response(target, REASONS[target] .. "\n", "close"))
       return sock:flush()
     end
+    local body = length and sock:read(length)
+    if length and not body then return end
+    local variant = not keep and "close" or method == "HEAD" and "head" or "keep"
+    local ok
+    if target == "/" and (method == "GET" or method == "HEAD") then
+      ok = sock:write(HELLO[variant])
+    elseif target == "/echo" and method == "POST" then
+      ok = sock:write(response(200, body or "", variant ~= "keep" and variant or nil))
+    else
+      ok = sock:write(NOT_FOUND[variant])
+    end
+    if not ok or not keep then return sock:flush() end
   end
 end
 

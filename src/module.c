@@ -93,11 +93,40 @@ static int m_setref(lua_State *L, int *ref) {
 static int m_onerror(lua_State *L) { return m_setref(L, &m_loop(L)->onerror); }
 static int m_setlogger(lua_State *L) { return m_setref(L, &m_loop(L)->logger); }
 
+static int m_suspend_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return lua_gettop(L); /* what wake() pushed */
+}
+
+/* suspend() -> the values given to wake(). Task only. The caller must make
+ * sure exactly one wake() follows (lua/berth/sync.lua keeps the books). */
+static int m_suspend(lua_State *L) {
+  sched_checktask(L, m_loop(L), "suspend");
+  lua_settop(L, 0);
+  return sched_park(L, 0, m_suspend_k);
+}
+
+/* wake(co, ...): queue a task parked in suspend(), with values. */
+static int m_wake(lua_State *L) {
+  struct loop *lp = m_loop(L);
+  lua_State *co = lua_tothread(L, 1);
+  luaL_argcheck(L, co != NULL && lua_status(co) == LUA_YIELD && co != L, 1,
+                "a suspended task expected");
+  int n = lua_gettop(L) - 1;
+  if (!lua_checkstack(co, n))
+    return luaL_error(L, "wake: too many values");
+  lua_xmove(L, co, n);
+  sched_queue(L, lp, co);
+  return 0;
+}
+
 static const luaL_Reg m_funcs[] = {
   {"listen", srv_listen},
   {"connect", sock_connect},
   {"resolve", resolve_lookup},
   {"spawn", m_spawn},
+  {"suspend", m_suspend},
+  {"wake", m_wake},
   {"sleep", timer_sleep},
   {"timer", timer_new},
   {"signal", timer_signal},

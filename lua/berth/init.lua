@@ -5,6 +5,7 @@
 -- @module berth
 local core = require "berth.core"
 local log = require "berth.log"
+local sync = require "berth.sync"
 
 local berth = {
   version = core.version,
@@ -21,6 +22,7 @@ local berth = {
   shutdown = core.shutdown,
   stats = core.stats,
   onerror = core.onerror,
+  cond = sync.cond,
 }
 
 core.setlogger(log.write)

@@ -1,0 +1,47 @@
+-- TCP proxy: every connection is relayed to UPSTREAM=host:port.
+-- Full duplex (one task per direction), backpressure both ways (a write
+-- waits while the slow side's buffer is full, so the other side is no
+-- longer read), half-close passed through, and an upstream that refuses or
+-- resets ends the client's connection at once.
+-- PORT (default 7002, 0 for any free port) and HOST (default 127.0.0.1).
+local berth = require "berth"
+
+local upstream_host, upstream_port = (os.getenv("UPSTREAM") or ""):match("^%[?(.-)%]?:(%d+)$")
+if not upstream_host then
+  io.stderr:write("proxy.lua: set UPSTREAM=host:port\n")
+  os.exit(2)
+end
+upstream_port = tonumber(upstream_port)
+
+-- Copy from -> to until EOF or an error, then pass the EOF on.
+local function pump(from, to)
+  while true do
+    local data = from:readsome()
+    if not data or not to:write(data) then break end
+  end
+  to:shutdown("w")
+end
+
+local server = assert(berth.serve{
+  host = os.getenv("HOST") or "127.0.0.1",
+  port = tonumber(os.getenv("PORT") or 7002),
+  handler = function(client)
+    local upstream <close>, err = berth.connect(upstream_host, upstream_port, { timeout = 5 })
+    if not upstream then
+      berth.log.warn("upstream %s:%d: %s", upstream_host, upstream_port, err)
+      return -- the client is closed as the handler ends
+    end
+    local done = berth.cond()
+    local back_done = false
+    berth.spawn(function()
+      pump(upstream, client)
+      back_done = true
+      done:signal()
+    end)
+    pump(client, upstream)
+    while not back_done do done:wait() end
+  end,
+})
+
+print(("listening on %s:%d"):format(server:address(), server:port()))
+io.stdout:flush()

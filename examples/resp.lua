@@ -37,9 +37,16 @@ local function set(key, value, ttl)
   expires[key] = ttl and berth.now() + ttl or nil
 end
 
+-- A strict integer, as Redis accepts in commands ("5" but not "05", "+5").
 local function toint(s)
   local n = s:match("^-?%d+$") and math.tointeger(tonumber(s))
   if n and tostring(n) == s then return n end
+end
+
+-- A length in the protocol itself ("*3", "$5"): the digits after byte 1.
+local function length(line, marker)
+  if line:byte(1) ~= marker then return nil end
+  return math.tointeger(tonumber(line:sub(2)))
 end
 
 -- Commands: name -> { arity, fn(args) -> reply } (arity as Redis: -N = at least N)
@@ -141,9 +148,11 @@ commands.hello = { -1, function(a)
     bulk(berth.version) .. "$5\r\nproto\r\n:2\r\n"
 end }
 
+-- Clients send names in either case; both are registered up front.
+for name, cmd in pairs(commands) do commands[name:upper()] = cmd end
+
 local function execute(args)
-  local name = args[1]:lower()
-  local cmd = commands[name]
+  local cmd = commands[args[1]] or commands[args[1]:lower()]
   if not cmd then
     local quoted = {}
     for i = 2, math.min(#args, 4) do quoted[#quoted + 1] = "'" .. args[i] .. "' " end
@@ -151,7 +160,7 @@ local function execute(args)
   end
   local arity = cmd[1]
   if (arity > 0 and #args ~= arity) or (arity < 0 and #args < -arity) then
-    return err(("wrong number of arguments for '%s' command"):format(name))
+    return err(("wrong number of arguments for '%s' command"):format(args[1]:lower()))
   end
   return cmd[2](args)
 end
@@ -167,19 +176,21 @@ local function read_command(sock)
     for word in line:gmatch("%S+") do args[#args + 1] = word end
     return args
   end
-  local n = toint(line:sub(2))
+  local n = length(line, 42)
   if not n or n > MAX_ARGS then return nil, "-ERR Protocol error: invalid multibulk length\r\n" end
   local args = {}
   for i = 1, n do
     local header = sock:read("l")
     if not header then return nil end
-    local len = header:byte(1) == 36 and toint(header:sub(2)) -- '$'
+    local len = length(header, 36) -- '$'
     if not len or len < 0 or len > MAX_BULK then
       return nil, "-ERR Protocol error: invalid bulk length\r\n"
     end
     local value = sock:read(len + 2)
     if not value then return nil end
-    if value:sub(-2) ~= "\r\n" then return nil, "-ERR Protocol error: expected '\\r\\n'\r\n" end
+    if value:byte(-2) ~= 13 or value:byte(-1) ~= 10 then -- "\r\n"
+      return nil, "-ERR Protocol error: expected '\\r\\n'\r\n"
+    end
     args[i] = value:sub(1, -3)
   end
   return args

@@ -1,0 +1,131 @@
+-- examples/echo.lua and examples/chat.lua, run by the host as child
+-- processes (PORT=0) and driven over real sockets from this process.
+local helpers = require "helpers"
+local berth = helpers.berth
+local run, expect = helpers.run, helpers.expect
+
+-- Starts an example, checks its listening line, stops it after `fn(port)`
+-- and checks that it printed nothing else and exited 0 after SIGTERM.
+-- Returns what it wrote to stderr.
+local function with_example(name, env, fn)
+  local proc, host, port = helpers.start_example(name, env)
+  assert.equal(env and env.HOST or "127.0.0.1", host)
+  assert.is_true(port > 0 and port < 65536)
+  local ok, err = pcall(fn, port, host)
+  proc:kill("TERM")
+  local rest, how, code = proc:wait()
+  if not ok then error(err, 0) end
+  assert.equal("", rest, "the example printed more than its listening line")
+  assert.same({ "exit", 0 }, { how, code }, proc:stderr())
+  return proc:stderr()
+end
+
+describe("examples", function()
+  before_each(helpers.before)
+  after_each(helpers.after)
+
+  describe("echo.lua", function()
+    it("echoes lines and 1 MiB of random bytes back exactly", function()
+      with_example("echo", nil, function(port)
+        run(function()
+          local sock <close> = helpers.connect(port)
+          assert.equal("hello", helpers.roundtrip(sock, "hello"))
+          assert(sock:write("crlf\r\n"))
+          assert.equal("crlf\r\n", sock:read("L", 2))
+          -- Far more than one read: echo.lua relays bytes, not lines.
+          local blob = helpers.random_bytes(1024 * 1024, 5)
+          berth.spawn(function() assert(sock:write(blob)) end)
+          helpers.assert_bytes(blob, sock:read(#blob, 10))
+        end)
+      end)
+    end)
+
+    it("serves 200 concurrent clients", function()
+      with_example("echo", nil, function(port)
+        run(function()
+          local n, finished = 200, 0
+          local done = expect(function() finished = finished + 1 end, n)
+          for i = 1, n do
+            berth.spawn(function()
+              local sock <close> = helpers.connect(port)
+              for j = 1, 3 do
+                local line = ("client %d line %d"):format(i, j)
+                assert.equal(line, helpers.roundtrip(sock, line, 10))
+              end
+              done()
+            end)
+          end
+          helpers.wait_until(function() return finished == n end, 20, "all clients")
+        end, 30)
+      end)
+    end)
+
+    it("listens on HOST=::1", function()
+      with_example("echo", { HOST = "::1" }, function(port)
+        run(function()
+          local sock <close> = assert(berth.connect("::1", port, { timeout = 2 }))
+          assert.equal("over v6", helpers.roundtrip(sock, "over v6"))
+        end)
+      end)
+    end)
+  end)
+
+  describe("chat.lua", function()
+    -- Task only: connects a chat client and takes its welcome line.
+    local function join(port)
+      local sock = helpers.connect(port)
+      assert.equal("welcome", sock:read("l", 2))
+      return sock
+    end
+
+    it("relays each line to every other client, not back to the sender", function()
+      with_example("chat", nil, function(port)
+        run(function()
+          local alice <close> = join(port)
+          local bob <close> = join(port)
+          local carol <close> = join(port)
+          assert(alice:write("hello from alice\r\n"))
+          assert.equal("hello from alice\r\n", bob:read("L", 2))
+          assert.equal("hello from alice\r\n", carol:read("L", 2))
+          assert(bob:write("hi alice\n"))
+          assert.equal("hi alice", alice:read("l", 2))
+          assert.equal("hi alice", carol:read("l", 2))
+          helpers.assert_fail("timeout", nil, alice:read("l", 0.2))
+          helpers.assert_fail("timeout", nil, bob:read("l", 0.01))
+        end)
+      end)
+    end)
+
+    it("disconnects a client that never reads while the others keep up", function()
+      local stderr = with_example("chat", nil, function(port)
+        run(function()
+          local alice <close> = join(port)
+          local bob <close> = join(port)
+          local mallory <close> = join(port) -- never reads again
+          local n, got = 2000, 0
+          local function line(i) return ("%04d"):format(i) .. ("x"):rep(4091) .. "\n" end
+          berth.spawn(function()
+            for i = 1, n do
+              assert.equal(line(i), bob:read("L", 10))
+              got = i
+            end
+          end)
+          -- Alice waits for bob after every 16 lines (64 KiB), so bob keeps
+          -- up; mallory's backlog grows past kernel buffers and 64 KiB.
+          for i = 1, n do
+            assert(alice:write(line(i)))
+            if i % 16 == 0 then
+              helpers.wait_until(function() return got == i end, 5, "bob to read line " .. i)
+            end
+          end
+          helpers.wait_until(function() return got == n end, 5, "bob to receive every line")
+          local rest = mallory:read("a", 10)
+          assert.is_true(#rest < n * 4096,
+            "mallory received all " .. #rest .. " bytes: it was never disconnected")
+        end, 30)
+      end)
+      assert.is_truthy(stderr:find("disconnecting a client that does not read", 1, true),
+        "chat.lua did not log the disconnect:\n" .. stderr)
+    end)
+  end)
+end)

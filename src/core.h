@@ -40,6 +40,22 @@
 #define BERTH_BACKLOG    511
 #define BERTH_ACCEPT_MAX 64          /* accepts per readiness event (R9) */
 #define BERTH_GRACE      10.0
+#define BERTH_BUDGET     64          /* buffered reads per resume (fairness) */
+
+/* Per-connection safety limits (README "Limits and safety"). A server's
+ * limits are copied into every socket it accepts; connected sockets get
+ * limits_none. Sizes in bytes, times in seconds, 0 = no limit. */
+struct limits {
+  size_t maxline;          /* a line or delimited read */
+  size_t max_input;        /* read(n) and read("a") */
+  size_t max_output;       /* the write buffer; past it: close, "toolarge" */
+  double idle_timeout;     /* no traffic either way: close, "timeout" */
+  double message_timeout;  /* a started line/delimited read: "timeout" */
+  double send_timeout;     /* queued output with no progress: close */
+};
+
+#define LIMITS_DEFAULT {BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60}
+#define LIMITS_NONE {BERTH_MAXLINE, (size_t)-1, (size_t)-1, 0, 0, 0}
 
 /* ------------------------------------------------------------------ loop */
 
@@ -59,6 +75,11 @@ struct loop {
   char *scratch;         /* BERTH_SCRATCH bytes shared by all receives */
   struct server *servers;/* open servers, for shutdown */
   struct sock *sockets;  /* open sockets, for shutdown */
+  struct limits limits;  /* defaults for new servers (berth.limits) */
+  int budget;            /* buffered reads left in this resume */
+  double cpu_budget;     /* seconds a task may run without yielding, 0 off */
+  double resumed_at;     /* monotonic time of the current resume */
+  int overrun;           /* the hook stopped the current task */
   struct resolver *resolver;
   ev_timer grace;        /* shutdown deadline */
   int draining;          /* shutdown() called: finish when tasks reach 0 */
@@ -90,6 +111,8 @@ lua_State *sched_new(lua_State *L, struct loop *lp, int owned, int nargs);
 void sched_queue(lua_State *L, struct loop *lp, lua_State *co);
 /* Resume a parked task from a loop callback (top level only, R7). */
 void sched_resume(struct loop *lp, lua_State *co);
+/* Arm the runaway-handler hook on tasks created from now on. */
+void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds);
 /* Raise unless L is the running berth task (R5). */
 void sched_checktask(lua_State *L, struct loop *lp, const char *what);
 /* Yield the running task with the sentinel; k retries on resume (R4). */
@@ -131,8 +154,13 @@ struct sock {
   ev_timer timer;        /* one per socket: the nearest waiter deadline */
   struct buf rbuf, wbuf;
   size_t rscan;          /* bytes of rbuf already searched in vain */
-  size_t maxline, hiwat, lowat, wtarget;
+  struct limits lim;
+  size_t hiwat, lowat, wtarget;
   double rtimeout, wtimeout; /* per-socket defaults, < 0 = none */
+  const char *why;       /* why it was closed: what waiters are told */
+  ev_tstamp last_active; /* last byte in or out (idle timeout) */
+  ev_tstamp last_drain;  /* last progress of queued output (send timeout) */
+  ev_tstamp msg_start;   /* first byte of the unread input (message timeout) */
   struct waiter reader, writer;
   uint64_t bytes_in, bytes_out;
   ev_tstamp created;
@@ -155,7 +183,7 @@ struct server {
   struct waiter acceptor;
   char *unlink_path;     /* unix socket file we created */
   long max_connections;  /* 0 = unlimited */
-  size_t maxline;
+  struct limits lim;     /* given to every accepted socket */
   long accepted, active, rejected;
   ev_tstamp lastwarn;    /* rate limit for the EMFILE warning */
   struct server *next, **pprev;
@@ -182,6 +210,9 @@ extern const luaL_Reg sock_io_methods[];
 /* server.c */
 void srv_open(lua_State *L, struct loop *lp);
 int srv_listen(lua_State *L);
+/* Read limit options from the table at idx over *lim. [-0, +0, v] */
+void srv_readlimits(lua_State *L, int idx, struct limits *lim);
+void srv_pushlimits(lua_State *L, const struct limits *lim); /* [-0,+1,m] */
 void srv_closeall(lua_State *L, struct loop *lp);
 
 /* timer.c */

@@ -71,6 +71,7 @@ struct loop *loop_new(lua_State *L) {
   struct loop *lp = lua_newuserdatauv(L, sizeof *lp, 0);
   memset(lp, 0, sizeof *lp);
   lp->anchors = lp->onerror = lp->logger = LUA_NOREF;
+  lp->limits = (struct limits)LIMITS_DEFAULT;
   if (luaL_newmetatable(L, CLS_LOOP)) {
     lua_pushcfunction(L, loop__gc);
     lua_setfield(L, -2, "__gc");

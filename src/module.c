@@ -120,6 +120,28 @@ static int m_wake(lua_State *L) {
   return 0;
 }
 
+/* limits([table]) -> the defaults for servers listened to from now on,
+ * and the loop's cpu_budget for tasks started from now on. */
+static int m_limits(lua_State *L) {
+  struct loop *lp = m_loop(L);
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    struct limits lim = lp->limits;
+    srv_readlimits(L, 1, &lim);
+    lp->limits = lim;
+    if (lua_getfield(L, 1, "cpu_budget") != LUA_TNIL)
+      sched_setcpubudget(L, lp, lua_toboolean(L, -1) ? luaL_checknumber(L, -1) : 0);
+    lua_pop(L, 1);
+  }
+  srv_pushlimits(L, &lp->limits);
+  if (lp->cpu_budget > 0)
+    lua_pushnumber(L, lp->cpu_budget);
+  else
+    lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "cpu_budget");
+  return 1;
+}
+
 static const luaL_Reg m_funcs[] = {
   {"listen", srv_listen},
   {"connect", sock_connect},
@@ -136,6 +158,7 @@ static const luaL_Reg m_funcs[] = {
   {"stop", m_stop},
   {"shutdown", m_shutdown},
   {"stats", m_stats},
+  {"limits", m_limits},
   {"onerror", m_onerror},
   {"setlogger", m_setlogger},
   {NULL, NULL}

@@ -13,10 +13,47 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "core.h"
 
 static char sched_sentinel; /* its address is what every berth wait yields */
+static char sched_hookkey;  /* registry: the loop, for the count hook */
+
+#define HOOK_COUNT 10000     /* VM instructions between budget checks */
+
+static double monotonic(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The runaway-handler check. A task over its CPU budget is made to yield
+ * from inside the hook: unlike an error, a yield cannot be caught by the
+ * handler's own pcall. Threads inherit their creator's hook, so nested
+ * coroutines are covered too; their yield surfaces in the task, whose own
+ * hook then yields it to the scheduler, which ends it. */
+static void sched_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_hookkey);
+  struct loop *lp = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (lp == NULL || lp->current == NULL || lp->cpu_budget <= 0 ||
+      monotonic() - lp->resumed_at <= lp->cpu_budget)
+    return;
+  lp->overrun = 1;
+  if (lua_isyieldable(L)) {
+    lua_yield(L, 0); /* from a hook it returns; the yield happens after */
+    return;
+  }
+  luaL_error(L, "cpu budget exceeded"); /* inside a C call: the best we can */
+}
+
+void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds) {
+  lp->cpu_budget = seconds > 0 ? seconds : 0;
+  lua_pushlightuserdata(L, lp);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_hookkey);
+}
 
 /* Stack: fn, args (nargs). Pops them and pushes the new thread; the task
  * is anchored. With `owned` (a stack index, else 0) the caller must make
@@ -28,6 +65,8 @@ lua_State *sched_new(lua_State *L, struct loop *lp, int owned, int nargs) {
   lua_State *co = lua_newthread(L);
   loop_anchor(L, lp, co, owned ? owned : -1);
   lp->ntasks++;
+  if (lp->cpu_budget > 0)
+    lua_sethook(co, sched_hook, LUA_MASKCOUNT, HOOK_COUNT);
   lua_insert(L, -(nargs + 2));
   if (!lua_checkstack(co, nargs + 1))
     luaL_error(L, "berth: too many arguments for a task");
@@ -158,17 +197,29 @@ struct ending {
   struct loop *lp;
   lua_State *co;
   int status;
+  double ran;     /* seconds of the last resume, for the overrun message */
 };
 
-/* Push the traceback of the failed (not yet unwound) task co. [-0,+2,m] */
+/* Push what the owned object of the task is, or nil. [-0, +1, -] */
+static void sched_pushowned(lua_State *L, struct ending *e) {
+  if (loop_pushanchored(L, e->lp, e->co) != LUA_TUSERDATA) {
+    lua_pop(L, 1);
+    lua_pushnil(L);
+  }
+}
+
+/* Push the error and its traceback for the failed (not yet unwound) task
+ * co. [-0, +2, m] */
 static void sched_pusherror(lua_State *L, struct ending *e) {
   lua_State *co = e->co;
-  if (e->status == LUA_YIELD) {
+  if (e->status == LUA_YIELD && e->lp->overrun)
+    lua_pushfstring(L, "cpu budget exceeded: the task ran %d ms without "
+                       "yielding", (int)(e->ran * 1000));
+  else if (e->status == LUA_YIELD)
     lua_pushliteral(L, "attempt to yield from a berth task outside a nested "
                        "coroutine (use berth.sleep or a berth call to wait)");
-  } else {
+  else
     lua_xmove(co, L, 1); /* the error object */
-  }
   const char *msg = lua_tostring(L, -1);
   if (msg == NULL)
     msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
@@ -179,31 +230,42 @@ static void sched_pusherror(lua_State *L, struct ending *e) {
   lua_remove(L, -2);
 }
 
-/* A task returned, raised, or yielded a foreign value: report, close what
- * it owns, drop the anchor. Runs protected (loop_pcall). */
-static int sched_end(lua_State *L) {
+/* A task failed: traceback, run its <close> variables, report. */
+static int sched_fail(lua_State *L) {
   struct ending *e = lua_touserdata(L, 1);
-  lua_State *co = e->co;
+  lua_sethook(e->co, NULL, 0, 0); /* its <close> handlers may run freely */
+  sched_pusherror(L, e);           /* stack: e, err, traceback */
+  lua_resetthread(e->co);          /* runs its pending <close> variables */
+  sched_pushowned(L, e);
+  sched_report(L, e->lp);
+  return 0;
+}
+
+/* Close what the task owned (its connection socket). */
+static int sched_closeowned(lua_State *L) {
+  struct ending *e = lua_touserdata(L, 1);
+  sched_pushowned(L, e);
+  if (!lua_isnil(L, -1) && luaL_callmeta(L, -1, "__close"))
+    lua_pop(L, 1);
+  return 0;
+}
+
+/* A task returned, raised, or yielded a foreign value. The report and the
+ * close run protected, each on its own (an out-of-memory in the report
+ * must not keep the socket open); the bookkeeping cannot fail. */
+static void sched_end(struct ending *e) {
   struct loop *lp = e->lp;
-  if (loop_pushanchored(L, lp, co) != LUA_TUSERDATA) {
-    lua_pop(L, 1);
-    lua_pushnil(L);                  /* stack: owned */
-  }
-  int owned = lua_gettop(L);
   if (e->status != LUA_OK) {
-    sched_pusherror(L, e);           /* stack: owned, err, traceback */
-    lua_resetthread(co);             /* runs its pending <close> variables */
-    lua_pushvalue(L, owned);
-    sched_report(L, lp);
+    loop_pcall(lp, sched_fail, e);
+    lua_resetthread(e->co); /* in case the report failed before it */
   } else {
-    lua_settop(co, 0);
+    lua_settop(e->co, 0);
   }
-  if (!lua_isnil(L, owned) && luaL_callmeta(L, owned, "__close"))
-    lua_pop(L, 1);
-  loop_unanchor(L, lp, co);
+  lp->overrun = 0;
+  loop_pcall(lp, sched_closeowned, e);
+  loop_unanchor(lp->L, lp, e->co);
   lp->ntasks--;
   loop_taskended(lp);
-  return 0;
 }
 
 /* Resume co from the loop's top level (R1). The fast case -- a task
@@ -213,6 +275,9 @@ void sched_resume(struct loop *lp, lua_State *co) {
   if (lua_status(co) == LUA_OK)
     nargs = lua_gettop(co) - 1; /* first run: [fn, args...] */
   lp->current = co;
+  lp->budget = BERTH_BUDGET;
+  if (lp->cpu_budget > 0)
+    lp->resumed_at = monotonic();
   int st = lua_resume(co, lp->L, nargs, &nres);
   lp->current = NULL;
   if (st == LUA_YIELD && nres == 1 &&
@@ -222,6 +287,6 @@ void sched_resume(struct loop *lp, lua_State *co) {
   }
   if (st == LUA_YIELD)
     lua_pop(co, nres);
-  struct ending e = {lp, co, st};
-  loop_pcall(lp, sched_end, &e);
+  struct ending e = {lp, co, st, lp->overrun ? monotonic() - lp->resumed_at : 0};
+  sched_end(&e);
 }

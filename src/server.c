@@ -92,13 +92,14 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
     struct sock *s = sock_new(L, sv->loop, fd);
     s->srv = sv;
     s->owned = sv->handler;
-    s->maxline = sv->maxline;
+    s->lim = sv->lim;
     lua_pushvalue(L, idx);
     lua_setiuservalue(L, -2, SOCK_UV_SERVER);
     if (sv->tcp) /* responses go out as written: writev already batches */
       net_set_bool(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     sv->accepted++;
     sv->active++;
+    sock_timer_arm(s); /* the idle timeout runs from the accept */
     return 1;
   }
 }
@@ -345,6 +346,11 @@ static int srv_stats(lua_State *L) {
   return 1;
 }
 
+static int srv_limits(lua_State *L) {
+  srv_pushlimits(L, &srv_check(L, 1)->lim);
+  return 1;
+}
+
 static int srv_fd(lua_State *L) {
   lua_pushinteger(L, srv_check(L, 1)->fd);
   return 1;
@@ -371,6 +377,66 @@ static const char *optstr(lua_State *L, const char *k, const char *def) {
   const char *v = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
   lua_pop(L, 1); /* the table still holds the string */
   return v;
+}
+
+static const char *const limit_sizes[] = {"maxline", "max_input", "max_output", NULL};
+static const char *const limit_times[] = {"idle_timeout", "message_timeout",
+                                          "send_timeout", NULL};
+
+static size_t *limit_size(struct limits *lim, int i) {
+  return i == 0 ? &lim->maxline : i == 1 ? &lim->max_input : &lim->max_output;
+}
+
+static double *limit_time(struct limits *lim, int i) {
+  return i == 0 ? &lim->idle_timeout : i == 1 ? &lim->message_timeout
+                                              : &lim->send_timeout;
+}
+
+/* Sizes: a positive integer, or false for none. Times: seconds, 0 or
+ * false for none. */
+void srv_readlimits(lua_State *L, int idx, struct limits *lim) {
+  for (int i = 0; limit_sizes[i]; i++) {
+    int t = lua_getfield(L, idx, limit_sizes[i]);
+    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+      *limit_size(lim, i) = (size_t)-1;
+    } else if (t != LUA_TNIL) {
+      lua_Integer n = luaL_checkinteger(L, -1);
+      if (n <= 0)
+        luaL_error(L, "%s must be positive", limit_sizes[i]);
+      *limit_size(lim, i) = (size_t)n;
+    }
+    lua_pop(L, 1);
+  }
+  for (int i = 0; limit_times[i]; i++) {
+    int t = lua_getfield(L, idx, limit_times[i]);
+    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+      *limit_time(lim, i) = 0;
+    else if (t != LUA_TNIL)
+      *limit_time(lim, i) = luaL_checknumber(L, -1) > 0 ? lua_tonumber(L, -1) : 0;
+    lua_pop(L, 1);
+  }
+}
+
+/* [-0, +1, m] the limits as a table (false for none) */
+void srv_pushlimits(lua_State *L, const struct limits *lim) {
+  struct limits l = *lim;
+  lua_createtable(L, 0, 6);
+  for (int i = 0; limit_sizes[i]; i++) {
+    size_t v = *limit_size(&l, i);
+    if (v == (size_t)-1)
+      lua_pushboolean(L, 0);
+    else
+      lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, limit_sizes[i]);
+  }
+  for (int i = 0; limit_times[i]; i++) {
+    double v = *limit_time(&l, i);
+    if (v > 0)
+      lua_pushnumber(L, v);
+    else
+      lua_pushboolean(L, 0);
+    lua_setfield(L, -2, limit_times[i]);
+  }
 }
 
 /* The listening fd per the options: 0 and *fd set, or -errno. */
@@ -413,8 +479,8 @@ int srv_listen(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_Integer maxconn = optint(L, "max_connections", 0);
-  lua_Integer maxline = optint(L, "maxline", BERTH_MAXLINE);
-  luaL_argcheck(L, maxline > 0, 1, "maxline must be positive");
+  struct limits lim = lp->limits;
+  srv_readlimits(L, 1, &lim);
   const char *path;
   int fd = -1;
   int rc = srv_openfd(L, &fd, &path);
@@ -425,7 +491,7 @@ int srv_listen(lua_State *L) {
   sv->loop = lp;
   sv->fd = fd;
   sv->max_connections = (long)maxconn;
-  sv->maxline = (size_t)maxline;
+  sv->lim = lim;
   sv->acceptor.deadline = -1;
   ev_io_init(&sv->lio, srv_lio_cb, fd, EV_READ);
   ev_init(&sv->timer, srv_timer_cb);
@@ -464,6 +530,7 @@ static const luaL_Reg srv_methods[] = {
   {"address", srv_address},
   {"stats", srv_stats},
   {"fd", srv_fd},
+  {"limits", srv_limits},
   {NULL, NULL}
 };
 

@@ -58,18 +58,32 @@ void sock_release(lua_State *L, struct sock *s) {
 
 /* ------------------------------------------------------------- timeouts */
 
+static ev_tstamp earliest(ev_tstamp a, ev_tstamp b) {
+  return a < 0 || (b >= 0 && b < a) ? b : a;
+}
+
+/* When the connection itself must end: idle, or output stuck (-1: never). */
+static ev_tstamp sock_enddeadline(const struct sock *s) {
+  ev_tstamp at = -1;
+  if (s->lim.idle_timeout > 0)
+    at = s->last_active + s->lim.idle_timeout;
+  if (s->lim.send_timeout > 0 && s->wbuf.len > 0)
+    at = earliest(at, s->last_drain + s->lim.send_timeout);
+  return at;
+}
+
 static ev_tstamp sock_nextdeadline(const struct sock *s) {
-  ev_tstamp next = -1;
-  if (s->reader.co && s->reader.deadline >= 0)
-    next = s->reader.deadline;
-  if (s->writer.co && s->writer.deadline >= 0 &&
-      (next < 0 || s->writer.deadline < next))
-    next = s->writer.deadline;
+  ev_tstamp next = sock_enddeadline(s);
+  if (s->reader.co)
+    next = earliest(next, s->reader.deadline);
+  if (s->writer.co)
+    next = earliest(next, s->writer.deadline);
   return next;
 }
 
-/* One timer serves both waiters. It is only ever moved earlier; a timer
- * that fires with nothing due re-arms itself (R10: no stop/start per I/O). */
+/* One timer serves every deadline of a socket. It is only ever moved
+ * earlier; a timer that fires early re-arms itself (R10: activity only
+ * updates a timestamp, no stop/start per I/O). */
 void sock_timer_arm(struct sock *s) {
   ev_tstamp next = sock_nextdeadline(s);
   struct ev_loop *ev = s->loop->ev;
@@ -111,21 +125,27 @@ static int sock_wakedue(lua_State *L) {
   return 0;
 }
 
+/* Idle or stuck: the connection ends; its waiters learn "timeout". */
+static int sock_expire(lua_State *L) {
+  sock_destroy(L, lua_touserdata(L, 1), 0, "timeout");
+  return 0;
+}
+
 static void sock_timer_cb(struct ev_loop *ev, ev_timer *t, int revents) {
   (void)revents;
   struct sock *s = t->data;
   ev_tstamp now = ev_now(ev);
-  struct wake2 d = {s, sock_takedue(&s->reader, now),
-                    sock_takedue(&s->writer, now)};
-  if (d.r == NULL && d.w == NULL) {
-    sock_timer_arm(s);
+  ev_tstamp end = sock_enddeadline(s);
+  if (end >= 0 && end <= now) {
+    loop_pcall(s->loop, sock_expire, s);
     return;
   }
-  /* Re-arm first: after the resumes the socket may be gone. */
-  sock_timer_arm(s);
+  struct wake2 d = {s, sock_takedue(&s->reader, now),
+                    sock_takedue(&s->writer, now)};
+  sock_timer_arm(s); /* before the resumes: afterwards s may be gone */
   if (d.r && !d.w)
-    sched_resume(s->loop, d.r); /* touches nothing of s afterwards */
-  else
+    sched_resume(s->loop, d.r);
+  else if (d.w)
     loop_pcall(s->loop, sock_wakedue, &d);
 }
 
@@ -161,6 +181,7 @@ static int sock_ondata(lua_State *L) {
   }
   s->bytes_in += (uint64_t)got;
   lp->bytes_in += (uint64_t)got;
+  s->last_active = ev_now(lp->ev);
   if (sock_pushcb(L, idx, SOCK_UV_ONDATA)) {
     lua_pushlstring(L, lp->scratch, (size_t)got);
     sched_pcall(L, lp, 1, idx);
@@ -205,6 +226,7 @@ static void sock_drainbuf(struct sock *s) {
     buf_consume(b, (size_t)n);
     s->bytes_out += (uint64_t)n;
     s->loop->bytes_out += (uint64_t)n;
+    s->last_active = s->last_drain = ev_now(s->loop->ev);
   } else if (n != -EAGAIN) {
     s->werr = (int)n;
     buf_free(b);
@@ -286,7 +308,7 @@ struct sock *sock_new(lua_State *L, struct loop *lp, int fd) {
   s->loop = lp;
   s->fd = fd;
   s->readable = 1; /* optimistic: data often arrives with the connection */
-  s->maxline = BERTH_MAXLINE;
+  s->lim = (struct limits)LIMITS_NONE;
   s->hiwat = BERTH_HIWAT;
   s->lowat = BERTH_LOWAT;
   s->rtimeout = s->wtimeout = -1;
@@ -295,7 +317,7 @@ struct sock *sock_new(lua_State *L, struct loop *lp, int fd) {
   ev_io_init(&s->wio, sock_wio_cb, fd, EV_WRITE);
   ev_init(&s->timer, sock_timer_cb);
   s->rio.data = s->wio.data = s->timer.data = s;
-  s->created = ev_now(lp->ev);
+  s->created = s->last_active = s->last_drain = ev_now(lp->ev);
   luaL_setmetatable(L, CLS_SOCKET);
   sock_link(lp, s);
   lp->nsockets++;
@@ -325,6 +347,7 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
     sock_drainbuf(s);
   close(s->fd);
   s->fd = -1;
+  s->why = why ? why : "closed";
   buf_free(&s->rbuf);
   buf_free(&s->wbuf);
   sock_unlink(s);
@@ -452,7 +475,7 @@ static int sock_setoption(lua_State *L) {
   case 1:
     rc = net_set_bool(s->fd, SOL_SOCKET, SO_KEEPALIVE, lua_toboolean(L, 3));
     break;
-  case 2: sock_setsize(L, &s->maxline); break;
+  case 2: sock_setsize(L, &s->lim.maxline); break;
   case 3: sock_setsize(L, &s->hiwat); break;
   case 4: sock_setsize(L, &s->lowat); break;
   }
@@ -528,7 +551,7 @@ static int sock_connect_k(lua_State *L, int status, lua_KContext ctx) {
   int idx = (int)ctx;
   struct sock *s = sock_check(L, idx);
   if (s->fd < 0)
-    return util_fail(L, "closed");
+    return util_fail(L, s->why);
   int err = s->writer.timedout ? ETIMEDOUT : -net_connect_result(s->fd);
   s->writer.timedout = 0;
   if (err == 0) {

@@ -75,6 +75,8 @@ static enum rmatch rreq_match(struct sock *s, const struct rreq *q,
   long at;
   switch (q->fmt) {
   case RF_COUNT:
+    if (q->n > s->lim.max_input)
+      return R_TOOLARGE;
     if (n < q->n)
       return R_MORE;
     *ret = *take = q->n;
@@ -85,29 +87,29 @@ static enum rmatch rreq_match(struct sock *s, const struct rreq *q,
     *ret = *take = n < q->n ? n : q->n;
     return R_DONE;
   case RF_ALL:
-    return R_MORE; /* only EOF completes it */
+    return n > s->lim.max_input ? R_TOOLARGE : R_MORE; /* EOF completes it */
   case RF_LINE:
   case RF_LINE_EOL:
     if (buf_find_line(p, n, s->rscan, &len, &total) == 0) {
-      if (len > s->maxline)
+      if (len > s->lim.maxline)
         return R_TOOLARGE;
       *ret = q->fmt == RF_LINE ? len : total;
       *take = total;
       return R_DONE;
     }
     s->rscan = n;
-    return n > s->maxline + 1 ? R_TOOLARGE : R_MORE; /* +1: a pending \r */
+    return n > s->lim.maxline + 1 ? R_TOOLARGE : R_MORE; /* +1: a pending \r */
   case RF_UNTIL:
     at = buf_find(p, n, s->rscan, q->delim, q->dlen);
     if (at >= 0) {
-      if ((size_t)at > s->maxline)
+      if ((size_t)at > s->lim.maxline)
         return R_TOOLARGE;
       *ret = (size_t)at;
       *take = (size_t)at + q->dlen;
       return R_DONE;
     }
     s->rscan = n >= q->dlen ? n - q->dlen + 1 : 0;
-    return n >= s->maxline + q->dlen ? R_TOOLARGE : R_MORE;
+    return n >= s->lim.maxline + q->dlen ? R_TOOLARGE : R_MORE;
   }
   return R_MORE;
 }
@@ -158,6 +160,9 @@ static int sock_fill(lua_State *L, struct sock *s, const struct rreq *q) {
     s->readable = 0; /* drained the kernel: wait for readiness next time */
   s->bytes_in += (uint64_t)got;
   s->loop->bytes_in += (uint64_t)got;
+  s->last_active = ev_now(s->loop->ev);
+  if (b->len == 0)
+    s->msg_start = s->last_active; /* the first byte of a new message */
   if (!scratch) {
     buf_commit(b, (size_t)got);
     return 0;
@@ -186,6 +191,7 @@ static int sock_tryread(lua_State *L, struct sock *s, const struct rreq *q) {
       lua_pushlstring(L, buf_begin(b), ret);
       buf_consume(b, take);
       s->rscan = 0;
+      s->msg_start = ev_now(s->loop->ev); /* the next message starts now */
       return 1;
     case R_TOOLARGE:
       return util_fail(L, "toolarge");
@@ -203,6 +209,33 @@ static int sock_tryread(lua_State *L, struct sock *s, const struct rreq *q) {
 
 static int sock_read_k(lua_State *L, int status, lua_KContext ctx);
 
+/* A message (line, delimited block) that has started must be complete by
+ * msg_start + message_timeout, however slowly its bytes dribble in: the
+ * slowloris defence. Waiting for the first byte is the idle timeout's job. */
+static void sock_messagedeadline(struct sock *s) {
+  if (s->lim.message_timeout <= 0 || s->rbuf.len == 0)
+    return;
+  ev_tstamp at = s->msg_start + s->lim.message_timeout;
+  if (s->reader.deadline < 0 || at < s->reader.deadline)
+    s->reader.deadline = at;
+}
+
+static int sock_yield_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status;
+  return (int)ctx; /* the results, still on the stack */
+}
+
+/* Fairness (R9): a task that keeps finding its input already buffered --
+ * a client pipelining thousands of requests -- yields to the other tasks
+ * every BERTH_BUDGET reads, keeping the `n` results for when it resumes. */
+static int sock_spend(lua_State *L, struct sock *s, int n) {
+  struct loop *lp = s->loop;
+  if (--lp->budget > 0 || L != lp->current)
+    return n;
+  sched_queue(L, lp, L);
+  return sched_park(L, n, sock_yield_k);
+}
+
 /* The read family. `retry` is set in the continuation: the per-call
  * deadline then stands, and a timeout reported by the timer is returned. */
 static int sock_doread(lua_State *L, int kind, int retry) {
@@ -210,7 +243,7 @@ static int sock_doread(lua_State *L, int kind, int retry) {
   struct rreq q;
   rreq_parse(L, s, kind, &q);
   if (s->fd < 0)
-    return util_fail(L, "closed");
+    return util_fail(L, s->why);
   if (!retry) {
     if (s->reader.co != NULL)
       return luaL_error(L, "socket already has a pending read");
@@ -225,9 +258,11 @@ static int sock_doread(lua_State *L, int kind, int retry) {
   }
   int n = sock_tryread(L, s, &q);
   if (n >= 0)
-    return n;
+    return sock_spend(L, s, n);
   if (s->wbuf.len > 0 && s->writer.co == NULL)
     sock_flushnow(L, s);
+  if (q.fmt == RF_LINE || q.fmt == RF_LINE_EOL || q.fmt == RF_UNTIL)
+    sock_messagedeadline(s);
   s->reader.co = L;
   if (!ev_is_active(&s->rio))
     ev_io_start(s->loop->ev, &s->rio);
@@ -263,6 +298,7 @@ static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
     sent = n > 0 ? (size_t)n : 0;
     s->bytes_out += sent;
     s->loop->bytes_out += sent;
+    s->last_active = s->last_drain = ev_now(s->loop->ev);
   }
   for (int i = 0; i < cnt; i++) {
     size_t len = iov[i].iov_len;
@@ -295,7 +331,7 @@ static int sock_write_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   struct sock *s = sock_check(L, 1);
   if (s->fd < 0)
-    return util_fail(L, "closed");
+    return util_fail(L, s->why);
   if (s->writer.timedout) {
     s->writer.timedout = 0;
     return util_fail(L, "timeout"); /* the data stays queued and is sent */
@@ -310,8 +346,11 @@ static int sock_write_k(lua_State *L, int status, lua_KContext ctx) {
 
 static void sock_armwrite(lua_State *L, struct sock *s) {
   if (s->wbuf.len > 0 && !ev_is_active(&s->wio)) {
+    s->last_drain = ev_now(s->loop->ev); /* the send timeout starts now */
     ev_io_start(s->loop->ev, &s->wio);
     sock_hold(L, s, 1);
+    if (s->lim.send_timeout > 0)
+      sock_timer_arm(s);
   }
 }
 
@@ -319,13 +358,13 @@ static int sock_write(lua_State *L) {
   struct sock *s = sock_check(L, 1);
   int top = lua_gettop(L);
   if (s->fd < 0)
-    return util_fail(L, "closed");
+    return util_fail(L, s->why);
   if (s->writer.co != NULL)
     return luaL_error(L, "socket already has a pending write");
   if (s->werr)
     return util_failerr(L, -s->werr);
   if (s->shut_wr)
-    return util_fail(L, "closed");
+    return util_fail(L, s->why);
   struct iovec iov[WRITE_IOV];
   for (int i = 2; i <= top;) {
     int cnt = 0;
@@ -337,6 +376,10 @@ static int sock_write(lua_State *L) {
     int rc = sock_send(L, s, iov, cnt);
     if (rc < 0)
       return util_failerr(L, -rc);
+  }
+  if (s->wbuf.len > s->lim.max_output) {
+    sock_destroy(L, s, 1, "toolarge"); /* a peer that does not read */
+    return util_fail(L, "toolarge");
   }
   sock_armwrite(L, s);
   if (s->wbuf.len > 0)
@@ -352,7 +395,7 @@ static int sock_flush(lua_State *L) {
   double timeout = util_opttimeout(L, 2, s->wtimeout);
   sched_checktask(L, s->loop, "flush");
   if (s->fd < 0)
-    return util_fail(L, "closed");
+    return util_fail(L, s->why);
   if (s->werr)
     return util_failerr(L, -s->werr);
   if (s->writer.co != NULL)

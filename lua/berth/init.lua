@@ -23,6 +23,7 @@ local berth = {
   stats = core.stats,
   onerror = core.onerror,
   cond = sync.cond,
+  limits = core.limits,
 }
 
 core.setlogger(log.write)

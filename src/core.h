@@ -46,6 +46,7 @@
  * limits are copied into every socket it accepts; connected sockets get
  * limits_none. Sizes in bytes, times in seconds, 0 = no limit. */
 struct limits {
+  size_t max_connections;  /* open accepted sockets per server */
   size_t maxline;          /* a line or delimited read */
   size_t max_input;        /* read(n) and read("a") */
   size_t max_output;       /* the write buffer; past it: close, "toolarge" */
@@ -54,8 +55,8 @@ struct limits {
   double send_timeout;     /* queued output with no progress: close */
 };
 
-#define LIMITS_DEFAULT {BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60}
-#define LIMITS_NONE {BERTH_MAXLINE, (size_t)-1, (size_t)-1, 0, 0, 0}
+#define LIMITS_DEFAULT {(size_t)-1, BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60}
+#define LIMITS_NONE {(size_t)-1, BERTH_MAXLINE, (size_t)-1, (size_t)-1, 0, 0, 0}
 
 /* ------------------------------------------------------------------ loop */
 
@@ -182,7 +183,6 @@ struct server {
   unsigned anchored : 1;
   struct waiter acceptor;
   char *unlink_path;     /* unix socket file we created */
-  long max_connections;  /* 0 = unlimited */
   struct limits lim;     /* given to every accepted socket */
   long accepted, active, rejected;
   ev_tstamp lastwarn;    /* rate limit for the EMFILE warning */

@@ -9,10 +9,15 @@
  * to the grace period, closes what is left and stops the loop; then
  * lua_close finalizes every object, the loop (and its ev_loop) last.
  */
+#define _DEFAULT_SOURCE /* setgroups */
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -21,14 +26,68 @@
 
 void berth_preload(lua_State *L); /* generated: the embedded lua/berth */
 
+/* Options that become berth.limits{} defaults: NAME VALUE pairs. */
+static const char *const limit_options[] = {
+  "--max-connections", "max_connections", "--max-line", "maxline",
+  "--max-input", "max_input", "--max-output", "max_output",
+  "--idle-timeout", "idle_timeout", "--message-timeout", "message_timeout",
+  "--send-timeout", "send_timeout", "--cpu-budget", "cpu_budget", NULL
+};
+
 struct options {
   const char *script;     /* NULL: none; "-": stdin */
   int script_index;       /* argv index of the script */
   const char **exprs;     /* -e chunks, in order */
   int nexprs;
+  const char **limits;    /* limit name, value pairs for berth.limits */
+  int nlimits;
   double grace;
   const char *level;
+  size_t max_memory;      /* 0: no cap */
+  const char *user, *group;
 };
+
+/* The Lua allocator with a cap (--max-memory): past it an allocation
+ * fails, Lua raises "not enough memory" in the task that asked, and the
+ * process goes on. */
+struct memcap {
+  size_t used, cap;
+};
+
+/* What malloc really takes for n bytes (glibc: a size word, 16-byte
+ * alignment, 32 at least), so that the cap bounds RSS, not just Lua's
+ * own count. */
+static size_t chunk(size_t n) {
+  return n == 0 ? 0 : n < 24 ? 32 : (n + 8 + 15) & ~(size_t)15;
+}
+
+static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  struct memcap *m = ud;
+  size_t old = ptr ? chunk(osize) : 0, new = chunk(nsize);
+  if (nsize == 0) {
+    free(ptr);
+    m->used -= old;
+    return NULL;
+  }
+  if (new > old && m->used - old + new > m->cap)
+    return NULL;
+  void *p = realloc(ptr, nsize);
+  if (p != NULL)
+    m->used = m->used - old + new;
+  return p;
+}
+
+/* "64M", "512k", "1G", "1000" -> bytes; 0 on a malformed size. */
+static size_t parse_size(const char *s) {
+  char *end;
+  double v = strtod(s, &end);
+  switch (*end) {
+  case 'k': case 'K': v *= 1024; end++; break;
+  case 'm': case 'M': v *= 1024 * 1024; end++; break;
+  case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
+  }
+  return *end == '\0' && v > 0 ? (size_t)v : 0;
+}
 
 static const char usage[] =
   "usage: berth [options] [script.lua [args...]]\n"
@@ -42,13 +101,33 @@ static const char usage[] =
   "  --grace SECONDS  how long in-flight handlers may run after SIGINT or\n"
   "                   SIGTERM before their sockets are closed (default 10)\n"
   "  --log-level L    error | warn | info | debug | off (default info)\n"
+  "  --max-memory N   cap the Lua heap at N bytes (k/M/G suffixes); a task\n"
+  "                   that goes past it fails with \"not enough memory\"\n"
+  "  --cpu-budget S   end a task that runs S seconds without yielding\n"
+  "                   (default 5; 0 turns the check off)\n"
+  "  --user U, --group G\n"
+  "                   drop to user U / group G once the script has bound\n"
+  "                   its listeners (before the loop starts)\n"
+  "\n"
+  "limits for every server the script starts (README \"Limits and safety\"):\n"
+  "  --max-connections N  open connections per server (default: no cap)\n"
+  "  --max-line N         longest line or delimited read (default 64k)\n"
+  "  --max-input N        largest read(n) / read(\"a\") (default 8M)\n"
+  "  --max-output N       write buffer per connection (default 1M)\n"
+  "  --idle-timeout S     close a connection idle S seconds (default 60)\n"
+  "  --message-timeout S  a started line must arrive within S (default 30)\n"
+  "  --send-timeout S     close when output makes no progress (default 60)\n"
+  "  (0 turns a timeout off)\n"
+  "\n"
   "  --               stop handling options\n"
   "  -                run the script from stdin\n";
 
 /* Runs as the script's first task-free prologue: signals and logging. */
 static const char prelude[] =
-  "local berth, grace, level = ...\n"
+  "local berth, grace, level, limits, drop = ...\n"
   "berth.log.level(level)\n"
+  "berth.limits(limits)\n"
+  "if drop then berth.spawn(drop) end -- first thing the loop runs\n"
   "local stopping = false\n"
   "local function onsignal(name)\n"
   "  if stopping then\n"
@@ -62,14 +141,38 @@ static const char prelude[] =
   "berth.signal('INT', onsignal)\n"
   "berth.signal('TERM', onsignal)\n";
 
+static int limit_option(struct options *o, const char *a, const char *value) {
+  for (int k = 0; limit_options[k]; k += 2) {
+    if (strcmp(a, limit_options[k]) == 0) {
+      o->limits[o->nlimits++] = limit_options[k + 1];
+      o->limits[o->nlimits++] = value;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static int parse_args(int argc, char **argv, struct options *o) {
   o->grace = 10;
   o->level = "info";
   o->exprs = calloc((size_t)argc, sizeof *o->exprs);
+  o->limits = calloc((size_t)argc + 2, sizeof *o->limits);
   int i = 1;
   for (; i < argc; i++) {
     const char *a = argv[i];
-    if (strcmp(a, "--") == 0) {
+    const char *next = i + 1 < argc ? argv[i + 1] : NULL;
+    if (next && limit_option(o, a, next)) {
+      i++;
+    } else if (strcmp(a, "--max-memory") == 0 && next) {
+      if ((o->max_memory = parse_size(argv[++i])) == 0) {
+        fprintf(stderr, "berth: bad --max-memory '%s'\n", next);
+        return -1;
+      }
+    } else if (strcmp(a, "--user") == 0 && next) {
+      o->user = argv[++i];
+    } else if (strcmp(a, "--group") == 0 && next) {
+      o->group = argv[++i];
+    } else if (strcmp(a, "--") == 0) {
       i++;
       break;
     } else if (strcmp(a, "-e") == 0 && i + 1 < argc) {
@@ -99,6 +202,64 @@ static int parse_args(int argc, char **argv, struct options *o) {
     return -1;
   }
   return 0;
+}
+
+/* --user/--group: group first (while still allowed), supplementary groups
+ * cleared, then the user; then check that root cannot be regained. */
+static int drop_privileges(lua_State *L) {
+  const struct options *o = lua_touserdata(L, lua_upvalueindex(1));
+  struct passwd *pw = NULL;
+  gid_t gid = getgid();
+  if (o->user && (pw = getpwnam(o->user)) == NULL)
+    return luaL_error(L, "--user: no user '%s'", o->user);
+  if (o->group) {
+    struct group *gr = getgrnam(o->group);
+    if (gr == NULL)
+      return luaL_error(L, "--group: no group '%s'", o->group);
+    gid = gr->gr_gid;
+  } else if (pw) {
+    gid = pw->pw_gid;
+  }
+  if (setgroups(0, NULL) != 0 || setgid(gid) != 0 ||
+      (pw && setuid(pw->pw_uid) != 0))
+    return luaL_error(L, "dropping privileges: %s", strerror(errno));
+  if (getgid() != gid || getegid() != gid ||
+      (pw && (getuid() != pw->pw_uid || geteuid() != pw->pw_uid ||
+              (pw->pw_uid != 0 && setuid(0) == 0))))
+    return luaL_error(L, "dropping privileges: could not verify");
+  return 0;
+}
+
+/* The task that drops privileges: a failure ends the process. */
+static int drop_task(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_pushcclosure(L, drop_privileges, 1);
+  if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
+    fprintf(stderr, "berth: %s\n", lua_tostring(L, -1));
+    exit(1);
+  }
+  return 0;
+}
+
+static void push_limits(lua_State *L, const struct options *o) {
+  lua_createtable(L, 0, o->nlimits / 2);
+  for (int i = 0; i < o->nlimits; i += 2) {
+    const char *name = o->limits[i], *value = o->limits[i + 1];
+    if (strstr(name, "timeout") || strcmp(name, "cpu_budget") == 0) {
+      lua_pushnumber(L, atof(value)); /* seconds; 0 turns it off */
+    } else {
+      size_t n = parse_size(value);
+      if (n == 0)
+        luaL_error(L, "bad size '%s' for %s", value, name);
+      lua_pushinteger(L, (lua_Integer)n);
+    }
+    lua_setfield(L, -2, name);
+  }
+  if (lua_getfield(L, -1, "cpu_budget") == LUA_TNIL) {
+    lua_pushnumber(L, 5); /* the host's generous default */
+    lua_setfield(L, -3, "cpu_budget");
+  }
+  lua_pop(L, 1);
 }
 
 static int msghandler(lua_State *L) {
@@ -138,7 +299,14 @@ static int pmain(lua_State *L) {
   lua_pushvalue(L, berth);
   lua_pushnumber(L, o->grace);
   lua_pushstring(L, o->level);
-  lua_call(L, 3, 0);
+  push_limits(L, o);
+  if (o->user || o->group) {
+    lua_pushlightuserdata(L, o);
+    lua_pushcclosure(L, drop_task, 1);
+  } else {
+    lua_pushnil(L);
+  }
+  lua_call(L, 5, 0);
   for (int i = 0; i < o->nexprs; i++) {
     if (luaL_loadbuffer(L, o->exprs[i], strlen(o->exprs[i]), "=(command line)"))
       return lua_error(L);
@@ -170,6 +338,9 @@ int main(int argc, char **argv) {
     fputs("berth: cannot create the Lua state\n", stderr);
     return 1;
   }
+  struct memcap memcap = {0, o.max_memory};
+  if (o.max_memory > 0) /* same malloc family as luaL_newstate's: swappable */
+    lua_setallocf(L, capped_alloc, &memcap);
   lua_pushcfunction(L, msghandler);
   lua_pushcfunction(L, pmain);
   lua_pushinteger(L, argc);
@@ -182,5 +353,6 @@ int main(int argc, char **argv) {
   }
   lua_close(L);
   free(o.exprs);
+  free(o.limits);
   return status == LUA_OK ? 0 : 1;
 }

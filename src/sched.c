@@ -234,6 +234,16 @@ static void sched_pusherror(lua_State *L, struct ending *e) {
 static int sched_fail(lua_State *L) {
   struct ending *e = lua_touserdata(L, 1);
   lua_sethook(e->co, NULL, 0, 0); /* its <close> handlers may run freely */
+  if (e->status == LUA_ERRMEM) {
+    /* No room for a traceback: free what the task held first. */
+    lua_resetthread(e->co);
+    lua_gc(L, LUA_GCCOLLECT);
+    lua_pushliteral(L, "not enough memory");
+    lua_pushliteral(L, "not enough memory (the task was ended to free it)");
+    sched_pushowned(L, e);
+    sched_report(L, e->lp);
+    return 0;
+  }
   sched_pusherror(L, e);           /* stack: e, err, traceback */
   lua_resetthread(e->co);          /* runs its pending <close> variables */
   sched_pushowned(L, e);

@@ -84,7 +84,7 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
       return 0;
     if (fd < 0)
       return fd;
-    if (sv->max_connections > 0 && sv->active >= sv->max_connections) {
+    if ((size_t)sv->active >= sv->lim.max_connections) {
       close(fd);
       sv->rejected++;
       continue;
@@ -379,17 +379,21 @@ static const char *optstr(lua_State *L, const char *k, const char *def) {
   return v;
 }
 
-static const char *const limit_sizes[] = {"maxline", "max_input", "max_output", NULL};
+static const char *const limit_sizes[] = {"max_connections", "maxline",
+                                          "max_input", "max_output", NULL};
 static const char *const limit_times[] = {"idle_timeout", "message_timeout",
                                           "send_timeout", NULL};
 
 static size_t *limit_size(struct limits *lim, int i) {
-  return i == 0 ? &lim->maxline : i == 1 ? &lim->max_input : &lim->max_output;
+  size_t *sizes[] = {&lim->max_connections, &lim->maxline, &lim->max_input,
+                     &lim->max_output};
+  return sizes[i];
 }
 
 static double *limit_time(struct limits *lim, int i) {
-  return i == 0 ? &lim->idle_timeout : i == 1 ? &lim->message_timeout
-                                              : &lim->send_timeout;
+  double *times[] = {&lim->idle_timeout, &lim->message_timeout,
+                     &lim->send_timeout};
+  return times[i];
 }
 
 /* Sizes: a positive integer, or false for none. Times: seconds, 0 or
@@ -478,7 +482,6 @@ static int srv_openfd(lua_State *L, int *fd, const char **path) {
 int srv_listen(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   luaL_checktype(L, 1, LUA_TTABLE);
-  lua_Integer maxconn = optint(L, "max_connections", 0);
   struct limits lim = lp->limits;
   srv_readlimits(L, 1, &lim);
   const char *path;
@@ -490,7 +493,6 @@ int srv_listen(lua_State *L) {
   memset(sv, 0, sizeof *sv);
   sv->loop = lp;
   sv->fd = fd;
-  sv->max_connections = (long)maxconn;
   sv->lim = lim;
   sv->acceptor.deadline = -1;
   ev_io_init(&sv->lio, srv_lio_cb, fd, EV_READ);

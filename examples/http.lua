@@ -17,18 +17,21 @@ local REASONS = {
   [501] = "Not Implemented",
 }
 
--- A whole response as one string. `variant` is nil, "close" or "head".
-local function response(status, body, variant)
+-- A whole response as one string, for a connection kept alive or not, to
+-- a HEAD request (no body) or not.
+local function response(status, body, close, head)
   return ("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s")
     :format(status, REASONS[status], #body,
-      variant == "close" and "Connection: close\r\n" or "",
-      variant == "head" and "" or body)
+      close and "Connection: close\r\n" or "", head and "" or body)
 end
 
--- Fixed responses are built once: per request, only the choice is made.
+-- Fixed responses are built once, in all four variants: per request only
+-- the choice is made.
 local function fixed(status, body)
-  return { keep = response(status, body), close = response(status, body, "close"),
-           head = response(status, body, "head") }
+  return { [false] = { [false] = response(status, body, false, false),
+                       [true] = response(status, body, false, true) },
+           [true] = { [false] = response(status, body, true, false),
+                      [true] = response(status, body, true, true) } }
 end
 local HELLO = fixed(200, "Hello, World!")
 local NOT_FOUND = fixed(404, "Not Found\n")
@@ -75,24 +78,24 @@ local function serve_connection(sock)
   while true do
     local block, err = sock:readuntil("\r\n\r\n")
     if not block then
-      if err == "toolarge" then sock:write(response(431, "header block too large\n", "close")) end
+      if err == "toolarge" then sock:write(response(431, "header block too large\n", true)) end
       return sock:flush() -- closed, reset or timeout: nothing more to answer
     end
     local method, target, keep, length = parse(block)
     if not method then
-      sock:write(response(target, REASONS[target] .. "\n", "close"))
+      sock:write(response(target, REASONS[target] .. "\n", true))
       return sock:flush()
     end
     local body = length and sock:read(length)
     if length and not body then return end
-    local variant = not keep and "close" or method == "HEAD" and "head" or "keep"
+    local close, head = not keep, method == "HEAD"
     local ok
-    if target == "/" and (method == "GET" or method == "HEAD") then
-      ok = sock:write(HELLO[variant])
+    if target == "/" and (method == "GET" or head) then
+      ok = sock:write(HELLO[close][head])
     elseif target == "/echo" and method == "POST" then
-      ok = sock:write(response(200, body or "", variant ~= "keep" and variant or nil))
+      ok = sock:write(response(200, body or "", close, false))
     else
-      ok = sock:write(NOT_FOUND[variant])
+      ok = sock:write(NOT_FOUND[close][head])
     end
     if not ok or not keep then return sock:flush() end
   end

@@ -13,13 +13,19 @@ if not upstream_host then
 end
 upstream_port = tonumber(upstream_port)
 
--- Copy from -> to until EOF or an error, then pass the EOF on.
+-- Copy from -> to until EOF, then pass the EOF on (half-close). A reset
+-- or any other failure on either side ends both connections.
 local function pump(from, to)
   while true do
-    local data = from:readsome()
-    if not data or not to:write(data) then break end
+    local data, err = from:readsome()
+    if not data then
+      if err == "closed" then return to:shutdown("w") end
+      break
+    end
+    if not to:write(data) then break end
   end
-  to:shutdown("w")
+  from:close()
+  to:close()
 end
 
 local server = assert(berth.serve{

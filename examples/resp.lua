@@ -14,7 +14,8 @@ local data, expires = {}, {}       -- key -> value; key -> absolute expiry (s)
 local OK, NIL, PONG = "+OK\r\n", "$-1\r\n", "+PONG\r\n"
 local function int(n) return (":%d\r\n"):format(n) end
 local function bulk(s) return ("$%d\r\n%s\r\n"):format(#s, s) end
-local function err(msg) return "-ERR " .. msg .. "\r\n" end
+-- An error reply; like Redis, CR and LF in the message become spaces.
+local function err(msg) return "-ERR " .. msg:gsub("[\r\n]", " ") .. "\r\n" end
 local function array(items)
   local out = { ("*%d\r\n"):format(#items) }
   for i, v in ipairs(items) do out[i + 1] = v == false and NIL or bulk(v) end
@@ -64,7 +65,10 @@ local function incrby(key, by)
   return int(r)
 end
 
-commands.ping = { -1, function(a) return a[2] and bulk(a[2]) or PONG end }
+commands.ping = { -1, function(a)
+  if #a > 2 then return err("wrong number of arguments for 'ping' command") end
+  return a[2] and bulk(a[2]) or PONG
+end }
 commands.echo = { 2, function(a) return bulk(a[2]) end }
 commands.get = { 2, function(a) local v = get(a[2]); return v and bulk(v) or NIL end }
 commands.incr = { 2, function(a) return incrby(a[2], 1) end }
@@ -153,10 +157,13 @@ for name, cmd in pairs(commands) do commands[name:upper()] = cmd end
 
 local function execute(args)
   local cmd = commands[args[1]] or commands[args[1]:lower()]
-  if not cmd then
-    local quoted = {}
-    for i = 2, math.min(#args, 4) do quoted[#quoted + 1] = "'" .. args[i] .. "' " end
-    return err(("unknown command '%s', with args beginning with: %s"):format(args[1], table.concat(quoted)))
+  if not cmd then -- Redis quotes the arguments until 128 characters are shown
+    local shown = ""
+    for i = 2, #args do
+      if #shown >= 128 then break end
+      shown = shown .. "'" .. args[i]:sub(1, 128 - #shown) .. "' "
+    end
+    return err(("unknown command '%s', with args beginning with: %s"):format(args[1], shown))
   end
   local arity = cmd[1]
   if (arity > 0 and #args ~= arity) or (arity < 0 and #args < -arity) then

@@ -92,6 +92,8 @@ struct loop {
 
 struct loop *loop_new(lua_State *L);                       /* [-0,+1,m] */
 struct loop *loop_check(lua_State *L, int idx);
+/* A new object of `lp` with `nuv` user values, UV_LOOP set. [-0,+1,m] */
+void *loop_newobject(lua_State *L, struct loop *lp, size_t size, int nuv);
 void loop_anchor(lua_State *L, struct loop *lp, const void *key, int idx);
 void loop_unanchor(lua_State *L, struct loop *lp, const void *key);
 int loop_pushanchored(lua_State *L, struct loop *lp, const void *key);
@@ -134,7 +136,10 @@ struct waiter {
   int timedout;
 };
 
-enum sock_uv { SOCK_UV_SERVER = 1, SOCK_UV_TASK, SOCK_UV_ONDATA,
+/* User value 1 of every object is its loop, which it keeps alive. */
+#define UV_LOOP 1
+
+enum sock_uv { SOCK_UV_SERVER = 2, SOCK_UV_TASK, SOCK_UV_ONDATA,
                SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_NUV = SOCK_UV_ONDRAIN };
 
 struct sock {
@@ -169,7 +174,7 @@ struct sock {
   struct sock *next, **pprev; /* the loop's open sockets, for shutdown */
 };
 
-enum srv_uv { SRV_UV_HANDLER = 1, SRV_UV_ONERROR, SRV_NUV = SRV_UV_ONERROR };
+enum srv_uv { SRV_UV_HANDLER = 2, SRV_UV_ONERROR, SRV_NUV = SRV_UV_ONERROR };
 
 struct server {
   struct loop *loop;
@@ -196,7 +201,7 @@ struct sock *sock_check(lua_State *L, int idx);
  * on("close"), or NULL from __gc (no callbacks, no wake-ups: L5). */
 void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why);
 void sock_closeall(lua_State *L, struct loop *lp);
-void sock_open(lua_State *L, struct loop *lp);
+void sock_open(lua_State *L);
 int sock_connect(lua_State *L);
 void sock_hold(lua_State *L, struct sock *s, int idx);
 void sock_release(lua_State *L, struct sock *s);
@@ -208,7 +213,7 @@ void sock_flushnow(lua_State *L, struct sock *s);
 extern const luaL_Reg sock_io_methods[];
 
 /* server.c */
-void srv_open(lua_State *L, struct loop *lp);
+void srv_open(lua_State *L);
 int srv_listen(lua_State *L);
 /* Read limit options from the table at idx over *lim. [-0, +0, v] */
 void srv_readlimits(lua_State *L, int idx, struct limits *lim);
@@ -216,7 +221,7 @@ void srv_pushlimits(lua_State *L, const struct limits *lim); /* [-0,+1,m] */
 void srv_closeall(lua_State *L, struct loop *lp);
 
 /* timer.c */
-void timer_open(lua_State *L, struct loop *lp);
+void timer_open(lua_State *L);
 int timer_sleep(lua_State *L);
 int timer_new(lua_State *L);
 int timer_signal(lua_State *L);
@@ -227,7 +232,7 @@ void resolve_free(struct resolver *r);
 
 /* util.c */
 void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
-                   const luaL_Reg *methods, struct loop *lp);
+                   const luaL_Reg *methods);
 int util_fail(lua_State *L, const char *code);             /* [-0,+2,m] */
 int util_failerr(lua_State *L, int err);                    /* [-0,+3,m] */
 int util_pushaddr(lua_State *L, const struct net_addr *a); /* [-0,+2,m] */

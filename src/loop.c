@@ -42,6 +42,10 @@ static int loop__gc(lua_State *L) {
   struct loop *lp = luaL_checkudata(L, 1, CLS_LOOP);
   if (lp->ev == NULL)
     return 0;
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->anchors);
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->onerror);
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->logger);
+  lp->anchors = lp->onerror = lp->logger = LUA_NOREF;
   resolve_free(lp->resolver);
   lp->resolver = NULL;
   ev_ref(lp->ev); /* balance the unref of the prepare watcher */
@@ -64,6 +68,31 @@ static int loop__tostring(lua_State *L) {
 
 struct loop *loop_check(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, CLS_LOOP);
+}
+
+/* registry["berth.loops"]: a weak table from a loop's address to its
+ * userdata, so C holding only the struct can give new objects their loop. */
+#define LOOPS_REGKEY "berth.loops"
+
+static void loop_register(lua_State *L, struct loop *lp) {
+  if (luaL_getsubtable(L, LUA_REGISTRYINDEX, LOOPS_REGKEY) == 0) {
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "v");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+  }
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, lp);
+  lua_pop(L, 1);
+}
+
+void *loop_newobject(lua_State *L, struct loop *lp, size_t size, int nuv) {
+  void *p = lua_newuserdatauv(L, size, nuv);
+  lua_getfield(L, LUA_REGISTRYINDEX, LOOPS_REGKEY);
+  lua_rawgetp(L, -1, lp);
+  lua_remove(L, -2);
+  lua_setiuservalue(L, -2, UV_LOOP);
+  return p;
 }
 
 /* [-0, +1, m] the new loop userdata */
@@ -92,6 +121,7 @@ struct loop *loop_new(lua_State *L) {
   lp->prepare.data = lp->idle.data = lp->grace.data = lp;
   ev_prepare_start(lp->ev, &lp->prepare);
   ev_unref(lp->ev); /* the prepare watcher alone must not keep run() going */
+  loop_register(L, lp);
   return lp;
 }
 

@@ -1,9 +1,12 @@
 /*
  * module.c -- luaopen_berth_core: the `berth.core` module table. Each
- * function receives the state's default loop as upvalue 1; the loop itself
- * lives in the registry until lua_close, so it is finalized after every
- * object that points to it (L6).
+ * function receives its loop as upvalue 1. The state's default loop lives
+ * in the registry until lua_close, so it is finalized after every object
+ * that points to it (L6); core.newloop() makes another table bound to a new
+ * loop, which lives as long as that table or any of its objects.
  */
+#include <errno.h>
+
 #include "berth.h"
 #include "core.h"
 
@@ -142,6 +145,31 @@ static int m_limits(lua_State *L) {
   return 1;
 }
 
+/* The loop's backend descriptor (epoll): readable when I/O is ready, for
+ * embedding in a foreign loop. Timers are not on it: step() at least as
+ * often as the shortest timeout needs.
+ * libev 4.33 has no public accessor, but ev_embed_start sets the public
+ * io.fd of an ev_embed to exactly this descriptor: embed the loop into a
+ * throwaway loop for a moment and read it there. */
+static int m_fd(lua_State *L) {
+  struct loop *lp = m_loop(L);
+  if (!(ev_backend(lp->ev) & ev_embeddable_backends()))
+    return util_fail(L, "unsupported");
+  struct ev_loop *tmp = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
+  if (tmp == NULL)
+    return util_failerr(L, ENOMEM);
+  ev_embed probe;
+  ev_embed_init(&probe, NULL, lp->ev);
+  ev_embed_start(tmp, &probe);
+  int fd = probe.io.fd;
+  ev_embed_stop(tmp, &probe);
+  ev_loop_destroy(tmp);
+  lua_pushinteger(L, fd);
+  return 1;
+}
+
+static int m_newloop(lua_State *L);
+
 static const luaL_Reg m_funcs[] = {
   {"listen", srv_listen},
   {"connect", sock_connect},
@@ -159,25 +187,44 @@ static const luaL_Reg m_funcs[] = {
   {"shutdown", m_shutdown},
   {"stats", m_stats},
   {"limits", m_limits},
+  {"fd", m_fd},
+  {"newloop", m_newloop},
   {"onerror", m_onerror},
   {"setlogger", m_setlogger},
   {NULL, NULL}
 };
 
-int luaopen_berth_core(lua_State *L) {
-  struct loop *lp = loop_new(L);          /* stack: loop */
-  lua_pushvalue(L, -1);
-  lua_setfield(L, LUA_REGISTRYINDEX, LOOP_REGKEY);
+/* The module table for the loop at the top; pops it. [-1, +1, m] */
+static void m_pushcore(lua_State *L) {
   luaL_newlibtable(L, m_funcs);           /* stack: loop, M */
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, m_funcs, 1);
-  sock_open(L, lp);
-  lua_setfield(L, -2, "Socket");
-  srv_open(L, lp);
-  lua_setfield(L, -2, "ServerSocket");
-  timer_open(L, lp);
+  luaL_getmetatable(L, CLS_SOCKET);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -3, "Socket");
+  luaL_getmetatable(L, CLS_SERVER);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -4, "ServerSocket");
+  lua_pop(L, 2);
   lua_pushliteral(L, BERTH_VERSION);
   lua_setfield(L, -2, "version");
   lua_remove(L, -2);
+}
+
+static int m_newloop(lua_State *L) {
+  loop_new(L);
+  m_pushcore(L);
+  return 1;
+}
+
+int luaopen_berth_core(lua_State *L) {
+  sock_open(L);
+  srv_open(L);
+  timer_open(L);
+  lua_pop(L, 2);
+  loop_new(L);                            /* stack: loop */
+  lua_pushvalue(L, -1);
+  lua_setfield(L, LUA_REGISTRYINDEX, LOOP_REGKEY);
+  m_pushcore(L);
   return 1;
 }

@@ -49,6 +49,9 @@ static void sched_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "cpu budget exceeded"); /* inside a C call: the best we can */
 }
 
+/* The hook has only the thread; the registry slot names the loop whose
+ * task is running. It is created here, where allocation may fail safely;
+ * each resume then only overwrites it. */
 void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds) {
   lp->cpu_budget = seconds > 0 ? seconds : 0;
   lua_pushlightuserdata(L, lp);
@@ -286,8 +289,11 @@ void sched_resume(struct loop *lp, lua_State *co) {
     nargs = lua_gettop(co) - 1; /* first run: [fn, args...] */
   lp->current = co;
   lp->budget = BERTH_BUDGET;
-  if (lp->cpu_budget > 0)
+  if (lp->cpu_budget > 0) {
     lp->resumed_at = monotonic();
+    lua_pushlightuserdata(lp->L, lp); /* the slot exists: no allocation */
+    lua_rawsetp(lp->L, LUA_REGISTRYINDEX, &sched_hookkey);
+  }
   int st = lua_resume(co, lp->L, nargs, &nres);
   lp->current = NULL;
   if (st == LUA_YIELD && nres == 1 &&

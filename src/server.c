@@ -489,7 +489,7 @@ int srv_listen(lua_State *L) {
   int rc = srv_openfd(L, &fd, &path);
   if (rc < 0)
     return util_failerr(L, -rc);
-  struct server *sv = lua_newuserdatauv(L, sizeof *sv, SRV_NUV);
+  struct server *sv = loop_newobject(L, lp, sizeof *sv, SRV_NUV);
   memset(sv, 0, sizeof *sv);
   sv->loop = lp;
   sv->fd = fd;
@@ -537,6 +537,6 @@ static const luaL_Reg srv_methods[] = {
 };
 
 /* Leaves the method table on the stack. [-0, +1, m] */
-void srv_open(lua_State *L, struct loop *lp) {
-  util_newclass(L, CLS_SERVER, srv_meta, srv_methods, lp);
+void srv_open(lua_State *L) {
+  util_newclass(L, CLS_SERVER, srv_meta, srv_methods);
 }

@@ -303,7 +303,7 @@ static void sock_unlink(struct sock *s) {
 
 /* Wrap an open, non-blocking fd. [-0, +1, m] */
 struct sock *sock_new(lua_State *L, struct loop *lp, int fd) {
-  struct sock *s = lua_newuserdatauv(L, sizeof *s, SOCK_NUV);
+  struct sock *s = loop_newobject(L, lp, sizeof *s, SOCK_NUV);
   memset(s, 0, sizeof *s);
   s->loop = lp;
   s->fd = fd;
@@ -616,7 +616,7 @@ static const luaL_Reg sock_methods[] = {
 };
 
 /* Leaves the method table on the stack. [-0, +1, m] */
-void sock_open(lua_State *L, struct loop *lp) {
-  util_newclass(L, CLS_SOCKET, sock_meta, sock_methods, lp);
+void sock_open(lua_State *L) {
+  util_newclass(L, CLS_SOCKET, sock_meta, sock_methods);
   luaL_setfuncs(L, sock_io_methods, 0);
 }

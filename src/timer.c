@@ -13,6 +13,8 @@
 
 #include "core.h"
 
+#define TIMER_UV_FN 2 /* the callback of a Timer or Signal (1 is the loop) */
+
 struct timer {
   struct loop *loop;
   ev_timer w;
@@ -37,7 +39,7 @@ static void timer_disarm(lua_State *L, struct timer *t) {
 
 /* Start a task running the object's callback with (arg). [-0, +0, m] */
 static void timer_spawn(lua_State *L, struct loop *lp, int idx, int argidx) {
-  lua_getiuservalue(L, idx, 1);
+  lua_getiuservalue(L, idx, TIMER_UV_FN);
   lua_pushvalue(L, argidx);
   lua_State *co = sched_new(L, lp, 0, 1);
   lua_pop(L, 1);
@@ -67,7 +69,7 @@ static void timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
 }
 
 static struct timer *timer_push(lua_State *L, struct loop *lp) {
-  struct timer *t = lua_newuserdatauv(L, sizeof *t, 1);
+  struct timer *t = loop_newobject(L, lp, sizeof *t, 2);
   memset(t, 0, sizeof *t);
   t->loop = lp;
   ev_init(&t->w, timer_cb);
@@ -107,7 +109,7 @@ int timer_new(lua_State *L) {
   luaL_checktype(L, 3, LUA_TFUNCTION);
   struct timer *t = timer_push(L, lp);
   lua_pushvalue(L, 3);
-  lua_setiuservalue(L, -2, 1);
+  lua_setiuservalue(L, -2, TIMER_UV_FN);
   loop_deadline(lp, 0);
   ev_timer_set(&t->w, after > 0 ? after : 0, rep > 0 ? rep : 0);
   ev_timer_start(lp->ev, &t->w);
@@ -188,12 +190,12 @@ int timer_signal(lua_State *L) {
   int signo = signal_number(name);
   luaL_argcheck(L, signo != 0, 1, "unknown signal name");
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  struct sigw *g = lua_newuserdatauv(L, sizeof *g, 1);
+  struct sigw *g = loop_newobject(L, lp, sizeof *g, 2);
   memset(g, 0, sizeof *g);
   g->loop = lp;
   luaL_setmetatable(L, CLS_SIGNAL);
   lua_pushvalue(L, 2);
-  lua_setiuservalue(L, -2, 1);
+  lua_setiuservalue(L, -2, TIMER_UV_FN);
   ev_signal_init(&g->w, signal_cb, signo);
   g->w.data = g;
   ev_signal_start(lp->ev, &g->w);
@@ -233,8 +235,8 @@ static const luaL_Reg signal_methods[] = {
 };
 
 /* Registers both classes; leaves nothing on the stack. [-0, +0, m] */
-void timer_open(lua_State *L, struct loop *lp) {
-  util_newclass(L, CLS_TIMER, timer_meta, timer_methods, lp);
-  util_newclass(L, CLS_SIGNAL, signal_meta, signal_methods, lp);
+void timer_open(lua_State *L) {
+  util_newclass(L, CLS_TIMER, timer_meta, timer_methods);
+  util_newclass(L, CLS_SIGNAL, signal_meta, signal_methods);
   lua_pop(L, 2);
 }

@@ -11,8 +11,7 @@
  * `name`; the method table is left on the stack so Lua code can extend it.
  * [-0, +1, m] */
 void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
-                   const luaL_Reg *methods, struct loop *lp) {
-  (void)lp;
+                   const luaL_Reg *methods) {
   luaL_newmetatable(L, name);
   luaL_setfuncs(L, meta, 0);
   lua_newtable(L);

@@ -42,6 +42,8 @@ static void sched_hook(lua_State *L, lua_Debug *ar) {
       monotonic() - lp->resumed_at <= lp->cpu_budget)
     return;
   lp->overrun = 1;
+  if (L != lp->current) /* a nested coroutine: the task must follow it */
+    lua_sethook(lp->current, sched_hook, LUA_MASKCOUNT, 1);
   if (lua_isyieldable(L)) {
     lua_yield(L, 0); /* from a hook it returns; the yield happens after */
     return;

@@ -286,9 +286,13 @@ static int sock_readuntil(lua_State *L) { return sock_doread(L, RK_READUNTIL, 0)
 #define WRITE_IOV 64
 
 /* Send iov[0..cnt) now if nothing is queued before it, and buffer what the
- * kernel did not take. Returns 0 or -errno (the write side failed). */
+ * kernel did not take. Returns 0, -errno (the write side failed), or
+ * -EMSGSIZE when buffering the rest would pass max_output: checked before
+ * copying, so a huge write to a peer that does not read costs nothing. */
 static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
-  size_t sent = 0;
+  size_t sent = 0, total = 0;
+  for (int i = 0; i < cnt; i++)
+    total += iov[i].iov_len;
   if (s->wbuf.len == 0 && s->rbuf.len == 0) {
     long n = net_writev(s->fd, iov, cnt);
     if (n < 0 && n != -EAGAIN) {
@@ -300,6 +304,8 @@ static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
     s->loop->bytes_out += sent;
     s->last_active = s->last_drain = ev_now(s->loop->ev);
   }
+  if (s->wbuf.len + (total - sent) > s->lim.max_output)
+    return -EMSGSIZE;
   for (int i = 0; i < cnt; i++) {
     size_t len = iov[i].iov_len;
     if (sent >= len) {
@@ -374,12 +380,12 @@ static int sock_write(lua_State *L) {
       iov[cnt].iov_len = len;
     }
     int rc = sock_send(L, s, iov, cnt);
+    if (rc == -EMSGSIZE) {
+      sock_destroy(L, s, 1, "toolarge"); /* a peer that does not read */
+      return util_fail(L, "toolarge");
+    }
     if (rc < 0)
       return util_failerr(L, -rc);
-  }
-  if (s->wbuf.len > s->lim.max_output) {
-    sock_destroy(L, s, 1, "toolarge"); /* a peer that does not read */
-    return util_fail(L, "toolarge");
   }
   sock_armwrite(L, s);
   if (s->wbuf.len > 0)

@@ -24,8 +24,6 @@
 
 #include "berth.h"
 
-void berth_preload(lua_State *L); /* generated: the embedded lua/berth */
-
 /* Options that become berth.limits{} defaults: NAME VALUE pairs. */
 static const char *const limit_options[] = {
   "--max-connections", "max_connections", "--max-line", "maxline",
@@ -288,12 +286,9 @@ static int pmain(lua_State *L) {
   char **argv = lua_touserdata(L, 2);
   struct options *o = lua_touserdata(L, 3);
   luaL_openlibs(L);
-  luaL_requiref(L, "berth.core", luaopen_berth_core, 0);
-  berth_preload(L);
   create_arg(L, argc, argv, o->script_index);
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "berth");
-  lua_call(L, 1, 1);                     /* stack: ..., berth */
+  if (berth_open(L) != LUA_OK)           /* stack: ..., berth */
+    return lua_error(L);
   int berth = lua_gettop(L);
   luaL_loadbuffer(L, prelude, sizeof prelude - 1, "=prelude");
   lua_pushvalue(L, berth);

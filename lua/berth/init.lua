@@ -9,13 +9,16 @@ local sync = require "berth.sync"
 
 local Socket, ServerSocket = core.Socket, core.ServerSocket
 
+
 --- Iterate over lines (`fmt` "l" or "L") until EOF or an error.
+-- @function Socket:lines
 function Socket:lines(fmt)
   fmt = fmt or "l"
   return function() return (self:read(fmt)) end
 end
 
 --- Iterate over accepted connections until a timeout or close.
+-- @function ServerSocket:connections
 function ServerSocket:connections(timeout)
   return function() return (self:accept(timeout)) end
 end
@@ -43,6 +46,7 @@ local function bind(c)
   c.onerror(log_task_error)
 
   --- Listen and run `opts.handler(sock)` in a new task per connection.
+  -- @function serve
   -- @tparam table opts `berth.listen` options plus `handler` and `onerror`
   -- @treturn[1] ServerSocket
   -- @treturn[2] nil
@@ -61,6 +65,7 @@ local function bind(c)
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
   -- path=, timeout=}`. Must run in a task.
+  -- @function connect
   -- @treturn[1] Socket
   -- @treturn[2] nil
   -- @treturn[2] string error code
@@ -90,11 +95,203 @@ local function bind(c)
 
   --- A new, independent loop with this same API (`berth.loop().serve{…}`,
   -- `:run()`…). The default loop is the one `berth` itself drives.
+  -- @function loop
   function api.loop()
     return bind(c.newloop())
   end
 
   return api
 end
+
+-- Reference of the functions the C core provides (for LDoc).
+
+--- Listen on a TCP or unix socket.
+-- @function listen
+-- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
+-- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
+-- `path` (unix socket), `fd` (adopt a listening descriptor), and any limit
+-- of `berth.limits`.
+-- @treturn[1] ServerSocket
+-- @treturn[2] nil
+-- @treturn[2] string "addrinuse", "permission", "invalid", …
+-- @treturn[2] integer errno
+
+--- Run `fn(...)` as a new task on the next loop iteration.
+-- @function spawn
+-- @tparam function fn
+-- @return the task's coroutine
+
+--- Suspend the calling task for `seconds` (0: let every ready task run).
+-- @function sleep
+-- @tparam number seconds
+-- @treturn boolean true
+
+--- The loop's cached time in seconds.
+-- @function now
+-- @treturn number
+
+--- Call `fn(timer)` in a new task after `after` seconds, then every `rep`.
+-- @function timer
+-- @tparam number after
+-- @tparam[opt] number rep
+-- @tparam function fn
+-- @treturn Timer with `cancel()`
+
+--- Call `fn(name)` in a new task on each delivery of SIG`name`.
+-- @function signal
+-- @tparam string name "INT", "TERM", "HUP", "USR1", …
+-- @tparam function fn
+-- @treturn Signal with `cancel()`
+
+--- Run the loop until nothing is left or `stop()`.
+-- @function run
+-- @treturn boolean true
+
+--- Run one loop iteration, blocking at most `timeout` seconds.
+-- @function step
+-- @tparam[opt=0] number timeout
+-- @treturn boolean whether the loop still has work
+
+--- Make a running `run()` return.
+-- @function stop
+
+--- Close listeners, let tasks finish for `grace` seconds, close the rest.
+-- @function shutdown
+-- @tparam[opt=10] number grace
+
+--- Counters: active, total, bytes_in, bytes_out, tasks, sockets, servers,
+-- anchors.
+-- @function stats
+-- @treturn table
+
+--- Set the process-wide handler of task errors: `fn(err, traceback, sock)`.
+-- @function onerror
+-- @tparam function fn
+-- @return the previous handler
+
+--- Set and get the default limits of new servers and the CPU budget.
+-- @function limits
+-- @tparam[opt] table t max_connections, maxline, max_input, max_output,
+-- idle_timeout, message_timeout, send_timeout, cpu_budget (false: off)
+-- @treturn table the limits in force
+
+--- The loop's epoll descriptor, for embedding in a foreign loop.
+-- @function fd
+-- @treturn[1] integer
+-- @treturn[2] nil
+-- @treturn[2] string "unsupported"
+
+--- A condition variable: `wait([timeout])`, `signal(...)`, `broadcast(...)`.
+-- @function cond
+-- @see berth.sync
+
+--- Socket: a connection. Methods yield only the calling task.
+-- @type Socket
+
+--- Read `fmt`: an integer n, "l", "L" or "a".
+-- @function Socket:read
+-- @param fmt
+-- @tparam[opt] number timeout
+-- @treturn[1] string
+-- @treturn[2] nil
+-- @treturn[2] string "closed", "reset", "timeout", "toolarge"
+-- @treturn[2] string the unread buffered bytes (at "closed"/"reset")
+
+--- Read whatever is available, 1 to `max` bytes.
+-- @function Socket:readsome
+-- @tparam[opt=65536] integer max
+-- @tparam[opt] number timeout
+-- @treturn string or nil, code, extra
+
+--- Read up to `delim` (consumed, not returned).
+-- @function Socket:readuntil
+-- @tparam string delim
+-- @tparam[opt] number timeout
+-- @treturn string or nil, code, extra
+
+--- Write strings and numbers; waits above the high watermark.
+-- @function Socket:write
+-- @param ...
+-- @treturn[1] Socket
+-- @treturn[2] nil
+-- @treturn[2] string "closed", "reset", "timeout", "toolarge"
+
+--- Wait until everything written is handed to the kernel.
+-- @function Socket:flush
+-- @tparam[opt] number timeout
+-- @treturn Socket or nil, code
+
+--- Default timeout of reads and/or writes (nil or negative: none).
+-- @function Socket:settimeout
+-- @tparam number seconds
+-- @tparam[opt="both"] string which "read", "write"
+
+--- Set "nodelay", "keepalive", "maxline", "highwater" or "lowwater".
+-- @function Socket:setoption
+-- @tparam string name
+-- @param value
+
+--- Half-close: "w" (after buffered data), "r" or "rw".
+-- @function Socket:shutdown
+-- @tparam[opt="w"] string how
+
+--- Close (idempotent); waiting tasks get nil, "closed".
+-- @function Socket:close
+
+--- The remote address: host, port (or path, 0).
+-- @function Socket:peer
+
+--- The local address: host, port (or path, 0).
+-- @function Socket:localaddr
+
+--- Bytes buffered for writing and read but unconsumed.
+-- @function Socket:pending
+-- @treturn integer wbytes
+-- @treturn integer rbytes
+
+--- bytes_in, bytes_out, created.
+-- @function Socket:stats
+
+--- Callback mode: "data" fn(chunk), "close" fn(code), "drain" fn().
+-- @function Socket:on
+-- @tparam string event
+-- @tparam function fn
+
+--- ServerSocket: a listener.
+-- @type ServerSocket
+
+--- Accept one connection (task only).
+-- @function ServerSocket:accept
+-- @tparam[opt] number timeout
+-- @treturn[1] Socket
+-- @treturn[2] nil
+-- @treturn[2] string "timeout" or "closed"
+
+--- Run `fn(sock)` in a new task per connection ("connection"), or handle
+-- handler errors ("error": fn(err, traceback, sock)).
+-- @function ServerSocket:on
+-- @tparam string event
+-- @tparam function fn
+
+--- Stop / restart accepting.
+-- @function ServerSocket:pause
+
+--- @function ServerSocket:resume
+
+--- Close (idempotent), waking a pending accept with nil, "closed".
+-- @function ServerSocket:close
+
+--- The bound port.
+-- @function ServerSocket:port
+
+--- The bound address (or unix path).
+-- @function ServerSocket:address
+
+--- accepted, active, rejected.
+-- @function ServerSocket:stats
+
+--- The limits its connections get.
+-- @function ServerSocket:limits
+
 
 return bind(core)

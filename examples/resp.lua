@@ -163,7 +163,7 @@ local function execute(args)
       if #shown >= 128 then break end
       shown = shown .. "'" .. args[i]:sub(1, 128 - #shown) .. "' "
     end
-    return err(("unknown command '%s', with args beginning with: %s"):format(args[1], shown))
+    return err(("unknown command '%s', with args beginning with: %s"):format(args[1]:sub(1, 128), shown))
   end
   local arity = cmd[1]
   if (arity > 0 and #args ~= arity) or (arity < 0 and #args < -arity) then

@@ -35,9 +35,11 @@ static struct sock *sock_checkopen(lua_State *L, int idx) {
 }
 
 /* Does C hold this socket without a task holding it for us? A handler's
- * socket is anchored through its task (sched.c) for as long as it is open. */
+ * socket is anchored through its task (sched.c) for as long as it is open,
+ * which covers a draining write buffer; callbacks, though, find their
+ * socket by its own anchor key, so with callbacks it is anchored too. */
 static int sock_needsanchor(const struct sock *s) {
-  return !s->owned && (s->callback || s->events || ev_is_active(&s->wio));
+  return s->callback || s->events || (!s->owned && ev_is_active(&s->wio));
 }
 
 /* [-0, +0, m] */

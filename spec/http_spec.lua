@@ -1,0 +1,366 @@
+-- examples/http.lua, run by the host as a child process (PORT=0) and driven
+-- over raw berth sockets: every response is compared byte for byte.
+local helpers = require "helpers"
+local P = require "proto_helpers"
+local berth = helpers.berth
+local run = helpers.run
+local expect_bytes, expect_quiet, expect_close = P.expect_bytes, P.expect_quiet, P.expect_close
+
+local MiB = 1024 * 1024
+
+-- The exact responses of examples/http.lua.
+local function response(status, reason, body, close, head)
+  return ("HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n%s")
+    :format(status, reason, #body, close and "Connection: close\r\n" or "", head and "" or body)
+end
+local HELLO = response(200, "OK", "Hello, World!")
+local HELLO_CLOSE = response(200, "OK", "Hello, World!", true)
+local HELLO_HEAD = response(200, "OK", "Hello, World!", false, true)
+local HELLO_HEAD_CLOSE = response(200, "OK", "Hello, World!", true, true)
+local NOT_FOUND = response(404, "Not Found", "Not Found\n")
+local NOT_FOUND_HEAD = response(404, "Not Found", "Not Found\n", false, true)
+local NOT_FOUND_HEAD_CLOSE = response(404, "Not Found", "Not Found\n", true, true)
+local BAD_REQUEST = response(400, "Bad Request", "Bad Request\n", true)
+local TOO_LARGE = response(413, "Content Too Large", "Content Too Large\n", true)
+local LINE_TOO_LONG = response(431, "Request Header Fields Too Large",
+  "Request Header Fields Too Large\n", true)
+local BLOCK_TOO_LARGE = response(431, "Request Header Fields Too Large",
+  "header block too large\n", true)
+local NOT_IMPLEMENTED = response(501, "Not Implemented", "Not Implemented\n", true)
+local function echoed(body, close) return response(200, "OK", body, close) end
+
+local GET = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+local function post(body, extra)
+  return ("POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Length: %d\r\n\r\n%s")
+    :format(extra or "", #body, body)
+end
+
+-- A request header block (request line + headers, no blank line) of exactly
+-- `n` bytes, every line at most 8003 bytes.
+local function block_of(n)
+  local b = "GET / HTTP/1.1\r\nHost: 127.0.0.1"
+  while #b + 8003 <= n do b = b .. "\r\nX: " .. ("x"):rep(7998) end
+  b = b .. "\r\nY: " .. ("y"):rep(n - #b - 5)
+  assert(#b == n)
+  return b
+end
+
+-- Runs examples/http.lua for the test; `fn(port)` runs as a berth task.
+local function with_http(fn, limit)
+  P.with_example("http", nil, function(port)
+    run(function() fn(port) end, limit or 10)
+  end)
+end
+
+describe("examples/http.lua", function()
+  before_each(helpers.before)
+  after_each(helpers.after)
+
+  it("GET / answers 200 \"Hello, World!\" (13 bytes, text/plain, Content-Length)", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      assert(sock:write(GET))
+      expect_bytes(sock, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+        .. "\r\nHello, World!")
+      expect_quiet(sock, 0.1, "an HTTP/1.1 connection stays open")
+    end)
+  end)
+
+  it("keeps an HTTP/1.1 connection alive across sequential requests", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      for i = 1, 5 do
+        assert(sock:write(GET))
+        expect_bytes(sock, HELLO, 2, "request " .. i)
+        expect_quiet(sock, 0.02, "after request " .. i)
+      end
+      assert(sock:write(post("last")))
+      expect_bytes(sock, echoed("last"))
+      expect_quiet(sock)
+    end)
+  end)
+
+  it("answers pipelined requests in order, in one write", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      assert(sock:write(GET, "GET /missing HTTP/1.1\r\n\r\n", post("one\r\n\r\ntwo"),
+        "HEAD / HTTP/1.1\r\n\r\n", post(""), GET))
+      expect_bytes(sock, HELLO .. NOT_FOUND .. echoed("one\r\n\r\ntwo") .. HELLO_HEAD
+        .. echoed("") .. HELLO)
+      expect_quiet(sock)
+    end)
+  end)
+
+  it("answers 200 pipelined requests in order", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      local reqs, want = {}, {}
+      for i = 1, 200 do
+        if i % 3 == 0 then
+          reqs[i], want[i] = post("body " .. i), echoed("body " .. i)
+        elseif i % 3 == 1 then
+          reqs[i], want[i] = GET, HELLO
+        else
+          reqs[i], want[i] = ("GET /n%d HTTP/1.1\r\n\r\n"):format(i), NOT_FOUND
+        end
+      end
+      assert(sock:write(table.concat(reqs)))
+      expect_bytes(sock, table.concat(want), 5)
+      expect_quiet(sock)
+    end)
+  end)
+
+  it("answers 404 for unknown paths and methods, keeping the connection", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      for _, req in ipairs {
+        "GET /missing HTTP/1.1\r\n\r\n",
+        "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /echo HTTP/1.1\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+        "DELETE / HTTP/1.1\r\n\r\n",
+      } do
+        assert(sock:write(req))
+        expect_bytes(sock, "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\n"
+          .. "Content-Length: 10\r\n\r\nNot Found\n", 2, req)
+        expect_quiet(sock, 0.02, req)
+      end
+      assert(sock:write(GET))
+      expect_bytes(sock, HELLO)
+    end)
+  end)
+
+  it("HEAD sends GET's headers and no body", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      assert(sock:write("HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
+      expect_bytes(sock, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n")
+      expect_quiet(sock, 0.1, "no body after a HEAD response")
+      assert(sock:write("HEAD /missing HTTP/1.1\r\n\r\n"))
+      expect_bytes(sock, NOT_FOUND_HEAD)
+      expect_quiet(sock, 0.1, "no body after a HEAD 404")
+      -- The next response starts right after the headers: no stray body.
+      assert(sock:write(GET))
+      expect_bytes(sock, HELLO)
+      expect_quiet(sock)
+    end)
+  end)
+
+  it("HEAD sends no body when the connection closes either (Connection: close, HTTP/1.0)",
+    function()
+      with_http(function(port)
+        local failures = {}
+        for _, case in ipairs {
+          { "HEAD / HTTP/1.1\r\nConnection: close\r\n\r\n", HELLO_HEAD_CLOSE },
+          { "HEAD / HTTP/1.0\r\n\r\n", HELLO_HEAD_CLOSE },
+          { "HEAD /missing HTTP/1.0\r\n\r\n", NOT_FOUND_HEAD_CLOSE },
+        } do
+          local sock <close> = helpers.connect(port)
+          assert(sock:write(case[1]))
+          local ok, err = pcall(expect_close, sock, case[2], 2, P.show(case[1]))
+          if not ok then failures[#failures + 1] = err end
+        end
+        assert(#failures == 0, table.concat(failures, "\n"))
+      end)
+    end)
+
+  it("POST /echo echoes a Content-Length body, binary safe", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      local binary = "\0\1\2\r\n\r\nGET / HTTP/1.1\r\n\r\n\255"
+      assert(sock:write(post(binary)))
+      expect_bytes(sock, echoed(binary))
+      -- Header names are case-insensitive; an empty body; no Content-Length.
+      assert(sock:write("POST /echo HTTP/1.1\r\ncontent-LENGTH:   5  \r\n\r\nhello"))
+      expect_bytes(sock, echoed("hello"))
+      assert(sock:write(post("")))
+      expect_bytes(sock, echoed(""))
+      assert(sock:write("POST /echo HTTP/1.1\r\nHost: x\r\n\r\n"))
+      expect_bytes(sock, echoed(""))
+      -- A body sent in pieces after the headers.
+      assert(sock:write("POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhel"))
+      berth.sleep(0.05)
+      assert(sock:write("lo world"))
+      expect_bytes(sock, echoed("hello world"))
+      expect_quiet(sock)
+    end)
+  end)
+
+  it("POST /echo takes a body of exactly 1 MiB", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      local body = helpers.random_bytes(MiB, 11)
+      berth.spawn(function() assert(sock:write(post(body))) end)
+      local want = echoed(body)
+      local got = sock:read(#want, 10)
+      helpers.assert_bytes(want, got)
+      expect_quiet(sock)
+    end, 20)
+  end)
+
+  it("POST /echo with a body over 1 MiB answers 413 and closes", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      assert(sock:write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n"))
+      expect_close(sock, "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
+        .. "Content-Length: 18\r\nConnection: close\r\n\r\nContent Too Large\n")
+      local sock2 <close> = helpers.connect(port)
+      assert(sock2:write("POST /echo HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"))
+      expect_close(sock2, TOO_LARGE)
+    end)
+  end)
+
+  it("honours Connection: close: answers with Connection: close, then closes", function()
+    with_http(function(port)
+      for _, value in ipairs { "close", "Close", "CLOSE" } do
+        local sock <close> = helpers.connect(port)
+        assert(sock:write(("GET / HTTP/1.1\r\nHost: x\r\nConnection: %s\r\n\r\n"):format(value)))
+        expect_close(sock, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
+          .. "Connection: close\r\n\r\nHello, World!", 2, value)
+      end
+      -- Pipelined: the requests after the closing one are not answered.
+      local sock <close> = helpers.connect(port)
+      assert(sock:write(GET, post("x", "Connection: close\r\n"), GET, GET))
+      expect_close(sock, HELLO .. echoed("x", true))
+      -- 404 with Connection: close.
+      local sock3 <close> = helpers.connect(port)
+      assert(sock3:write("GET /nope HTTP/1.1\r\nconnection: close\r\n\r\n"))
+      expect_close(sock3, response(404, "Not Found", "Not Found\n", true))
+    end)
+  end)
+
+  it("closes an HTTP/1.0 connection unless it asks for keep-alive", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      assert(sock:write("GET / HTTP/1.0\r\n\r\n"))
+      expect_close(sock, HELLO_CLOSE, 2, "HTTP/1.0 without headers")
+      local sock2 <close> = helpers.connect(port)
+      assert(sock2:write("GET / HTTP/1.0\r\nHost: x\r\n\r\n"))
+      expect_close(sock2, HELLO_CLOSE, 2, "HTTP/1.0 with a header")
+      local ka <close> = helpers.connect(port)
+      for i = 1, 3 do
+        assert(ka:write("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
+        expect_bytes(ka, HELLO, 2, "HTTP/1.0 keep-alive request " .. i)
+        expect_quiet(ka, 0.05, "HTTP/1.0 keep-alive request " .. i)
+      end
+      assert(ka:write("GET / HTTP/1.0\r\n\r\n"))
+      expect_close(ka, HELLO_CLOSE, 2, "HTTP/1.0 request without keep-alive after keep-alive")
+    end)
+  end)
+
+  it("answers a malformed request line with 400 and closes", function()
+    with_http(function(port)
+      for _, req in ipairs {
+        "GARBAGE\r\n\r\n",
+        "get / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/2.0\r\n\r\n",
+        "GET /\r\nHost: x\r\n\r\n",
+        "GET  / HTTP/1.1\r\n\r\n",
+        "\0\1\2\3\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        "POST /echo HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+      } do
+        local sock <close> = helpers.connect(port)
+        assert(sock:write(req))
+        expect_close(sock, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+          .. "Content-Length: 12\r\nConnection: close\r\n\r\nBad Request\n", 2, P.show(req))
+      end
+      -- In a pipeline: the good request before it is answered, nothing after.
+      local sock <close> = helpers.connect(port)
+      assert(sock:write(GET, "BAD\r\n\r\n", GET))
+      expect_close(sock, HELLO .. BAD_REQUEST, 2, "pipelined", { closed = true, reset = true })
+    end)
+  end)
+
+  it("answers a header line over 8 KiB with 431 and closes", function()
+    with_http(function(port)
+      -- "X: " + 8189 bytes = 8192: the limit itself is fine.
+      local sock <close> = helpers.connect(port)
+      assert(sock:write("GET / HTTP/1.1\r\nX: " .. ("x"):rep(8189) .. "\r\n\r\n"))
+      expect_bytes(sock, HELLO, 2, "a header line of exactly 8 KiB")
+      expect_quiet(sock)
+      -- One byte more.
+      local sock2 <close> = helpers.connect(port)
+      assert(sock2:write("GET / HTTP/1.1\r\nX: " .. ("x"):rep(8190) .. "\r\n\r\n"))
+      expect_close(sock2, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: "
+        .. "text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\n"
+        .. "Request Header Fields Too Large\n", 2, "a header line of 8 KiB + 1")
+      -- A request line over 8 KiB too.
+      local sock3 <close> = helpers.connect(port)
+      assert(sock3:write("GET /" .. ("a"):rep(9000) .. " HTTP/1.1\r\n\r\n"))
+      expect_close(sock3, LINE_TOO_LONG, 2, "a request line over 8 KiB")
+    end)
+  end)
+
+  it("answers a header block over 64 KiB with 431 and closes", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      assert(sock:write(block_of(64 * 1024), "\r\n\r\n"))
+      expect_bytes(sock, HELLO, 2, "a header block of exactly 64 KiB")
+      expect_quiet(sock)
+      local sock2 <close> = helpers.connect(port)
+      assert(sock2:write(block_of(64 * 1024 + 1), "\r\n\r\n"))
+      expect_close(sock2, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: "
+        .. "text/plain\r\nContent-Length: 23\r\nConnection: close\r\n\r\n"
+        .. "header block too large\n", 2, "a header block of 64 KiB + 1")
+      -- A header block that never ends: answered once it passes 64 KiB.
+      local sock3 <close> = helpers.connect(port)
+      assert(sock3:write(block_of(70000), "\r\n"))
+      expect_close(sock3, BLOCK_TOO_LARGE, 2, "an endless header block")
+    end)
+  end)
+
+  it("answers Transfer-Encoding with 501 and closes", function()
+    with_http(function(port)
+      for _, req in ipairs {
+        "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /echo HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
+        "GET / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
+      } do
+        local sock <close> = helpers.connect(port)
+        assert(sock:write(req))
+        expect_close(sock, "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\n"
+          .. "Content-Length: 16\r\nConnection: close\r\n\r\nNot Implemented\n", 2, P.show(req))
+      end
+      local sock <close> = helpers.connect(port)
+      assert(sock:write(GET, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"))
+      expect_close(sock, HELLO .. NOT_IMPLEMENTED)
+    end)
+  end)
+
+  it("answers a request dribbled one byte per TCP segment", function()
+    with_http(function(port)
+      local sock <close> = helpers.connect(port)
+      local req = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: dribble\r\n\r\n"
+      P.dribble(sock, req:sub(1, -2))
+      expect_quiet(sock, 0.1, "nothing before the last byte of the request")
+      P.dribble(sock, req:sub(-1))
+      expect_bytes(sock, HELLO)
+      local body = "a\r\n\r\nb"
+      P.dribble(sock, post(body))
+      expect_bytes(sock, echoed(body))
+      P.dribble(sock, "HEAD / HTTP/1.1\r\n\r\n")
+      expect_bytes(sock, HELLO_HEAD)
+      P.dribble(sock, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+      expect_close(sock, HELLO_CLOSE)
+    end)
+  end)
+
+  it("serves 50 concurrent keep-alive clients", function()
+    with_http(function(port)
+      local n, finished = 50, 0
+      for i = 1, n do
+        berth.spawn(function()
+          local sock <close> = helpers.connect(port)
+          for j = 1, 10 do
+            local body = ("client %d request %d"):format(i, j)
+            assert(sock:write(GET, post(body)))
+            expect_bytes(sock, HELLO .. echoed(body), 5)
+          end
+          finished = finished + 1
+        end)
+      end
+      helpers.wait_until(function() return finished == n end, 10, "all clients")
+    end, 20)
+  end)
+end)

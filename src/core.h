@@ -31,6 +31,7 @@
 #define CLS_SERVER "berth.ServerSocket"
 #define CLS_TIMER  "berth.Timer"
 #define CLS_SIGNAL "berth.Signal"
+#define CLS_FWATCH "berth.FileWatch"
 
 /* Limits and defaults (documented in README "API reference"). */
 #define BERTH_SCRATCH    (64 * 1024) /* shared receive buffer */
@@ -203,6 +204,7 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why);
 void sock_closeall(lua_State *L, struct loop *lp);
 void sock_open(lua_State *L);
 int sock_connect(lua_State *L);
+int sock_adopt(lua_State *L);
 void sock_hold(lua_State *L, struct sock *s, int idx);
 void sock_release(lua_State *L, struct sock *s);
 void sock_timer_arm(struct sock *s);
@@ -225,6 +227,10 @@ void timer_open(lua_State *L);
 int timer_sleep(lua_State *L);
 int timer_new(lua_State *L);
 int timer_signal(lua_State *L);
+int timer_watch(lua_State *L);
+
+/* proc.c: process primitives for the master/worker model (core.proc) */
+void proc_open(lua_State *L); /* [-0, +1, m] the core.proc table */
 
 /* resolve.c */
 int resolve_lookup(lua_State *L);

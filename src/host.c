@@ -43,6 +43,9 @@ struct options {
   const char *level;
   size_t max_memory;      /* 0: no cap */
   const char *user, *group;
+  long workers;           /* > 1: run as the master of that many workers */
+  const char *mode;       /* "single", "master", "worker" or "check" */
+  int watch;              /* --watch: reload handler modules on change */
 };
 
 /* The Lua allocator with a cap (--max-memory): past it an allocation
@@ -106,6 +109,14 @@ static const char usage[] =
   "  --user U, --group G\n"
   "                   drop to user U / group G once the script has bound\n"
   "                   its listeners (before the loop starts)\n"
+  "  --watch          reload handler modules when their files change\n"
+  "                   (SIGHUP always reloads them)\n"
+  "  --workers N      run N worker processes sharing the listeners, under a\n"
+  "                   master that restarts them and, on SIGHUP, replaces\n"
+  "                   them one by one; \"auto\" = number of cores (default 1)\n"
+  "  --check          load the script and its handler modules without\n"
+  "                   serving (listeners go to ephemeral loopback ports);\n"
+  "                   exit non-zero with the error if anything fails\n"
   "\n"
   "limits for every server the script starts (README \"Limits and safety\"):\n"
   "  --max-connections N  open connections per server (default: no cap)\n"
@@ -120,12 +131,32 @@ static const char usage[] =
   "  --               stop handling options\n"
   "  -                run the script from stdin\n";
 
-/* Runs as the script's first task-free prologue: signals and logging. */
+/* Runs before the script: logging, limits, and per mode the signals. */
 static const char prelude[] =
-  "local berth, grace, level, limits, drop = ...\n"
+  "local berth, grace, level, limits, drop, mode, watch = ...\n"
   "berth.log.level(level)\n"
   "berth.limits(limits)\n"
+  "if mode == 'master' then return end -- it handles its own signals\n"
   "if drop then berth.spawn(drop) end -- first thing the loop runs\n"
+  "if mode == 'check' then -- bind nothing real: ephemeral loopback only\n"
+  "  local listen = berth.listen\n"
+  "  function berth.listen(o)\n"
+  "    local t = {}\n"
+  "    for k, v in pairs(o) do t[k] = v end\n"
+  "    t.fd = nil\n"
+  "    if t.path then t.path = os.tmpname(); os.remove(t.path)\n"
+  "    else t.host, t.port = '127.0.0.1', 0 end\n"
+  "    return listen(t)\n"
+  "  end\n"
+  "  return\n"
+  "end\n"
+  "if watch then berth.reload.watch() end\n"
+  "if mode == 'worker' then\n"
+  "  local channel = require('berth.core').proc.channel()\n"
+  "  if not channel then error('--worker: no channel from a master') end\n"
+  "  require('berth.worker').start(berth, channel)\n"
+  "end\n"
+  "berth.signal('HUP', function() berth.reload.all() end)\n"
   "local stopping = false\n"
   "local function onsignal(name)\n"
   "  if stopping then\n"
@@ -153,6 +184,7 @@ static int limit_option(struct options *o, const char *a, const char *value) {
 static int parse_args(int argc, char **argv, struct options *o) {
   o->grace = 10;
   o->level = "info";
+  o->mode = "single";
   o->exprs = calloc((size_t)argc, sizeof *o->exprs);
   o->limits = calloc((size_t)argc + 2, sizeof *o->limits);
   int i = 1;
@@ -166,6 +198,20 @@ static int parse_args(int argc, char **argv, struct options *o) {
         fprintf(stderr, "berth: bad --max-memory '%s'\n", next);
         return -1;
       }
+    } else if (strcmp(a, "--workers") == 0 && next) {
+      const char *n = argv[++i];
+      o->workers = strcmp(n, "auto") == 0 ? sysconf(_SC_NPROCESSORS_ONLN)
+                                           : strtol(n, NULL, 10);
+      if (o->workers < 1) {
+        fprintf(stderr, "berth: bad --workers '%s'\n", n);
+        return -1;
+      }
+    } else if (strcmp(a, "--worker") == 0) {
+      o->mode = "worker";
+    } else if (strcmp(a, "--watch") == 0) {
+      o->watch = 1;
+    } else if (strcmp(a, "--check") == 0) {
+      o->mode = "check";
     } else if (strcmp(a, "--user") == 0 && next) {
       o->user = argv[++i];
     } else if (strcmp(a, "--group") == 0 && next) {
@@ -199,6 +245,8 @@ static int parse_args(int argc, char **argv, struct options *o) {
     fputs(usage, stderr);
     return -1;
   }
+  if (o->workers > 1 && strcmp(o->mode, "single") == 0)
+    o->mode = "master";
   return 0;
 }
 
@@ -281,6 +329,42 @@ static void create_arg(lua_State *L, int argc, char **argv, int script) {
   lua_setglobal(L, "arg");
 }
 
+/* The master: the same command line for every worker, with --worker in
+ * front and --workers taken out; then supervise them (berth.master). */
+static int run_master(lua_State *L, int berth, int argc, char **argv,
+                      const struct options *o) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "berth.master");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "run");
+  lua_pushvalue(L, berth);
+  lua_createtable(L, 0, 3);
+  lua_pushinteger(L, o->workers);
+  lua_setfield(L, -2, "workers");
+  lua_pushnumber(L, o->grace);
+  lua_setfield(L, -2, "grace");
+  lua_createtable(L, argc + 1, 0);
+  int n = 0;
+  lua_pushstring(L, argv[0]);
+  lua_rawseti(L, -2, ++n);
+  lua_pushliteral(L, "--worker");
+  lua_rawseti(L, -2, ++n);
+  for (int i = 1; i < argc; i++) {
+    if ((o->script_index == 0 || i < o->script_index) &&
+        strcmp(argv[i], "--workers") == 0) {
+      i++; /* and its value */
+      continue;
+    }
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, ++n);
+  }
+  lua_setfield(L, -2, "argv");
+  lua_call(L, 2, 0);
+  lua_getfield(L, berth, "run");
+  lua_call(L, 0, 0);
+  return 0;
+}
+
 static int pmain(lua_State *L) {
   int argc = (int)lua_tointeger(L, 1);
   char **argv = lua_touserdata(L, 2);
@@ -301,7 +385,11 @@ static int pmain(lua_State *L) {
   } else {
     lua_pushnil(L);
   }
-  lua_call(L, 5, 0);
+  lua_pushstring(L, o->mode);
+  lua_pushboolean(L, o->watch);
+  lua_call(L, 7, 0);
+  if (strcmp(o->mode, "master") == 0)
+    return run_master(L, berth, argc, argv, o);
   for (int i = 0; i < o->nexprs; i++) {
     if (luaL_loadbuffer(L, o->exprs[i], strlen(o->exprs[i]), "=(command line)"))
       return lua_error(L);
@@ -317,8 +405,15 @@ static int pmain(lua_State *L) {
       lua_pushstring(L, argv[o->script_index + i]);
     lua_call(L, nargs, 0);
   }
+  if (strcmp(o->mode, "check") == 0) {
+    lua_getfield(L, berth, "shutdown"); /* close what the script opened */
+    lua_pushnumber(L, 0);
+    lua_call(L, 1, 0);
+  }
   lua_getfield(L, berth, "run");
   lua_call(L, 0, 0);
+  if (strcmp(o->mode, "check") == 0)
+    fprintf(stderr, "berth --check: %s: ok\n", o->script ? o->script : "-e");
   return 0;
 }
 

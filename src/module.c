@@ -173,6 +173,7 @@ static int m_newloop(lua_State *L);
 static const luaL_Reg m_funcs[] = {
   {"listen", srv_listen},
   {"connect", sock_connect},
+  {"adopt", sock_adopt},
   {"resolve", resolve_lookup},
   {"spawn", m_spawn},
   {"suspend", m_suspend},
@@ -180,6 +181,7 @@ static const luaL_Reg m_funcs[] = {
   {"sleep", timer_sleep},
   {"timer", timer_new},
   {"signal", timer_signal},
+  {"watch", timer_watch},
   {"now", m_now},
   {"run", m_run},
   {"step", m_step},
@@ -208,6 +210,8 @@ static void m_pushcore(lua_State *L) {
   lua_pop(L, 2);
   lua_pushliteral(L, BERTH_VERSION);
   lua_setfield(L, -2, "version");
+  proc_open(L);
+  lua_setfield(L, -2, "proc");
   lua_remove(L, -2);
 }
 

@@ -15,6 +15,7 @@
  * them all and wake their waiters (L6).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
@@ -594,6 +595,19 @@ int sock_connect(lua_State *L) {
   sock_hold(L, s, 4);
   sock_timer_arm(s);
   return sched_park(L, 4, sock_connect_k);
+}
+
+/* adopt(fd) -> Socket: take over a connected stream or seqpacket socket
+ * (a socketpair end, an inherited connection); it is made non-blocking. */
+int sock_adopt(lua_State *L) {
+  struct loop *lp = loop_check(L, lua_upvalueindex(1));
+  int fd = (int)luaL_checkinteger(L, 1);
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+    return util_failerr(L, errno);
+  sock_new(L, lp, fd);
+  return 1;
 }
 
 static const luaL_Reg sock_meta[] = {

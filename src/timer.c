@@ -1,6 +1,8 @@
 /*
- * timer.c -- time and signals: berth.sleep, berth.timer (class berth.Timer)
- * and berth.signal (class berth.Signal).
+ * timer.c -- time, signals and files: berth.sleep, berth.timer (class
+ * berth.Timer), berth.signal (class berth.Signal) and core.watch (class
+ * berth.FileWatch, libev's ev_stat: inotify on Linux, which also follows
+ * the directory, so renames over the file and re-creations are seen).
  *
  * A sleeping task holds its Timer on its own stack, so sleep needs no
  * anchor. A timer or signal with a callback is anchored while armed: C
@@ -220,6 +222,82 @@ static int signal__gc(lua_State *L) {
   return 0;
 }
 
+/* ----------------------------------------------------------- file watch */
+
+struct fwatch {
+  struct loop *loop;
+  ev_stat w;
+  int anchored;
+  char path[]; /* ev_stat keeps a pointer to it while active */
+};
+
+static int fwatch_fire(lua_State *L) {
+  struct fwatch *f = lua_touserdata(L, 1);
+  loop_pushanchored(L, f->loop, f);
+  lua_pushstring(L, f->path);
+  timer_spawn(L, f->loop, 2, 3);
+  return 0;
+}
+
+static void fwatch_cb(struct ev_loop *ev, ev_stat *w, int revents) {
+  (void)ev; (void)revents;
+  struct fwatch *f = w->data;
+  loop_pcall(f->loop, fwatch_fire, f);
+}
+
+/* core.watch(path, fn [, interval]) -> FileWatch: fn(path) runs in a new
+ * task whenever the file's status changes (written, replaced, removed). */
+int timer_watch(lua_State *L) {
+  struct loop *lp = loop_check(L, lua_upvalueindex(1));
+  size_t len;
+  const char *path = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  double interval = luaL_optnumber(L, 3, 0);
+  struct fwatch *f = loop_newobject(L, lp, sizeof *f + len + 1, 2);
+  memset(f, 0, sizeof *f);
+  memcpy(f->path, path, len + 1);
+  f->loop = lp;
+  luaL_setmetatable(L, CLS_FWATCH);
+  lua_pushvalue(L, 2);
+  lua_setiuservalue(L, -2, TIMER_UV_FN);
+  ev_stat_init(&f->w, fwatch_cb, f->path, interval);
+  f->w.data = f;
+  ev_stat_start(lp->ev, &f->w);
+  ev_unref(lp->ev); /* a watch alone does not keep run() going */
+  loop_anchor(L, lp, f, -1);
+  f->anchored = 1;
+  return 1;
+}
+
+static int fwatch_cancel(lua_State *L) {
+  struct fwatch *f = luaL_checkudata(L, 1, CLS_FWATCH);
+  if (!f->anchored)
+    return 0;
+  if (f->loop->ev != NULL) {
+    ev_ref(f->loop->ev);
+    ev_stat_stop(f->loop->ev, &f->w);
+  }
+  loop_unanchor(L, f->loop, f);
+  f->anchored = 0;
+  return 0;
+}
+
+static int fwatch__gc(lua_State *L) {
+  struct fwatch *f = luaL_checkudata(L, 1, CLS_FWATCH);
+  if (f->loop->ev != NULL && ev_is_active(&f->w)) {
+    ev_ref(f->loop->ev);
+    ev_stat_stop(f->loop->ev, &f->w);
+  }
+  return 0;
+}
+
+static const luaL_Reg fwatch_meta[] = {
+  {"__gc", fwatch__gc}, {"__close", fwatch_cancel}, {NULL, NULL}
+};
+static const luaL_Reg fwatch_methods[] = {
+  {"cancel", fwatch_cancel}, {NULL, NULL}
+};
+
 static const luaL_Reg timer_meta[] = {
   {"__gc", timer__gc}, {"__close", timer_cancel},
   {"__tostring", timer__tostring}, {NULL, NULL}
@@ -238,5 +316,6 @@ static const luaL_Reg signal_methods[] = {
 void timer_open(lua_State *L) {
   util_newclass(L, CLS_TIMER, timer_meta, timer_methods);
   util_newclass(L, CLS_SIGNAL, signal_meta, signal_methods);
-  lua_pop(L, 2);
+  util_newclass(L, CLS_FWATCH, fwatch_meta, fwatch_methods);
+  lua_pop(L, 3);
 }

@@ -6,6 +6,7 @@
 local core = require "berth.core"
 local log = require "berth.log"
 local sync = require "berth.sync"
+local reload = require "berth.reload"
 
 local Socket, ServerSocket = core.Socket, core.ServerSocket
 
@@ -21,6 +22,13 @@ end
 -- @function ServerSocket:connections
 function ServerSocket:connections(timeout)
   return function() return (self:accept(timeout)) end
+end
+
+-- on("connection", "module.name"): a reloadable handler (berth.reload).
+local c_on = ServerSocket.on
+function ServerSocket:on(event, fn)
+  if event == "connection" and type(fn) == "string" then fn = reload.handler(fn) end
+  return c_on(self, event, fn)
 end
 
 -- The default handler for errors raised in tasks (E6).
@@ -40,8 +48,9 @@ local function bind(c)
     listen = c.listen, spawn = c.spawn, sleep = c.sleep, now = c.now,
     timer = c.timer, signal = c.signal, run = c.run, step = c.step,
     stop = c.stop, shutdown = c.shutdown, stats = c.stats,
-    onerror = c.onerror, limits = c.limits, fd = c.fd,
+    onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
   }
+  local shutdown_hooks = {}
   c.setlogger(log.write)
   c.onerror(log_task_error)
 
@@ -53,10 +62,11 @@ local function bind(c)
   -- @treturn[2] string error code
   -- @treturn[2] integer errno
   function api.serve(opts)
-    if type(opts) ~= "table" or type(opts.handler) ~= "function" then
-      error("berth.serve: expects a table with a handler function", 2)
+    local kind = type(opts) == "table" and type(opts.handler)
+    if kind ~= "function" and kind ~= "string" then
+      error("berth.serve: expects a table with a handler function or module name", 2)
     end
-    local server, err, errno = c.listen(opts)
+    local server, err, errno = api.listen(opts)
     if not server then return nil, err, errno end
     if opts.onerror then server:on("error", opts.onerror) end
     return server:on("connection", opts.handler)
@@ -91,6 +101,33 @@ local function bind(c)
       if sock or err == "timeout" then return sock, err, extra end
     end
     return nil, err, extra
+  end
+
+  --- Counters: active, total, bytes_in, bytes_out, tasks, sockets,
+  -- servers, anchors, plus reloads, reload_failures, last_reload and
+  -- last_reload_error.
+  -- @function stats
+  function api.stats()
+    local s = c.stats()
+    for k, v in pairs(reload.stats()) do s[k] = v end
+    return s
+  end
+
+  --- Run `fn()` in a task when a graceful shutdown starts (SIGTERM/SIGINT
+  -- in the host, or berth.shutdown); it has the grace period to finish.
+  -- @function on_shutdown
+  function api.on_shutdown(fn)
+    shutdown_hooks[#shutdown_hooks + 1] = fn
+  end
+
+  --- Graceful stop: the on_shutdown hooks start, listeners close, tasks
+  -- get `grace` seconds (default 10), then every socket is closed.
+  -- @function shutdown
+  function api.shutdown(grace)
+    local hooks = shutdown_hooks
+    shutdown_hooks = {}
+    for _, fn in ipairs(hooks) do c.spawn(fn) end
+    return c.shutdown(grace)
   end
 
   --- A new, independent loop with this same API (`berth.loop().serve{…}`,
@@ -154,15 +191,6 @@ end
 
 --- Make a running `run()` return.
 -- @function stop
-
---- Close listeners, let tasks finish for `grace` seconds, close the rest.
--- @function shutdown
--- @tparam[opt=10] number grace
-
---- Counters: active, total, bytes_in, bytes_out, tasks, sockets, servers,
--- anchors.
--- @function stats
--- @treturn table
 
 --- Set the process-wide handler of task errors: `fn(err, traceback, sock)`.
 -- @function onerror

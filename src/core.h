@@ -62,6 +62,7 @@ struct limits {
 /* ------------------------------------------------------------------ loop */
 
 struct resolver; /* resolve.c */
+struct fwatch;   /* timer.c */
 
 struct loop {
   struct ev_loop *ev;
@@ -83,6 +84,9 @@ struct loop {
   double resumed_at;     /* monotonic time of the current resume */
   int overrun;           /* the hook stopped the current task */
   struct resolver *resolver;
+  int inotify;           /* core.watch's inotify descriptor, -1 until used */
+  ev_io inotify_io;
+  struct fwatch *fwatches; /* the loop's file watches */
   ev_timer grace;        /* shutdown deadline */
   int draining;          /* shutdown() called: finish when tasks reach 0 */
   /* counters reported by berth.stats() */

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -52,6 +53,12 @@ static int loop__gc(lua_State *L) {
   ev_prepare_stop(lp->ev, &lp->prepare);
   ev_idle_stop(lp->ev, &lp->idle);
   ev_timer_stop(lp->ev, &lp->grace);
+  if (lp->inotify >= 0) {
+    ev_ref(lp->ev);
+    ev_io_stop(lp->ev, &lp->inotify_io);
+    close(lp->inotify);
+    lp->inotify = -1;
+  }
   ev_loop_destroy(lp->ev);
   lp->ev = NULL;
   free(lp->queue);
@@ -101,6 +108,7 @@ struct loop *loop_new(lua_State *L) {
   memset(lp, 0, sizeof *lp);
   lp->anchors = lp->onerror = lp->logger = LUA_NOREF;
   lp->limits = (struct limits)LIMITS_DEFAULT;
+  lp->inotify = -1;
   if (luaL_newmetatable(L, CLS_LOOP)) {
     lua_pushcfunction(L, loop__gc);
     lua_setfield(L, -2, "__gc");

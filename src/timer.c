@@ -1,8 +1,7 @@
 /*
  * timer.c -- time, signals and files: berth.sleep, berth.timer (class
  * berth.Timer), berth.signal (class berth.Signal) and core.watch (class
- * berth.FileWatch, libev's ev_stat: inotify on Linux, which also follows
- * the directory, so renames over the file and re-creations are seen).
+ * berth.FileWatch, inotify: one event per complete save of a file).
  *
  * A sleeping task holds its Timer on its own stack, so sleep needs no
  * anchor. A timer or signal with a callback is anchored while armed: C
@@ -10,8 +9,11 @@
  * so callbacks may block like any handler. Signal watchers are unref'd:
  * they never keep berth.run() going by themselves.
  */
+#include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <unistd.h>
 
 #include "core.h"
 
@@ -224,11 +226,20 @@ static int signal__gc(lua_State *L) {
 
 /* ----------------------------------------------------------- file watch */
 
+/* A watch is on the file's directory, for the file's name: inotify then
+ * reports IN_CLOSE_WRITE when a writer closes the file (written in place,
+ * or deleted and created again) and IN_MOVED_TO when a finished file is
+ * renamed over it -- one event per complete save, whatever the editor
+ * does. (libev's ev_stat compares whole-second times and misses a save of
+ * the same size within the same second.) One inotify descriptor per loop,
+ * read by one ev_io, serves every watch; watches are on the loop's list. */
 struct fwatch {
   struct loop *loop;
-  ev_stat w;
+  int wd;                  /* inotify watch of the directory */
   int anchored;
-  char path[]; /* ev_stat keeps a pointer to it while active */
+  struct fwatch *next;
+  const char *name;        /* the file's name within the directory */
+  char path[];
 };
 
 static int fwatch_fire(lua_State *L) {
@@ -239,44 +250,100 @@ static int fwatch_fire(lua_State *L) {
   return 0;
 }
 
-static void fwatch_cb(struct ev_loop *ev, ev_stat *w, int revents) {
-  (void)ev; (void)revents;
-  struct fwatch *f = w->data;
-  loop_pcall(f->loop, fwatch_fire, f);
+static void fwatch_dispatch(struct loop *lp, const struct inotify_event *e) {
+  for (struct fwatch *f = lp->fwatches; f != NULL; f = f->next)
+    if (f->wd == e->wd && e->len > 0 && strcmp(f->name, e->name) == 0)
+      loop_pcall(lp, fwatch_fire, f);
 }
 
-/* core.watch(path, fn [, interval]) -> FileWatch: fn(path) runs in a new
- * task whenever the file's status changes (written, replaced, removed). */
+static void fwatch_io_cb(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)ev; (void)revents;
+  struct loop *lp = w->data;
+  char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+  ssize_t n;
+  while ((n = read(lp->inotify, buf, sizeof buf)) > 0) {
+    for (char *p = buf; p < buf + n;) {
+      const struct inotify_event *e = (const struct inotify_event *)p;
+      fwatch_dispatch(lp, e);
+      p += sizeof *e + e->len;
+    }
+  }
+}
+
+static int fwatch_init(struct loop *lp) {
+  if (lp->inotify >= 0)
+    return 0;
+  lp->inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (lp->inotify < 0)
+    return -errno;
+  ev_io_init(&lp->inotify_io, fwatch_io_cb, lp->inotify, EV_READ);
+  lp->inotify_io.data = lp;
+  ev_io_start(lp->ev, &lp->inotify_io);
+  ev_unref(lp->ev); /* watches alone do not keep run() going */
+  return 0;
+}
+
+/* core.watch(path, fn) -> FileWatch: fn(path) runs in a new task each
+ * time a complete new version of the file is there. */
 int timer_watch(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   size_t len;
   const char *path = luaL_checklstring(L, 1, &len);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  double interval = luaL_optnumber(L, 3, 0);
-  struct fwatch *f = loop_newobject(L, lp, sizeof *f + len + 1, 2);
+  int rc = fwatch_init(lp);
+  if (rc < 0)
+    return util_failerr(L, -rc);
+  /* path[] holds "dir/name" and, after it, the directory alone */
+  struct fwatch *f = loop_newobject(L, lp, sizeof *f + 2 * (len + 1) + 2, 2);
   memset(f, 0, sizeof *f);
-  memcpy(f->path, path, len + 1);
   f->loop = lp;
+  memcpy(f->path, path, len + 1);
+  char *dir = f->path + len + 1;
+  const char *slash = strrchr(f->path, '/');
+  if (slash == NULL) {
+    strcpy(dir, ".");
+    f->name = f->path;
+  } else {
+    size_t dlen = slash == f->path ? 1 : (size_t)(slash - f->path);
+    memcpy(dir, f->path, dlen);
+    dir[dlen] = '\0';
+    f->name = slash + 1;
+  }
+  f->wd = inotify_add_watch(lp->inotify, dir, IN_CLOSE_WRITE | IN_MOVED_TO);
+  if (f->wd < 0)
+    return util_failerr(L, errno);
   luaL_setmetatable(L, CLS_FWATCH);
   lua_pushvalue(L, 2);
   lua_setiuservalue(L, -2, TIMER_UV_FN);
-  ev_stat_init(&f->w, fwatch_cb, f->path, interval);
-  f->w.data = f;
-  ev_stat_start(lp->ev, &f->w);
-  ev_unref(lp->ev); /* a watch alone does not keep run() going */
+  f->next = lp->fwatches;
+  lp->fwatches = f;
   loop_anchor(L, lp, f, -1);
   f->anchored = 1;
   return 1;
+}
+
+/* Off the loop's list; the directory watch goes when no watch uses it. */
+static void fwatch_stop(struct fwatch *f) {
+  struct loop *lp = f->loop;
+  int shared = 0;
+  for (struct fwatch **p = &lp->fwatches; *p != NULL;) {
+    if (*p == f)
+      *p = f->next;
+    else {
+      shared |= (*p)->wd == f->wd;
+      p = &(*p)->next;
+    }
+  }
+  if (!shared && lp->inotify >= 0)
+    inotify_rm_watch(lp->inotify, f->wd);
+  f->wd = -1;
 }
 
 static int fwatch_cancel(lua_State *L) {
   struct fwatch *f = luaL_checkudata(L, 1, CLS_FWATCH);
   if (!f->anchored)
     return 0;
-  if (f->loop->ev != NULL) {
-    ev_ref(f->loop->ev);
-    ev_stat_stop(f->loop->ev, &f->w);
-  }
+  fwatch_stop(f);
   loop_unanchor(L, f->loop, f);
   f->anchored = 0;
   return 0;
@@ -284,10 +351,8 @@ static int fwatch_cancel(lua_State *L) {
 
 static int fwatch__gc(lua_State *L) {
   struct fwatch *f = luaL_checkudata(L, 1, CLS_FWATCH);
-  if (f->loop->ev != NULL && ev_is_active(&f->w)) {
-    ev_ref(f->loop->ev);
-    ev_stat_stop(f->loop->ev, &f->w);
-  }
+  if (f->wd >= 0)
+    fwatch_stop(f);
   return 0;
 }
 

@@ -153,12 +153,14 @@ function master.run(berth, opts)
     end
     stopping = true
     log.info("master: SIG%s: stopping %d workers", name, #slots)
+    -- The master holds the listening sockets too: close them first, so the
+    -- port refuses new connections as soon as the workers close theirs.
+    for _, server in pairs(listeners) do server:close() end
     for pid in pairs(workers) do proc.kill(pid, "TERM") end
     if not wait_for(function() return next(workers) == nil end, opts.grace + 5) then
       for pid in pairs(workers) do proc.kill(pid, "KILL") end
       wait_for(function() return next(workers) == nil end, 2)
     end
-    for _, server in pairs(listeners) do server:close() end
     berth.stop()
   end
 

@@ -130,19 +130,20 @@ function reload.all()
 end
 
 -- Editors save in place, through a temporary file renamed over the
--- original, or by deleting and re-creating it: each gives one or more
--- file events. Reload once things have been quiet for SETTLE seconds, and
--- only if the file is there and its source changed.
+-- original, or by deleting and re-creating it; core.watch reports each
+-- complete save once. Reload once things have been quiet for SETTLE
+-- seconds (an editor may write a backup first), if the file is there and
+-- its source changed.
 function reload.watchmodule(rec)
   if rec.watch then return end
   local pending
-  rec.watch = core.watch(rec.path, function()
+  rec.watch = assert(core.watch(rec.path, function()
     if pending then pending:cancel() end
     pending = core.timer(SETTLE, 0, function()
       pending = nil
       if read_file(rec.path) then reload.reload(rec.name) end
     end)
-  end)
+  end))
 end
 
 --- Watch the files of all reloadable modules (now and later ones).

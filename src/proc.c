@@ -33,7 +33,7 @@ static int proc_socketpair(lua_State *L) {
 }
 
 /* In the child, between fork and exec: only async-signal-safe calls. */
-static void proc_exec(char **argv, int channel, int quiet) {
+static void proc_exec(const char *exe, char **argv, int channel, int quiet) {
   if (channel >= 0 && dup2(channel, PROC_CHANNEL_FD) < 0) /* clears CLOEXEC */
     _exit(127);
   if (quiet) {
@@ -45,7 +45,7 @@ static void proc_exec(char **argv, int channel, int quiet) {
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   prctl(PR_SET_PDEATHSIG, SIGTERM); /* an orphaned worker drains and exits */
-  execv("/proc/self/exe", argv);
+  execv(exe, argv);
   _exit(127);
 }
 
@@ -65,11 +65,18 @@ static int proc_spawn(lua_State *L) {
     lua_pop(L, 1); /* the table keeps the string alive */
   }
   argv[n] = NULL;
+  /* The real path, not the /proc/self/exe link: ps shows the name of what
+   * was executed, and it must say berth. */
+  char exe[4096];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len <= 0)
+    return util_failerr(L, errno);
+  exe[len] = '\0';
   pid_t pid = fork();
   if (pid < 0)
     return util_failerr(L, errno);
   if (pid == 0)
-    proc_exec(argv, channel, quiet);
+    proc_exec(exe, argv, channel, quiet);
   lua_pushinteger(L, pid);
   return 1;
 }

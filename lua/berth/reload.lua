@@ -12,7 +12,10 @@
 --       reload = function(state) ... end,         -- each successful reload
 --     }
 --
--- `state` is one table per module that berth keeps across reloads.
+-- `state` is one table per module that berth keeps across reloads. A
+-- `reload` hook runs on the live table before the new version is
+-- committed: it should raise before it changes anything, or the old
+-- version keeps serving a half-migrated state.
 -- A new version is compiled and run in a scratch environment (its globals
 -- do not touch `_G`) and validated before it replaces the old one; if
 -- anything fails the old version keeps serving and the error is logged and

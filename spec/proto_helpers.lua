@@ -29,23 +29,9 @@ function P.with_example(name, env, fn)
   return stderr
 end
 
---- VmRSS of a process in bytes (from /proc/PID/status).
-function P.rss(pid)
-  local f = assert(io.open("/proc/" .. pid .. "/status"))
-  local status = f:read("a")
-  f:close()
-  local kb = assert(status:match("\nVmRSS:%s*(%d+) kB"), "no VmRSS in /proc/" .. pid .. "/status")
-  return tonumber(kb) * 1024
-end
-
---- Number of open file descriptors of a process (entries of /proc/PID/fd).
-function P.fd_count(pid)
-  local h = assert(io.popen("ls /proc/" .. pid .. "/fd"))
-  local n = 0
-  for _ in h:lines() do n = n + 1 end
-  h:close()
-  return n
-end
+-- /proc measurements live in spec/proc.lua.
+local proc = require "proc"
+P.rss, P.fd_count = proc.rss, proc.fds
 
 --- Receive-queue length (bytes the kernel holds and the application has not
 -- read) of the IPv4 TCP socket with this local and remote port, from

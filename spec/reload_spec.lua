@@ -386,22 +386,6 @@ describe("graceful shutdown", function()
   before_each(helpers.before)
   after_each(helpers.after)
 
-  -- Task only: after `t0`, connects every 2 ms until refused; returns the
-  -- seconds from t0 (nil if still accepting after 1 s).
-  local function refused_after(port, t0)
-    while helpers.clock() - t0 < 1 do
-      local sock, code = berth.connect("127.0.0.1", port, { timeout = 1 })
-      if sock then
-        sock:close()
-      elseif code == "refused" then
-        return helpers.clock() - t0
-      else
-        error("connect: " .. tostring(code))
-      end
-      berth.sleep(0.002)
-    end
-  end
-
   it("SIGTERM: the in-flight request completes, the listener is closed within 100 ms, exit 0",
     function()
       local dir = lib.setup("v1")
@@ -414,7 +398,7 @@ describe("graceful shutdown", function()
         berth.sleep(0.2) -- the handler is in its 1 s sleep
         local t0 = helpers.clock()
         proc:kill("TERM")
-        refused = refused_after(port, t0)
+        refused = lib.refused_after(port, t0, 1)
         reply = busy:read("l", 3)
         replied = helpers.clock() - t_req
         after = { busy:read("l", 1) }

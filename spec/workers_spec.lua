@@ -63,26 +63,6 @@ local function assert_no_worker_left(proc, workers)
   assert.same({}, lib.pgrep_children(proc.pid))
 end
 
--- Task only: connects every 2 ms from `t0` until refused; the seconds it
--- took, or nil if still accepting after `limit` seconds. Also counts the
--- connections the kernel accepted after the signal.
-local function refused_after(port, t0, limit)
-  local accepted = 0
-  while helpers.clock() - t0 < limit do
-    local sock, code = berth.connect("127.0.0.1", port, { timeout = 1 })
-    if sock then
-      accepted = accepted + 1
-      sock:close()
-    elseif code == "refused" then
-      return helpers.clock() - t0, accepted
-    else
-      error("connect: " .. tostring(code))
-    end
-    berth.sleep(0.002)
-  end
-  return nil, accepted
-end
-
 describe("--workers", function()
   before_each(helpers.before)
   after_each(function()
@@ -259,7 +239,7 @@ describe("--workers", function()
             sock:close()
           end
         end)
-        refused, accepted = refused_after(port, t0, 2)
+        refused, accepted = lib.refused_after(port, t0, 2)
         reply = busy:read("l", 3)
         replied = helpers.clock() - t_req
         after = { busy:read("l", 1) }

@@ -23,9 +23,9 @@ size_t buf_room(const struct buf *b) {
 /* Slide live bytes to the front when that frees enough room; otherwise grow
  * geometrically so appends stay amortised O(1). */
 char *buf_reserve(struct buf *b, size_t n) {
-  if (buf_room(b) >= n)
+  if (b->data != NULL && buf_room(b) >= n) /* no memory yet: allocate */
     return b->data + b->off + b->len;
-  if (b->off > 0 && b->cap - b->len >= n) {
+  if (b->data != NULL && b->off > 0 && b->cap - b->len >= n) {
     memmove(b->data, b->data + b->off, b->len);
     b->off = 0;
     return b->data + b->len;
@@ -39,7 +39,7 @@ char *buf_reserve(struct buf *b, size_t n) {
   char *p = malloc(cap);
   if (p == NULL)
     return NULL;
-  if (b->len)
+  if (b->data != NULL && b->len > 0)
     memcpy(p, b->data + b->off, b->len);
   free(b->data);
   b->data = p;

@@ -21,8 +21,10 @@ struct buf {
 
 #define BUF_INIT {NULL, 0, 0, 0}
 
+/* The first unconsumed byte; a buffer with no memory yet is "" (NULL + 0
+ * would be undefined behaviour). */
 static inline const char *buf_begin(const struct buf *b) {
-  return b->data + b->off;
+  return b->data ? b->data + b->off : "";
 }
 
 void buf_free(struct buf *b);

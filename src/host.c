@@ -187,19 +187,25 @@ static int parse_args(int argc, char **argv, struct options *o) {
   o->mode = "single";
   o->exprs = calloc((size_t)argc, sizeof *o->exprs);
   o->limits = calloc((size_t)argc + 2, sizeof *o->limits);
+  if (o->exprs == NULL || o->limits == NULL) {
+    fputs("berth: out of memory\n", stderr);
+    return -1;
+  }
   int i = 1;
-  for (; i < argc; i++) {
+  for (; i < argc && argv[i] != NULL; i++) {
     const char *a = argv[i];
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;
     if (next && limit_option(o, a, next)) {
       i++;
     } else if (strcmp(a, "--max-memory") == 0 && next) {
-      if ((o->max_memory = parse_size(argv[++i])) == 0) {
+      i++;
+      if ((o->max_memory = parse_size(next)) == 0) {
         fprintf(stderr, "berth: bad --max-memory '%s'\n", next);
         return -1;
       }
     } else if (strcmp(a, "--workers") == 0 && next) {
-      const char *n = argv[++i];
+      const char *n = next;
+      i++;
       o->workers = strcmp(n, "auto") == 0 ? sysconf(_SC_NPROCESSORS_ONLN)
                                            : strtol(n, NULL, 10);
       if (o->workers < 1) {
@@ -213,24 +219,29 @@ static int parse_args(int argc, char **argv, struct options *o) {
     } else if (strcmp(a, "--check") == 0) {
       o->mode = "check";
     } else if (strcmp(a, "--user") == 0 && next) {
-      o->user = argv[++i];
+      o->user = next;
+      i++;
     } else if (strcmp(a, "--group") == 0 && next) {
-      o->group = argv[++i];
+      o->group = next;
+      i++;
     } else if (strcmp(a, "--") == 0) {
       i++;
       break;
-    } else if (strcmp(a, "-e") == 0 && i + 1 < argc) {
-      o->exprs[o->nexprs++] = argv[++i];
+    } else if (strcmp(a, "-e") == 0 && next) {
+      o->exprs[o->nexprs++] = next;
+      i++;
     } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
       printf("berth %s (%s)\n", BERTH_VERSION_STRING, LUA_RELEASE);
       exit(0);
     } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
       fputs(usage, stdout);
       exit(0);
-    } else if (strcmp(a, "--grace") == 0 && i + 1 < argc) {
-      o->grace = atof(argv[++i]);
-    } else if (strcmp(a, "--log-level") == 0 && i + 1 < argc) {
-      o->level = argv[++i];
+    } else if (strcmp(a, "--grace") == 0 && next) {
+      o->grace = atof(next);
+      i++;
+    } else if (strcmp(a, "--log-level") == 0 && next) {
+      o->level = next;
+      i++;
     } else if (a[0] == '-' && a[1] != '\0') {
       fprintf(stderr, "berth: unknown or incomplete option '%s'\n%s", a, usage);
       return -1;
@@ -256,9 +267,12 @@ static int drop_privileges(lua_State *L) {
   const struct options *o = lua_touserdata(L, lua_upvalueindex(1));
   struct passwd *pw = NULL;
   gid_t gid = getgid();
+  /* Once, in the first task, before any resolver thread can exist. */
+  // cppcheck-suppress getpwnamCalled
   if (o->user && (pw = getpwnam(o->user)) == NULL)
     return luaL_error(L, "--user: no user '%s'", o->user);
   if (o->group) {
+    // cppcheck-suppress getgrnamCalled ; see getpwnam above
     struct group *gr = getgrnam(o->group);
     if (gr == NULL)
       return luaL_error(L, "--group: no group '%s'", o->group);
@@ -417,16 +431,22 @@ static int pmain(lua_State *L) {
   return 0;
 }
 
+static int options_free(struct options *o, int status) {
+  free(o->exprs);
+  free(o->limits);
+  return status;
+}
+
 int main(int argc, char **argv) {
   struct options o;
   memset(&o, 0, sizeof o);
   if (parse_args(argc, argv, &o) < 0)
-    return 2;
+    return options_free(&o, 2);
   signal(SIGPIPE, SIG_IGN); /* the executable's choice; sends use MSG_NOSIGNAL */
   lua_State *L = luaL_newstate();
   if (L == NULL) {
     fputs("berth: cannot create the Lua state\n", stderr);
-    return 1;
+    return options_free(&o, 1);
   }
   struct memcap memcap = {0, o.max_memory};
   if (o.max_memory > 0) /* same malloc family as luaL_newstate's: swappable */
@@ -442,7 +462,5 @@ int main(int argc, char **argv) {
     lua_pop(L, 1);
   }
   lua_close(L);
-  free(o.exprs);
-  free(o.limits);
-  return status == LUA_OK ? 0 : 1;
+  return options_free(&o, status == LUA_OK ? 0 : 1);
 }

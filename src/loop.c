@@ -206,6 +206,7 @@ void loop_log(struct loop *lp, const char *level, const char *fmt, ...) {
   char text[512];
   va_list ap;
   va_start(ap, fmt);
+  /* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): va_start is right above */
   vsnprintf(text, sizeof text, fmt, ap);
   va_end(ap);
   if (lp->L != NULL && lp->logger != LUA_NOREF) {

@@ -105,6 +105,7 @@ int net_format_addr(const struct net_addr *a, char *host, size_t hostlen,
 
 static int new_socket(int family) {
   int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  // cppcheck-suppress resourceLeak ; fd < 0 is no descriptor to leak
   return fd < 0 ? -errno : fd;
 }
 
@@ -171,6 +172,7 @@ int net_check_listening(int fd) {
 
 int net_accept(int lfd) {
   for (;;) {
+    // cppcheck-suppress nullPointer ; accept4 takes NULL for "no address"
     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0)
       return fd;

@@ -89,6 +89,7 @@ void sched_queue(lua_State *L, struct loop *lp, lua_State *co) {
     }
     if (lp->qlen == lp->qcap) {
       size_t cap = lp->qcap ? lp->qcap * 2 : 64;
+      /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
       lua_State **q = realloc(lp->queue, cap * sizeof *q);
       if (q == NULL)
         luaL_error(L, "berth: out of memory queueing a task");

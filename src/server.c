@@ -385,15 +385,20 @@ static const char *const limit_times[] = {"idle_timeout", "message_timeout",
                                           "send_timeout", NULL};
 
 static size_t *limit_size(struct limits *lim, int i) {
-  size_t *sizes[] = {&lim->max_connections, &lim->maxline, &lim->max_input,
-                     &lim->max_output};
-  return sizes[i];
+  switch (i) {
+  case 0: return &lim->max_connections;
+  case 1: return &lim->maxline;
+  case 2: return &lim->max_input;
+  default: return &lim->max_output;
+  }
 }
 
 static double *limit_time(struct limits *lim, int i) {
-  double *times[] = {&lim->idle_timeout, &lim->message_timeout,
-                     &lim->send_timeout};
-  return times[i];
+  switch (i) {
+  case 0: return &lim->idle_timeout;
+  case 1: return &lim->message_timeout;
+  default: return &lim->send_timeout;
+  }
 }
 
 /* Sizes: a positive integer, or false for none. Times: seconds, 0 or

@@ -368,10 +368,10 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
   sock_wake(L, lp, &s->writer);
   int events = s->events;
   s->events = 0;
-  if (idx == 0 && s->anchored && loop_pushanchored(L, lp, s))
-    idx = lua_gettop(L);
-  else if (idx != 0)
+  if (idx != 0)
     lua_pushvalue(L, idx);
+  else if (s->anchored)
+    loop_pushanchored(L, lp, s); /* the socket (it is anchored) */
   else
     lua_pushnil(L);
   idx = lua_gettop(L);
@@ -497,12 +497,10 @@ static int sock_shutdown(lua_State *L) {
   if (how != 0 && shutdown(s->fd, SHUT_RD) != 0)
     return util_failerr(L, errno);
   if (how != 1) {
-    if (s->wbuf.len > 0)
-      s->shut_wr = 1; /* after the buffer drains: see sock_wio_cb */
-    else if (shutdown(s->fd, SHUT_WR) != 0)
+    /* With output queued, SHUT_WR waits for it to drain (sock_wio_cb). */
+    if (s->wbuf.len == 0 && shutdown(s->fd, SHUT_WR) != 0)
       return util_failerr(L, errno);
-    else
-      s->shut_wr = 1;
+    s->shut_wr = 1;
   }
   lua_settop(L, 1);
   return 1;

@@ -301,7 +301,7 @@ int timer_watch(lua_State *L) {
   char *dir = f->path + len + 1;
   const char *slash = strrchr(f->path, '/');
   if (slash == NULL) {
-    strcpy(dir, ".");
+    memcpy(dir, ".", 2);
     f->name = f->path;
   } else {
     size_t dlen = slash == f->path ? 1 : (size_t)(slash - f->path);

@@ -2,16 +2,20 @@
  * core.h -- berth's private header: the structs the C files share, class
  * names, user-value slots and cross-file prototypes.
  *
- * Ownership in one paragraph: the loop (struct loop, a userdata) owns the
- * ev_loop, the anchor table and the pending queue. Every Socket, ServerSocket
- * and Timer userdata is owned by Lua; while C holds a pointer to it (an active
- * watcher, a waiting task) it is anchored in the loop's anchor table so the GC
- * cannot free it under a callback (L1). A task (a coroutine started by the
- * scheduler) is anchored from spawn until it ends; C may keep its lua_State*
- * exactly that long (L7).
+ * Ownership: the loop (struct loop, a userdata) owns the ev_loop, the
+ * anchor table, the pending queue and the scratch buffer; every object
+ * keeps its loop alive through user value 1. Socket, ServerSocket, Timer,
+ * Signal and FileWatch are owned by Lua. A task (a coroutine the scheduler
+ * started) is anchored from spawn until it ends, so C may keep its
+ * lua_State* exactly that long (L7); a task waiting on an object holds it
+ * on its own stack. An object is anchored in the loop's anchor table only
+ * while C holds it with no task in between -- callbacks registered, a
+ * listener in handler mode, an armed timer or signal, a write buffer still
+ * draining -- so the GC cannot free it under a callback (L1), and an idle
+ * object Lua dropped is collected and closed by __gc.
  *
- * Layers: host.c -> module.c -> timer.c/server.c/socket.c -> sched.c/loop.c
- * -> buffer.c/net.c. The lower two never include lua.h.
+ * Layers: host.c -> api.c -> module.c -> server.c/socket*.c/timer.c/proc.c/
+ * resolve.c -> sched.c/loop.c -> buffer.c/net.c (which never include lua.h).
  */
 #ifndef BERTH_CORE_H
 #define BERTH_CORE_H

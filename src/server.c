@@ -149,7 +149,20 @@ static void srv_lio_cb(struct ev_loop *ev, ev_io *w, int revents) {
   }
 }
 
-/* The timer serves the accept deadline and the EMFILE back-off. */
+/* The one timer: the EMFILE back-off while it lasts, otherwise the
+ * deadline of a pending accept. */
+static void srv_timer_arm(struct server *sv) {
+  struct ev_loop *ev = sv->loop->ev;
+  if (sv->backoff)
+    return; /* srv_backoff armed it; the deadline is looked at after */
+  ev_timer_stop(ev, &sv->timer);
+  if (sv->acceptor.co == NULL || sv->acceptor.deadline < 0)
+    return;
+  ev_tstamp after = sv->acceptor.deadline - ev_now(ev);
+  ev_timer_set(&sv->timer, after > 0 ? after : 0, 0);
+  ev_timer_start(ev, &sv->timer);
+}
+
 static void srv_timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
   (void)ev; (void)revents;
   struct server *sv = w->data;
@@ -164,7 +177,9 @@ static void srv_timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
     sv->acceptor.timedout = 1;
     srv_sync(sv);
     sched_resume(sv->loop, co);
+    return;
   }
+  srv_timer_arm(sv); /* a back-off ended before the accept deadline */
 }
 
 static void srv_unlink(struct server *sv) {
@@ -257,12 +272,7 @@ static int srv_doaccept(lua_State *L, int retry) {
   }
   sv->acceptor.co = L;
   srv_sync(sv);
-  if (sv->acceptor.deadline >= 0 && !sv->backoff) {
-    ev_timer_stop(sv->loop->ev, &sv->timer);
-    ev_tstamp after = sv->acceptor.deadline - ev_now(sv->loop->ev);
-    ev_timer_set(&sv->timer, after > 0 ? after : 0, 0);
-    ev_timer_start(sv->loop->ev, &sv->timer);
-  }
+  srv_timer_arm(sv);
   return sched_park(L, 0, srv_accept_k);
 }
 

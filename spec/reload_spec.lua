@@ -327,7 +327,7 @@ describe("hot reload", function()
   end)
 
   it("50 reloads in 30 s under ~2000 requests/s: nothing fails, every reply exact, "
-    .. "memory stable", function()
+    .. "RSS stable", function()
     local RELOADS, DURATION, WARMUP = 50, 30, 5
     local dir, h = lib.setup("v1")
     local proc, port = lib.start(dir, { "--watch" })

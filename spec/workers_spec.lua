@@ -90,7 +90,7 @@ describe("--workers", function()
   end)
 
   it("3 rolling reloads (SIGHUP) under ~2000 requests/s: nothing fails, never fewer than "
-    .. "2 workers, memory stable", function()
+    .. "2 workers, RSS stable", function()
     local RELOADS, WARMUP, SPACING = 3, 2, 3.5
     local dir, h = lib.setup("v1")
     local proc, port, first = start_workers(dir)

@@ -260,27 +260,30 @@ static int loop_finish(lua_State *L) {
 
 /* Graceful stop: listeners close now; tasks get `grace` seconds; then
  * loop_finish closes what is left. Called again, it only shortens the wait. */
+/* loop_finish runs `after` seconds from now, at the loop's top level. */
+static void loop_finishin(struct loop *lp, double after) {
+  ev_timer_stop(lp->ev, &lp->grace);
+  ev_timer_set(&lp->grace, after, 0);
+  ev_timer_start(lp->ev, &lp->grace);
+}
+
 void loop_shutdown(lua_State *L, struct loop *lp, double grace) {
-  (void)L;
   if (!lp->draining) {
     lp->draining = 1;
     srv_closeall(L, lp);
   }
   if (lp->ntasks == 0 || grace <= 0)
-    grace = 0;
-  else if (ev_is_active(&lp->grace) &&
-           ev_timer_remaining(lp->ev, &lp->grace) <= grace)
-    return;
-  ev_timer_stop(lp->ev, &lp->grace);
-  ev_timer_set(&lp->grace, grace, 0);
-  ev_timer_start(lp->ev, &lp->grace);
+    loop_finishin(lp, 0);
+  else if (!ev_is_active(&lp->grace) ||
+           ev_timer_remaining(lp->ev, &lp->grace) > grace)
+    loop_finishin(lp, grace);
 }
 
 /* Called by the scheduler when a task ends: a draining loop finishes as
  * soon as the last task is gone (at top level, via the grace timer). */
 void loop_taskended(struct loop *lp) {
   if (lp->draining && lp->ntasks == 0)
-    loop_shutdown(NULL, lp, 0);
+    loop_finishin(lp, 0);
 }
 
 /* ev_now is the time the loop last woke up; Lua code that blocked (a

@@ -175,9 +175,7 @@ int resolve_lookup(lua_State *L) {
   int port;
   if (net_parse_ip(host, 0, &a) == 0 &&
       net_format_addr(&a, text, sizeof text, &port) == 0) {
-    char one[1][NET_ADDRSTRLEN];
-    memcpy(one[0], text, sizeof text);
-    resolve_pushlist(L, one, 1);
+    resolve_pushlist(L, &text, 1);
     return 1;
   }
   sched_checktask(L, lp, "resolve");

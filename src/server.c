@@ -182,6 +182,14 @@ static void srv_timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
   srv_timer_arm(sv); /* a back-off ended before the accept deadline */
 }
 
+static void srv_link(struct loop *lp, struct server *sv) {
+  sv->next = lp->servers;
+  if (sv->next)
+    sv->next->pprev = &sv->next;
+  sv->pprev = &lp->servers;
+  lp->servers = sv;
+}
+
 static void srv_unlink(struct server *sv) {
   *sv->pprev = sv->next;
   if (sv->next)
@@ -428,10 +436,12 @@ void srv_readlimits(lua_State *L, int idx, struct limits *lim) {
   }
   for (int i = 0; limit_times[i]; i++) {
     int t = lua_getfield(L, idx, limit_times[i]);
-    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1))
+    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
       *limit_time(lim, i) = 0;
-    else if (t != LUA_TNIL)
-      *limit_time(lim, i) = luaL_checknumber(L, -1) > 0 ? lua_tonumber(L, -1) : 0;
+    } else if (t != LUA_TNIL) {
+      double secs = luaL_checknumber(L, -1);
+      *limit_time(lim, i) = secs > 0 ? secs : 0;
+    }
     lua_pop(L, 1);
   }
 }
@@ -513,11 +523,7 @@ int srv_listen(lua_State *L) {
   ev_io_init(&sv->lio, srv_lio_cb, fd, EV_READ);
   ev_init(&sv->timer, srv_timer_cb);
   sv->lio.data = sv->timer.data = sv;
-  sv->next = lp->servers;
-  if (sv->next)
-    sv->next->pprev = &sv->next;
-  sv->pprev = &lp->servers;
-  lp->servers = sv;
+  srv_link(lp, sv);
   lp->nservers++;
   luaL_setmetatable(L, CLS_SERVER);
   struct net_addr a;

@@ -97,7 +97,7 @@ int timer_sleep(lua_State *L) {
     sched_queue(L, lp, L);
     return sched_park(L, 0, timer_sleep_k);
   }
-  loop_deadline(lp, 0); /* refresh ev_now: the sleep counts from now */
+  ev_now_update(lp->ev); /* Lua may have run long: count from the real now */
   struct timer *t = timer_push(L, lp); /* stays on this task's stack */
   t->sleeper = L;
   ev_timer_set(&t->w, secs, 0);
@@ -114,7 +114,7 @@ int timer_new(lua_State *L) {
   struct timer *t = timer_push(L, lp);
   lua_pushvalue(L, 3);
   lua_setiuservalue(L, -2, TIMER_UV_FN);
-  loop_deadline(lp, 0);
+  ev_now_update(lp->ev);
   ev_timer_set(&t->w, after > 0 ? after : 0, rep > 0 ? rep : 0);
   ev_timer_start(lp->ev, &t->w);
   loop_anchor(L, lp, t, -1);

@@ -13,25 +13,7 @@
 
 #include "buffer.h"
 #include "net.h"
-
-static int passed, failed, case_errors;
-
-/* A failed check marks the running test case failed and goes on. */
-#define CHECK(cond)                                                      \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      case_errors++;                                                     \
-      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);             \
-    }                                                                    \
-  } while (0)
-
-#define RUN(test)                                                        \
-  do {                                                                   \
-    case_errors = 0;                                                     \
-    test();                                                              \
-    if (case_errors) failed++; else passed++;                            \
-    printf("%s %s\n", case_errors ? "not ok" : "ok", #test);             \
-  } while (0)
+#include "check.h"
 
 static void test_append_consume(void) {
   struct buf b = BUF_INIT;
@@ -166,6 +148,5 @@ int main(void) {
   RUN(test_find_delim);
   RUN(test_addresses);
   RUN(test_listen_errors);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return CHECK_DONE();
 }

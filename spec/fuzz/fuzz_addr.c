@@ -16,6 +16,8 @@
  *           the text is NUL-terminated inside it.
  * Strings are copied into exact-size heap blocks so ASan sees overreads.
  *
+ * fuzz-sources: src/net.c
+ *
  * Built by scripts/fuzz with clang -fsanitize=fuzzer,address,undefined and
  * linked against src/net.c directly. Pure C, no Lua.
  */

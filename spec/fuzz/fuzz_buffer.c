@@ -22,6 +22,8 @@
  * buf_reserve(b, 0) on a buffer with no memory computing NULL + 0 and
  * returning NULL; scripts/fuzz replays it as part of the corpus.
  *
+ * fuzz-sources: src/buffer.c
+ *
  * Built by scripts/fuzz with clang -fsanitize=fuzzer,address,undefined and
  * linked against src/buffer.c directly. Pure C, no Lua.
  */

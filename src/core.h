@@ -19,7 +19,9 @@
  * the ev_loop, the anchor table and the scratch buffer; every other
  * per-loop state belongs to one file, which creates it, frees it through a
  * loop cleanup, and is the only file that touches its fields. Every object
- * keeps its loop alive through user value 1, and the loop finalizes last.
+ * keeps its loop alive through user value 1, and the loop got its metatable
+ * before any of them, so it is finalized last: an invariant, asserted in
+ * the finalizers that touch the ev_loop, not a case they handle.
  *
  * A task (sched.c) is anchored from spawn until it ends, so C may hold it
  * exactly that long (L7). An object is anchored in the loop's anchor table

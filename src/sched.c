@@ -89,11 +89,13 @@ void sched_queue(lua_State *L, struct loop *lp, struct task *t) {
     return;
   if (sc->qhead + sc->qlen == sc->qcap) {
     if (sc->qhead > 0) { /* slide the live part down before growing */
+      /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
       memmove(sc->queue, sc->queue + sc->qhead, sc->qlen * sizeof *sc->queue);
       sc->qhead = 0;
     }
     if (sc->qlen == sc->qcap) {
       size_t cap = sc->qcap ? sc->qcap * 2 : 64;
+      /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
       struct task **q = realloc(sc->queue, cap * sizeof *q);
       if (q == NULL)
         luaL_error(L, "berth: out of memory queueing a task");

@@ -375,14 +375,14 @@ static int srv_port(lua_State *L) {
   return 1;
 }
 
+/* address() -> host, port: the same shape as Socket:address() and
+ * Socket:peer() (one naming scheme for addresses). */
 static int srv_address(lua_State *L) {
   struct server *sv = srv_check(L, 1);
   struct net_addr a;
   if (sv->fd < 0 || net_local_addr(sv->fd, &a) < 0)
     return util_fail(L, "closed");
-  util_pushaddr(L, &a);
-  lua_pop(L, 1);
-  return 1;
+  return util_pushaddr(L, &a);
 }
 
 static int srv_stats_m(lua_State *L) {

@@ -93,10 +93,9 @@ static void signal_cb(struct ev_loop *ev, ev_signal *w, int revents) {
 static void signal_stop(struct sigw *g) {
   if (!ev_is_active(&g->w))
     return;
-  if (g->loop->ev != NULL) {
-    ev_ref(g->loop->ev);
-    ev_signal_stop(g->loop->ev, &g->w);
-  }
+  BERTH_ASSERT("the loop is finalized last", g->loop->ev != NULL);
+  ev_ref(g->loop->ev);
+  ev_signal_stop(g->loop->ev, &g->w);
   signal_unclaim(g->w.signum);
 }
 

@@ -27,8 +27,7 @@ struct timer {
 };
 
 static void timer_disarm(lua_State *L, struct timer *t) {
-  if (t->loop->ev != NULL)
-    ev_timer_stop(t->loop->ev, &t->w);
+  ev_timer_stop(t->loop->ev, &t->w);
   loop_keep(L, t->loop, t, 0, &t->anchored, 0);
 }
 
@@ -123,8 +122,8 @@ static int timer_cancel(lua_State *L) {
 static int timer__gc(lua_State *L) {
   struct timer *t = luaL_checkudata(L, 1, CLS_TIMER);
   waiter_drop(&t->sleeper);
-  if (t->loop->ev != NULL)
-    ev_timer_stop(t->loop->ev, &t->w);
+  BERTH_ASSERT("the loop is finalized last", t->loop->ev != NULL);
+  ev_timer_stop(t->loop->ev, &t->w);
   return 0;
 }
 

@@ -383,12 +383,11 @@ static int v2_addrlen(uint8_t fam) {
   }
 }
 
+/* A 108-byte v2 unix address field. Only the name is copied: bytes after
+ * a path's NUL are not part of the address. */
 static void set_unix(struct net_addr *a, const uint8_t *field) {
   struct sockaddr_un *un = (struct sockaddr_un *)&a->ss;
   size_t n;
-  memset(a, 0, sizeof *a);
-  un->sun_family = AF_UNIX;
-  memcpy(un->sun_path, field, UNIX_FIELD);
   if (field[0] != 0) { /* a path: NUL-terminated unless it fills 108 */
     n = strnlen((const char *)field, UNIX_FIELD);
     n += n < UNIX_FIELD;
@@ -396,6 +395,9 @@ static void set_unix(struct net_addr *a, const uint8_t *field) {
     for (n = UNIX_FIELD; n > 0 && field[n - 1] == 0; n--)
       ;
   }
+  memset(a, 0, sizeof *a);
+  un->sun_family = AF_UNIX;
+  memcpy(un->sun_path, field, n);
   a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
 }
 

@@ -106,7 +106,7 @@ struct pp_header {
 /* Should src/dst replace the connection's own addresses? Not for LOCAL
  * (health checks) nor for an unknown family (v1 UNKNOWN, v2 UNSPEC). */
 static inline int pp_has_addresses(const struct pp_header *h) {
-  return h->command == PP_CMD_PROXY && h->family != 0 /* AF_UNSPEC */;
+  return h->command == PP_CMD_PROXY && h->family != AF_UNSPEC;
 }
 
 /*

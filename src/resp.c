@@ -91,37 +91,32 @@ static int parse_len(const char *q, size_t m, long long *v, size_t *used) {
 
 /* --- multibulk ---------------------------------------------------------- */
 
-/* The "*<argc>\r\n" line. Returns > 0 (the whole command, an empty one),
- * 0 with cmd->at set up for the arguments, or an error / incomplete code
- * through *rc. */
+/* mb_header's result when arguments follow. */
+#define MB_ARGS_FOLLOW INT_MIN
+
+/* The "*<argc>\r\n" line: RESP_INCOMPLETE or an error, the length of an
+ * empty command, or MB_ARGS_FOLLOW with cmd->at set up for the arguments. */
 static int mb_header(const char *p, size_t n, struct resp_cmd *cmd,
-                     const struct resp_limits *lim, int *rc) {
+                     const struct resp_limits *lim) {
   long long v = 0;
   size_t used = 0;
   int ok = parse_len(p, n, &v, &used);
-  if (ok <= 0) {
-    *rc = ok == 0 ? RESP_INCOMPLETE : RESP_EMBULK_LEN;
-    return 1;
-  }
+  if (ok <= 0)
+    return ok == 0 ? RESP_INCOMPLETE : RESP_EMBULK_LEN;
   if (v <= 0) { /* "*0" and "*-1": nothing to run, as redis-server */
     cmd->argc = 0;
-    *rc = used > max_command(lim) ? RESP_ECOMMAND_TOO_LARGE : (int)used;
-    return 1;
+    return used > max_command(lim) ? RESP_ECOMMAND_TOO_LARGE : (int)used;
   }
-  if ((unsigned long long)v > lim->max_args) {
-    *rc = RESP_ETOO_MANY_ARGS;
-    return 1;
-  }
+  if ((unsigned long long)v > lim->max_args)
+    return RESP_ETOO_MANY_ARGS;
   size_t least = sat_add(used, sat_mul((size_t)v, MIN_ARG_BYTES));
-  if (least > max_command(lim)) {
-    *rc = RESP_ECOMMAND_TOO_LARGE;
-    return 1;
-  }
+  if (least > max_command(lim))
+    return RESP_ECOMMAND_TOO_LARGE;
   cmd->at.kind = KIND_MULTIBULK;
   cmd->at.pos = used;
   cmd->at.want = (size_t)v;
   cmd->at.done = 0;
-  return 0;
+  return MB_ARGS_FOLLOW;
 }
 
 /*
@@ -167,8 +162,9 @@ static int mb_bulk(const char *p, size_t n, size_t s, size_t left,
 static int mb_parse(const char *p, size_t n, struct resp_cmd *cmd,
                     const struct resp_limits *lim) {
   struct resp_progress *at = &cmd->at;
-  int rc = 0;
-  if (at->kind != KIND_MULTIBULK && mb_header(p, n, cmd, lim, &rc))
+  int rc;
+  if (at->kind != KIND_MULTIBULK &&
+      (rc = mb_header(p, n, cmd, lim)) != MB_ARGS_FOLLOW)
     return rc;
   while (at->done < at->want) {
     if (at->done >= cmd->cap) {

@@ -761,7 +761,8 @@ enum {
   CS_ERROR
 };
 
-static int chunk_size_digit(struct http_chunked *c, unsigned char b) {
+static int chunk_size_digit(struct http_chunked *c, unsigned char b,
+                            int first) {
   if (is((char)b, C_HEX)) {
     int d = hex_value((char)b);
     if (c->remaining > ((uint64_t)INT64_MAX - (uint64_t)d) / 16)
@@ -769,7 +770,7 @@ static int chunk_size_digit(struct http_chunked *c, unsigned char b) {
     c->remaining = c->remaining * 16 + (uint64_t)d;
     return 0;
   }
-  if (c->line == 0)
+  if (first) /* no digits */
     return HTTP_ECHUNK_SIZE;
   if (b == ';')
     c->state = CS_EXT;
@@ -787,11 +788,12 @@ static int chunk_size_digit(struct http_chunked *c, unsigned char b) {
 static int chunk_size_line(struct http_chunked *c, unsigned char b) {
   size_t max = c->max_chunk_line ? c->max_chunk_line
                                  : HTTP_CHUNK_LINE_DEFAULT;
+  size_t before = c->line; /* in CS_SIZE: the digits so far */
   if (b != '\r' && ++c->line > max)
     return HTTP_ECHUNK_LINE_TOO_LONG;
   switch (c->state) {
   case CS_SIZE:
-    return chunk_size_digit(c, b);
+    return chunk_size_digit(c, b, before == 0);
   case CS_SIZE_WS:
     if (b == ';')
       c->state = CS_EXT;

@@ -714,6 +714,8 @@ static void test_chunked_sizes(void) {
   CHECK(chunked("a\r\n0123456789\r\n0\r\n\r\n") == HTTP_CHUNK_DONE);
   CHECK(chunked("000a\r\n0123456789\r\n0000\r\n\r\n") == HTTP_CHUNK_DONE);
   CHECK(chunked("\r\n") == HTTP_ECHUNK_SIZE);
+  CHECK(chunked(";a\r\n") == HTTP_ECHUNK_SIZE);
+  CHECK(chunked(" \r\n") == HTTP_ECHUNK_SIZE);
   CHECK(chunked("g\r\n") == HTTP_ECHUNK_SIZE);
   CHECK(chunked("-1\r\n") == HTTP_ECHUNK_SIZE);
   CHECK(chunked("+1\r\n") == HTTP_ECHUNK_SIZE);

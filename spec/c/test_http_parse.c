@@ -291,6 +291,13 @@ static void test_control_chars(void) {
   CHECK(parse_with("X: a\x01" "b") == HTTP_EBAD_VALUE);
   CHECK(parse_with("X: a\x7f" "b") == HTTP_EBAD_VALUE);
   CHECK(parse_with("X: a\x1f") == HTTP_EBAD_VALUE);
+  /* Inside a long value, where whole words are tested at once. */
+  CHECK(parse_with("X: abcdefghijklmnop\x7fqrstuvwxyz0123456789") ==
+        HTTP_EBAD_VALUE);
+  CHECK(parse_with("X: abcdefghijklmnop\x0bqrstuvwxyz0123456789") ==
+        HTTP_EBAD_VALUE);
+  CHECK(parse("GET /abcdefghijklmnop\x7fqrstuvwxyz HTTP/1.1\r\n"
+              "Host: a\r\n\r\n") == HTTP_EBAD_TARGET);
   static const char nul[] = "GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n";
   CHECK(parse_lim(nul, sizeof nul - 1, NULL) == HTTP_EBAD_VALUE);
   CHECK(parse_with("X: a\tb") > 0);
@@ -842,6 +849,8 @@ static void test_date(void) {
   CHECK(strcmp(out, "Sun, 06 Nov 1994 08:49:37 GMT") == 0);
   CHECK(http_date(0, out) == 29);
   CHECK(strcmp(out, "Thu, 01 Jan 1970 00:00:00 GMT") == 0);
+  CHECK(http_date(946684800, out) == 29);
+  CHECK(strcmp(out, "Sat, 01 Jan 2000 00:00:00 GMT") == 0);
   CHECK(http_date(951782400, out) == 29);
   CHECK(strcmp(out, "Tue, 29 Feb 2000 00:00:00 GMT") == 0);
   CHECK(http_date(253402300799, out) == 29);

@@ -269,7 +269,7 @@ static void test_utf8_vectors(void) {
 static void test_utf8_split(void) {
   static const char *const vecs[] = {
     "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",
-    "ab\xf0\x9f\x98\x80" "cdefghijklmnop\xe2\x82\xac",
+    ("ab\xf0\x9f\x98\x80" "cdefghijklmnop\xe2\x82\xac"),
     "\xed\xa0\x80",
     "\xf4\x90\x80\x80",
     "abcdefghij\xc0\x80",

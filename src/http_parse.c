@@ -83,42 +83,55 @@ static int has_byte(uint64_t x, unsigned b) {
   return ((y - ONES) & ~y & HIGHS) != 0;
 }
 
+/* Past the token bytes at p: four table lookups per step, tested at
+ * once, then byte by byte where a non-token byte is near. */
+static const char *skip_token(const char *p, const char *end) {
+  const unsigned char *u = (const unsigned char *)p;
+  while (end - (const char *)u >= 4 &&
+         (cls[u[0]] & cls[u[1]] & cls[u[2]] & cls[u[3]] & C_TCHAR))
+    u += 4;
+  while ((const char *)u < end && (cls[*u] & C_TCHAR))
+    u++;
+  return (const char *)u;
+}
+
 /* The first byte at or after p that may not appear in a field value (a
- * control other than HTAB, or DEL: CR and LF end the value), or end. */
+ * control other than HTAB, or DEL: CR and LF end the value), or end. A
+ * word that holds a suspect byte (HTAB is one) is looked at byte by byte,
+ * once, and the scan goes on after it. */
 static const char *scan_value(const char *p, const char *end) {
-  while (p < end) {
-    if (end - p >= 8) {
-      uint64_t x;
-      memcpy(&x, p, 8);
-      if (!has_less(x, 0x20) && !has_byte(x, 0x7f)) {
-        p += 8;
-        continue;
-      }
-    }
+  for (; end - p >= 8; p += 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    if (has_less(x, 0x20) || has_byte(x, 0x7f))
+      for (int j = 0; j < 8; j++)
+        if (!is_value_char((unsigned char)p[j]))
+          return p + j;
+  }
+  for (; p < end; p++)
     if (!is_value_char((unsigned char)*p))
       return p;
-    p++;
-  }
   return p;
+}
+
+static int is_target_char(unsigned char c) {
+  return c > 0x20 && c != 0x7f;
 }
 
 /* The first byte at or after p that may not appear in a request-target
  * (a control, SP or DEL), or end. Bytes >= 0x80 are let through. */
 static const char *scan_target(const char *p, const char *end) {
-  while (p < end) {
-    if (end - p >= 8) {
-      uint64_t x;
-      memcpy(&x, p, 8);
-      if (!has_less(x, 0x21) && !has_byte(x, 0x7f)) {
-        p += 8;
-        continue;
-      }
-    }
-    unsigned char c = (unsigned char)*p;
-    if (c <= 0x20 || c == 0x7f)
-      return p;
-    p++;
+  for (; end - p >= 8; p += 8) {
+    uint64_t x;
+    memcpy(&x, p, 8);
+    if (has_less(x, 0x21) || has_byte(x, 0x7f))
+      for (int j = 0; j < 8; j++)
+        if (!is_target_char((unsigned char)p[j]))
+          return p + j;
   }
+  for (; p < end; p++)
+    if (!is_target_char((unsigned char)*p))
+      return p;
   return p;
 }
 
@@ -231,9 +244,7 @@ static int no_method(const char *p, const char *end) {
 }
 
 static int parse_method(struct head *h) {
-  const char *p = h->p, *end = h->end;
-  while (p < end && is(*p, C_TCHAR))
-    p++;
+  const char *p = skip_token(h->p, h->end), *end = h->end;
   if (p == end)
     return MORE;
   if (p == h->p)
@@ -487,9 +498,13 @@ static void on_connection(struct http_request *req, const char *v, size_t n) {
   }
 }
 
+/* RFC 9110 §10.1.1: an HTTP/1.0 client's 100-continue is ignored (it
+ * would not understand a 100 response). */
 static void on_expect(struct http_request *req, const char *v, size_t n) {
   const char *p = v, *e;
   size_t elen;
+  if (req->minor_version == 0)
+    return;
   while (list_next(&p, v + n, &e, &elen))
     if (elen == 12 && name_is(e, "100-continue", 12))
       req->expect_continue = 1;
@@ -574,8 +589,7 @@ static int parse_field_line(struct head *h) {
   if (is_ows(*p))
     return HTTP_EOBS_FOLD;
   const char *name = p;
-  while (p < end && is(*p, C_TCHAR))
-    p++;
+  p = skip_token(p, end);
   if (p == end)
     return MORE;
   if (p == name || *p != ':')

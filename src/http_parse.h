@@ -134,7 +134,7 @@ struct http_request {
   unsigned char conn_close;     /* Connection lists "close" */
   unsigned char conn_keepalive; /* Connection lists "keep-alive" */
   unsigned char conn_upgrade;   /* Connection lists "upgrade" */
-  unsigned char expect_continue; /* Expect: 100-continue */
+  unsigned char expect_continue; /* Expect: 100-continue (HTTP/1.1) */
   unsigned char has_upgrade;    /* an Upgrade header is present */
   unsigned char has_host;       /* a Host header is present */
 };

@@ -176,6 +176,8 @@ static void test_connection_and_friends(void) {
   CHECK(parse_with("Expect: 100-continue") > 0 && req.expect_continue);
   CHECK(parse_with("Expect: 100-Continue") > 0 && req.expect_continue);
   CHECK(parse_with("Expect: 200-ok") > 0 && !req.expect_continue);
+  CHECK(parse("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n") > 0);
+  CHECK(!req.expect_continue);
 }
 
 static void test_content_length(void) {

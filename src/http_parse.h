@@ -148,9 +148,11 @@ struct http_request {
  * only the new bytes are searched for the end of the head, so a head that
  * arrives in small pieces costs O(length), not O(length^2). `lim` NULL means
  * HTTP_LIMITS_DEFAULT. On success every output field of `req` is set; on
- * other results its contents are unspecified. Also enforced, all 400:
- * HTTP/1.1 needs exactly one Host, HTTP/1.0 may have none; Transfer-Encoding
- * is refused in HTTP/1.0. Line ends are CRLF or a bare LF.
+ * other results its contents are unspecified. Also enforced, all 400: at
+ * most one Host, and HTTP/1.1 needs one (RFC 9112 §3.2); no
+ * Transfer-Encoding in HTTP/1.0 (§6.1). Line ends are CRLF or a bare LF.
+ * A caller that gets a head length n consumes n bytes and calls again on
+ * the rest (with last_len 0) for a pipelined request.
  */
 int http_parse_request(const char *buf, size_t len, size_t last_len,
                        struct http_request *req,

@@ -261,10 +261,10 @@ static void fuzz_utf8(const uint8_t *d, size_t n) {
   struct ws_utf8 u = {0};
   size_t pos = 0;
   for (size_t k = 0; k <= ncuts; k++) {
-    /* piece ends spread over the input, from its own bytes */
-    size_t end = k == ncuts ? len : pos + (len - pos) * (p[k % (len ? len : 1)] & 7) / 8;
-    if (len == 0)
-      end = 0;
+    /* piece ends spread over the input, chosen by its own bytes */
+    size_t end = len;
+    if (k < ncuts && len > 0)
+      end = pos + (len - pos) * (p[k % len] & 7) / 8;
     int r = ws_utf8_feed(&u, p + pos, end - pos);
     int want = fail < end ? -1 : 0;
     if (r != want)

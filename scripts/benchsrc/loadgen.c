@@ -20,31 +20,24 @@
  * until its last echoed byte is read (in ping-pong mode: the round trip).
  * Only messages completed after the warm-up are counted.
  *
+ * With --cpu-pid PID, the CPU seconds (utime + stime) that process PID used
+ * over the measured window are reported as srv_cpu_s (not in idle mode: the
+ * driver measures that itself once the server holds the connections).
+ *
  * Output: one line on stdout, e.g.
- *   msgs_per_s=51234 mb_per_s=3.28 p50_us=18.2 p99_us=40.1 errors=0 conns=50 ...
+ *   msgs_per_s=51234 mb_per_s=3.28 p50_us=18.2 p99_us=40.1 p999_us=61.0 errors=0 ...
  * Exit status: 0 = no errors (and, unless idle, at least one message),
  *              1 = errors or nothing measured, 2 = usage error.
  *
  * Build: cc -O2 -Wall -Wextra -o loadgen loadgen.c
  */
-#define _GNU_SOURCE
-#include <errno.h>
+#include "load_util.h"
+
 #include <getopt.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <signal.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
 
 #define MAX_EVENTS 256
 #define MAX_IOV 64
@@ -65,6 +58,7 @@ struct options {
     long idle;       /* > 0: idle mode with this many connections */
     double hold;     /* idle mode: seconds to hold the connections */
     bool newline;    /* end every message with '\n' */
+    long cpu_pid;    /* > 0: report this process's CPU seconds */
 };
 
 static void usage(FILE *f)
@@ -81,29 +75,8 @@ static void usage(FILE *f)
         "  -i, --idle N           idle mode: open N connections and hold them\n"
         "      --hold SEC         idle mode: hold time (default: --duration)\n"
         "      --no-newline       do not end messages with '\\n'\n"
+        "      --cpu-pid PID      report the CPU seconds of process PID (the server)\n"
         "  -h, --help\n");
-}
-
-static bool parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool parse_secs(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return false;
-    *out = v;
-    return true;
 }
 
 static bool parse_option(int opt, const char *arg, struct options *o)
@@ -119,6 +92,7 @@ static bool parse_option(int opt, const char *arg, struct options *o)
     case 'i': return parse_long(arg, 1, 1000000, &o->idle);
     case 'o': return parse_secs(arg, 0, 3600, &o->hold);
     case 'n': o->newline = false; return true;
+    case 'P': return parse_long(arg, 1, 1L << 30, &o->cpu_pid);
     default: return false;
     }
 }
@@ -136,6 +110,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         {"idle", required_argument, 0, 'i'},
         {"hold", required_argument, 0, 'o'},
         {"no-newline", no_argument, 0, 'n'},
+        {"cpu-pid", required_argument, 0, 'P'},
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -162,97 +137,7 @@ static void parse_args(int argc, char **argv, struct options *o)
         o->hold = o->duration;
 }
 
-/* ------------------------------------------------------------------- time */
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t secs_to_ns(double s)
-{
-    return (uint64_t)(s * 1e9);
-}
-
-/* epoll_wait timeout in ms until `deadline`, at most 100 ms */
-static int wait_ms(uint64_t deadline)
-{
-    uint64_t t = now_ns();
-    if (t >= deadline)
-        return 0;
-    uint64_t ms = (deadline - t + 999999) / 1000000;
-    return ms > 100 ? 100 : (int)ms;
-}
-
-static volatile sig_atomic_t g_stop;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    g_stop = 1;
-}
-
-static void setup_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal; /* no SA_RESTART: epoll_wait returns EINTR */
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
-}
-
-/* -------------------------------------------------------------- histogram */
-
-/* log-linear histogram of nanoseconds: 128 sub-buckets per power of two */
-#define SUB_BITS 7
-#define SUB (1u << SUB_BITS)
-#define HIST_SIZE (SUB + (64 - SUB_BITS) * SUB)
-
-static uint64_t g_hist[HIST_SIZE];
-static uint64_t g_hist_count;
-
-static unsigned hist_index(uint64_t v)
-{
-    if (v < SUB)
-        return (unsigned)v;
-    unsigned e = 63u - (unsigned)__builtin_clzll(v); /* >= SUB_BITS */
-    unsigned shift = e - SUB_BITS;
-    return SUB + shift * SUB + (unsigned)((v >> shift) - SUB);
-}
-
-static double hist_value(unsigned idx)
-{
-    if (idx < SUB)
-        return idx;
-    unsigned shift = (idx - SUB) / SUB;
-    uint64_t m = (idx - SUB) % SUB + SUB;
-    return (double)(m << shift) + (double)(1ull << shift) / 2.0;
-}
-
-static void hist_add(uint64_t ns)
-{
-    g_hist[hist_index(ns)]++;
-    g_hist_count++;
-}
-
-static double hist_percentile_us(double p)
-{
-    if (g_hist_count == 0)
-        return 0;
-    uint64_t target = (uint64_t)(p * (double)g_hist_count + 0.5);
-    if (target < 1)
-        target = 1;
-    uint64_t seen = 0;
-    for (unsigned i = 0; i < HIST_SIZE; i++) {
-        seen += g_hist[i];
-        if (seen >= target)
-            return hist_value(i) / 1000.0;
-    }
-    return 0;
-}
+static struct hist g_hist;
 
 /* ---------------------------------------------------------------- payload */
 
@@ -260,16 +145,6 @@ static double hist_percentile_us(double p)
 static unsigned char *g_pattern;
 static size_t g_size;
 static uint32_t g_slots;
-
-static uint64_t rng_next(uint64_t *s) /* xorshift64* */
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
 
 static void pattern_init(size_t size, bool newline)
 {
@@ -281,9 +156,7 @@ static void pattern_init(size_t size, bool newline)
         perror("loadgen: malloc");
         exit(1);
     }
-    uint64_t s = 0x9E3779B97F4A7C15ull;
-    for (size_t i = 0; i < g_size * g_slots; i++)
-        g_pattern[i] = (unsigned char)(rng_next(&s) >> 56);
+    fill_pattern(g_pattern, g_size * g_slots, 0x9E3779B97F4A7C15ull);
     if (newline)
         for (uint32_t k = 0; k < g_slots; k++)
             g_pattern[(size_t)k * g_size + g_size - 1] = '\n';
@@ -431,7 +304,7 @@ static void msg_complete(struct conn *c, uint64_t t)
         g_st.mismatches++;
     else if (t >= g_measure_from) {
         g_st.msgs++;
-        hist_add(t - m->t0);
+        hist_add(&g_hist, t - m->t0);
     }
     c->head = (c->head + 1) % (unsigned)g_opt.depth;
     c->count--;
@@ -490,18 +363,6 @@ static void conn_readable(struct conn *c)
 }
 
 /* ---------------------------------------------------------------- connect */
-
-static struct addrinfo *resolve(const char *host, const char *port)
-{
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *ai = NULL;
-    int rc = getaddrinfo(host, port, &hints, &ai);
-    if (rc != 0) {
-        fprintf(stderr, "loadgen: %s:%s: %s\n", host, port, gai_strerror(rc));
-        exit(2);
-    }
-    return ai;
-}
 
 /* start a nonblocking connect; on failure the connection is dead */
 static void conn_start(struct conn *c, const struct addrinfo *ai)
@@ -571,17 +432,6 @@ static void conns_close(struct conn *cs, long n)
     free(cs);
 }
 
-/* raise the soft fd limit so that `need` descriptors fit, if allowed */
-static void raise_nofile(long need)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= (rlim_t)need)
-        return;
-    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)need
-                      ? (rlim_t)need : rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
-}
-
 /* ------------------------------------------------------------- load modes */
 
 static void load_event(struct conn *c, uint32_t ev)
@@ -602,17 +452,19 @@ static void load_event(struct conn *c, uint32_t ev)
         conn_flush(c);
 }
 
-static void print_load_result(double secs)
+static void print_load_result(double secs, const struct cpu_window *cpu)
 {
     double rate = secs > 0 ? (double)g_st.msgs / secs : 0;
-    printf("msgs_per_s=%.0f mb_per_s=%.3f p50_us=%.1f p99_us=%.1f errors=%llu conns=%ld"
-           " msgs=%llu secs=%.3f size=%ld depth=%ld connect_errors=%llu mismatches=%llu"
-           " closed=%llu extra=%llu\n",
-           rate, rate * (double)g_size / 1e6, hist_percentile_us(0.50),
-           hist_percentile_us(0.99), (unsigned long long)total_errors(), g_st.established,
+    printf("msgs_per_s=%.0f mb_per_s=%.3f", rate, rate * (double)g_size / 1e6);
+    hist_print(stdout, &g_hist);
+    printf(" errors=%llu conns=%ld msgs=%llu secs=%.3f size=%ld depth=%ld connect_errors=%llu"
+           " mismatches=%llu closed=%llu extra=%llu",
+           (unsigned long long)total_errors(), g_st.established,
            (unsigned long long)g_st.msgs, secs, g_opt.size, g_opt.depth,
            (unsigned long long)g_st.connect_errors, (unsigned long long)g_st.mismatches,
            (unsigned long long)g_st.closed, (unsigned long long)g_st.extra);
+    cpu_print(stdout, cpu);
+    printf("\n");
     fflush(stdout);
 }
 
@@ -622,11 +474,17 @@ static int run_load(const struct addrinfo *ai)
     uint64_t start = now_ns();
     g_measure_from = start + secs_to_ns(g_opt.warmup);
     uint64_t end = g_measure_from + secs_to_ns(g_opt.duration);
+    struct cpu_window cpu = {.pid = g_opt.cpu_pid};
+    bool cpu_begun = false;
     for (long i = 0; i < g_opt.conns; i++)
         conn_start(&cs[i], ai);
 
     struct epoll_event evs[MAX_EVENTS];
     while (!g_stop && now_ns() < end) {
+        if (!cpu_begun && now_ns() >= g_measure_from) {
+            cpu_begin(&cpu);
+            cpu_begun = true;
+        }
         int n = epoll_wait(g_ep, evs, MAX_EVENTS, wait_ms(end));
         if (n < 0 && errno != EINTR) {
             perror("loadgen: epoll_wait");
@@ -636,9 +494,10 @@ static int run_load(const struct addrinfo *ai)
             load_event(evs[i].data.ptr, evs[i].events);
     }
     uint64_t stop = now_ns();
+    cpu_end(&cpu);
     double secs = stop > g_measure_from ? (double)(stop - g_measure_from) / 1e9 : 0;
     g_draining = true;
-    print_load_result(secs);
+    print_load_result(secs, &cpu);
     conns_close(cs, g_opt.conns);
     return total_errors() == 0 && g_st.msgs > 0 ? 0 : 1;
 }
@@ -715,7 +574,7 @@ int main(int argc, char **argv)
 {
     parse_args(argc, argv, &g_opt);
     setup_signals();
-    struct addrinfo *ai = resolve(g_opt.host, g_opt.port);
+    struct addrinfo *ai = resolve("loadgen", g_opt.host, g_opt.port, SOCK_STREAM);
     raise_nofile((g_opt.idle > 0 ? g_opt.idle : g_opt.conns) + 64);
     g_ep = epoll_create1(EPOLL_CLOEXEC);
     if (g_ep < 0) {

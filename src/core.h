@@ -2,40 +2,63 @@
  * core.h -- berth's private header: the structs the C files share, class
  * names, user-value slots and cross-file prototypes.
  *
- * Ownership: the loop (struct loop, a userdata) owns the ev_loop, the
- * anchor table, the pending queue and the scratch buffer; every object
- * keeps its loop alive through user value 1. Socket, ServerSocket, Timer,
- * Signal and FileWatch are owned by Lua. A task (a coroutine the scheduler
- * started) is anchored from spawn until it ends, so C may keep its
- * lua_State* exactly that long (L7); a task waiting on an object holds it
- * on its own stack. An object is anchored in the loop's anchor table only
- * while C holds it with no task in between -- callbacks registered, a
- * listener in handler mode, an armed timer or signal, a write buffer still
- * draining -- so the GC cannot free it under a callback (L1), and an idle
- * object Lua dropped is collected and closed by __gc.
+ * Layers (each calls only downward; scripts/lint checks it):
  *
- * Layers: host.c -> api.c -> module.c -> server.c/socket*.c/timer.c/proc.c/
- * resolve.c -> sched.c/loop.c -> buffer.c/net.c (which never include lua.h).
+ *   host.c                      the executable
+ *   api.c                       the public C API (berth.h)
+ *   module.c                    luaopen_berth_core: the core table
+ *   shutdown.c                  graceful stop: closes the objects below
+ *   server.c socket*.c timer.c  the classes (one file each; they may use
+ *   signal.c fwatch.c proc.c    each other: a server makes sockets)
+ *   resolve.c
+ *   sched.c                     tasks: spawn, park, wake, resume
+ *   loop.c util.c               the loop object; Lua helpers
+ *   buffer.c net.c (+ pure C)   no lua.h at all
+ *
+ * Ownership: the loop (struct loop, a userdata of class berth.Loop) owns
+ * the ev_loop, the anchor table and the scratch buffer; every other
+ * per-loop state belongs to one file, which creates it, frees it through a
+ * loop cleanup, and is the only file that touches its fields. Every object
+ * keeps its loop alive through user value 1, and the loop got its metatable
+ * before any of them, so it is finalized last: an invariant, asserted in
+ * the finalizers that touch the ev_loop, not a case they handle.
+ *
+ * A task (sched.c) is anchored from spawn until it ends, so C may hold it
+ * exactly that long (L7). An object is anchored in the loop's anchor table
+ * only while C holds it with no task in between -- callbacks registered, a
+ * listener in handler mode, an armed timer or signal, a write buffer still
+ * draining -- so the GC cannot free it under a callback (L1); an idle object
+ * Lua dropped is collected and closed by __gc. The anchor table is a user
+ * value of the loop, so a loop Lua dropped is collected with everything it
+ * anchored.
  */
 #ifndef BERTH_CORE_H
 #define BERTH_CORE_H
 
+#include <assert.h>
 #include <ev.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <netinet/in.h>
 #include <stdint.h>
 
 #include "buffer.h"
+#include "list.h"
 #include "net.h"
 
 #define BERTH_VERSION "0.1.0"
 
 #define CLS_LOOP   "berth.Loop"
+#define CLS_TASK   "berth.Task"
 #define CLS_SOCKET "berth.Socket"
 #define CLS_SERVER "berth.ServerSocket"
 #define CLS_TIMER  "berth.Timer"
 #define CLS_SIGNAL "berth.Signal"
 #define CLS_FWATCH "berth.FileWatch"
+
+/* Invariants (E7): compiled in unless NDEBUG, i.e. in debug and sanitizer
+ * builds; the message says what broke. */
+#define BERTH_ASSERT(msg, cond) assert(((void)(msg), (cond)))
 
 /* Limits and defaults (documented in README "API reference"). */
 #define BERTH_SCRATCH    (64 * 1024) /* shared receive buffer */
@@ -46,10 +69,11 @@
 #define BERTH_ACCEPT_MAX 64          /* accepts per readiness event (R9) */
 #define BERTH_GRACE      10.0
 #define BERTH_BUDGET     64          /* buffered reads per resume (fairness) */
+#define BERTH_YOUNG_SECONDS 1.0      /* a new connection's first request */
 
 /* Per-connection safety limits (README "Limits and safety"). A server's
  * limits are copied into every socket it accepts; connected sockets get
- * limits_none. Sizes in bytes, times in seconds, 0 = no limit. */
+ * limits_none. Sizes in bytes (SIZE_MAX: none), times in seconds (0: none). */
 struct limits {
   size_t max_connections;  /* open accepted sockets per server */
   size_t maxline;          /* a line or delimited read */
@@ -60,96 +84,164 @@ struct limits {
   double send_timeout;     /* queued output with no progress: close */
 };
 
-#define LIMITS_DEFAULT {(size_t)-1, BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60}
-#define LIMITS_NONE {(size_t)-1, BERTH_MAXLINE, (size_t)-1, (size_t)-1, 0, 0, 0}
+#define LIMITS_DEFAULT {SIZE_MAX, BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60}
+#define LIMITS_NONE {SIZE_MAX, BERTH_MAXLINE, SIZE_MAX, SIZE_MAX, 0, 0, 0}
 
 /* ------------------------------------------------------------------ loop */
 
-struct resolver; /* resolve.c */
-struct fwatch;   /* timer.c */
+struct sched;     /* sched.c */
+struct sockset;   /* socket.c: open sockets and the byte counters */
+struct srvset;    /* server.c: open servers */
+struct resolver;  /* resolve.c */
+struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
+struct drain;     /* shutdown.c: the grace timer */
+struct cleanup;   /* loop.c */
 
 struct loop {
   struct ev_loop *ev;
   lua_State *L;          /* thread inside run()/step(), NULL otherwise (L7) */
-  lua_State *current;    /* task being resumed now, NULL at top level */
-  int anchors;           /* registry ref: anchor table, lightuserdata -> obj */
-  int onerror;           /* registry ref: default task error handler */
+  long nanchors;
   int logger;            /* registry ref: log function, or LUA_NOREF */
-  ev_prepare prepare;    /* drains the pending queue each iteration */
-  ev_idle idle;          /* keeps the poll from blocking while it is not empty */
-  lua_State **queue;     /* pending resumes (tasks, anchored) */
-  size_t qhead, qlen, qcap;
+  int draining;          /* a graceful shutdown is under way */
   char *scratch;         /* BERTH_SCRATCH bytes shared by all receives */
-  struct server *servers;/* open servers, for shutdown */
-  struct sock *sockets;  /* open sockets, for shutdown */
+  ev_timer wakeup;       /* ends a blocking step(timeout): never on a C
+                            stack, which a Lua error could leave (9.1) */
+  struct cleanup *cleanups; /* run by __gc, newest first */
   struct limits limits;  /* defaults for new servers (berth.limits) */
-  int budget;            /* buffered reads left in this resume */
-  double cpu_budget;     /* seconds a task may run without yielding, 0 off */
-  double resumed_at;     /* monotonic time of the current resume */
-  int overrun;           /* the hook stopped the current task */
+  /* Each pointer below is created, used and freed by the file named. */
+  struct sched *sched;
+  struct sockset *socks;
+  struct srvset *servers;
   struct resolver *resolver;
-  int inotify;           /* core.watch's inotify descriptor, -1 until used */
-  ev_io inotify_io;
-  struct fwatch *fwatches; /* the loop's file watches */
-  ev_timer grace;        /* shutdown deadline */
-  int draining;          /* shutdown() called: finish when tasks reach 0 */
-  /* counters reported by berth.stats() */
-  long nsockets, nservers, ntasks, nanchors;
-  long active, total;
-  uint64_t bytes_in, bytes_out;
+  struct fwatchset *fwatch;
+  struct drain *drain;
 };
 
-struct loop *loop_new(lua_State *L);                       /* [-0,+1,m] */
+/* [-0, +1, m] the new loop userdata */
+struct loop *loop_new(lua_State *L);
 struct loop *loop_check(lua_State *L, int idx);
+/* Run fn(lp, ud) from the loop's __gc, before ev_loop_destroy (newest
+ * first): a file's per-loop state is freed by the file itself. [-0,+0,m] */
+void loop_atclose(lua_State *L, struct loop *lp,
+                  void (*fn)(struct loop *, void *), void *ud);
 /* A new object of `lp` with `nuv` user values, UV_LOOP set. [-0,+1,m] */
 void *loop_newobject(lua_State *L, struct loop *lp, size_t size, int nuv);
-void loop_anchor(lua_State *L, struct loop *lp, const void *key, int idx);
-void loop_unanchor(lua_State *L, struct loop *lp, const void *key);
+/* Anchor the value at idx under `key` while *flag says C holds it; the
+ * one way to anchor an object (L1). want=0 drops the anchor. [-0,+0,m] */
+void loop_keep(lua_State *L, struct loop *lp, const void *key, int idx,
+               unsigned char *flag, int want);
+/* Push anchors[key]; returns its type (LUA_TNIL if none). [-0,+1,-] */
 int loop_pushanchored(lua_State *L, struct loop *lp, const void *key);
+/* Every anchored value, pushed as a new array. [-0, +1, m] */
+void loop_pushanchorlist(lua_State *L, struct loop *lp);
 int loop_run(lua_State *L, struct loop *lp, int mode);
-void loop_shutdown(lua_State *L, struct loop *lp, double grace);
+/* One iteration, blocking at most `timeout` (0: not at all, < 0: until
+ * something happens). */
+int loop_step(lua_State *L, struct loop *lp, double timeout);
 void loop_log(struct loop *lp, const char *level, const char *fmt, ...);
+/* Run f(ud) protected on the running thread (R2). */
 int loop_pcall(struct loop *lp, lua_CFunction f, void *ud);
-void loop_stats(lua_State *L, struct loop *lp);           /* [-0,+1,m] */
-void loop_taskended(struct loop *lp);
-/* Absolute deadline `timeout` seconds from the real now; -1 when < 0. */
+/* Absolute deadline `timeout` seconds from the real now; -1 for none. */
 ev_tstamp loop_deadline(struct loop *lp, double timeout);
 
 /* ----------------------------------------------------------------- sched */
 
-/* Create a task from `fn, args` (nargs) at the top of L; pushes the thread.
- * `owned` (stack index or 0) is closed when the task ends. */
-lua_State *sched_new(lua_State *L, struct loop *lp, int owned, int nargs);
-void sched_queue(lua_State *L, struct loop *lp, lua_State *co);
-/* Resume a parked task from a loop callback (top level only, R7). */
-void sched_resume(struct loop *lp, lua_State *co);
-/* Arm the runaway-handler hook on tasks created from now on. */
-void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds);
-/* Raise unless L is the running berth task (R5). */
-void sched_checktask(lua_State *L, struct loop *lp, const char *what);
-/* Yield the running task with the sentinel; k retries on resume (R4). */
-int sched_park(lua_State *L, lua_KContext ctx, lua_KFunction k);
-void sched_drain(struct loop *lp);
-/* Report a task error; stack: err, traceback, owned (popped). */
-void sched_report(lua_State *L, struct loop *lp);
-/* lua_pcall for user callbacks: an error goes to sched_report with the
- * object at `ownidx` (or nil when 0). Returns the status. */
-int sched_pcall(lua_State *L, struct loop *lp, int nargs, int ownidx);
-
-/* --------------------------------------------------------------- objects */
-
-/* A task waiting on an object: one reader, one writer, one acceptor. */
+/* A task waiting on something: a socket's reader or writer, a server's
+ * acceptor, a sleep, a lookup. The task and the waiter point at each
+ * other while the wait lasts; whichever ends first unlinks both, so
+ * neither can be left pointing at freed memory (9.3). */
+struct task;
 struct waiter {
-  lua_State *co;       /* anchored task, or NULL */
-  ev_tstamp deadline;  /* absolute ev_now time, 0 = none */
+  struct task *task;   /* NULL: nobody waits */
+  ev_tstamp deadline;  /* absolute ev_now time, -1 = none */
   int timedout;
 };
+
+#define WAITER_INIT {NULL, -1, 0}
+
+/* What a spawned task starts with (sched_spawn). */
+struct taskopts {
+  int owned;           /* stack index of an object the task owns, or 0 */
+  int onerror;         /* stack index of its error handler, or 0 */
+  /* Called when the task ends, with the owned object on the stack top
+   * (protected; it may raise). NULL: nothing. */
+  void (*done)(lua_State *L, int ok);
+};
+
+void sched_init(lua_State *L, struct loop *lp);
+/* Create a task running fn(args) (stack: fn, args[nargs]); pushes the
+ * task's thread. It runs once sched_start or sched_queue says so.
+ * [-(nargs+1), +1, m] */
+struct task *sched_spawn(lua_State *L, struct loop *lp, int nargs,
+                         const struct taskopts *o);
+/* Start or continue t now, from a loop callback (top level, R7). */
+void sched_resume(struct loop *lp, struct task *t);
+/* Resume t at the top of the next iteration (from Lua: R7). [-0,+0,m] */
+void sched_queue(lua_State *L, struct loop *lp, struct task *t);
+/* Raise unless L is the running task and can yield now (R5, 9.2): every
+ * blocking call checks before it registers anything. */
+void sched_checkwait(lua_State *L, struct loop *lp, const char *what);
+/* Whether L could wait now (the running task, yieldable). */
+int sched_canwait(lua_State *L, struct loop *lp);
+/* Register the running task on w (when the watchers and timers the caller
+ * arms next must see it), then park. Nothing between the two may raise. */
+void sched_register(struct loop *lp, struct waiter *w);
+/* Register the running task on w (unless NULL: registered already) and
+ * yield; k retries on resume (R4). The caller has checked with
+ * sched_checkwait, so the yield cannot fail with the task registered. */
+int sched_park(lua_State *L, struct loop *lp, struct waiter *w,
+               lua_KContext ctx, lua_KFunction k);
+/* Queue the running task and yield: every other ready task runs first;
+ * the `n` values on the stack top are returned on resume. */
+int sched_pass(lua_State *L, struct loop *lp, int n);
+/* Fairness (R9): count one buffered read; past the budget the task yields
+ * with its `n` results. */
+int sched_spend(lua_State *L, struct loop *lp, int n);
+/* Take w's task: unlinks both, returns the task or NULL. */
+struct task *waiter_take(struct waiter *w);
+/* Drop w's link to its task (the waited-on object is going away and
+ * nothing may run: __gc). */
+void waiter_drop(struct waiter *w);
+/* Resume w's task now (from a loop callback), or queue it (from Lua). */
+void waiter_resume(struct loop *lp, struct waiter *w);
+void waiter_wake(lua_State *L, struct loop *lp, struct waiter *w);
+void sched_drain(struct loop *lp);
+/* lua_pcall of a callback (not a task): an error goes to the handler at
+ * `onerror` (stack index, or 0 for the loop's) with the object at
+ * `ownidx` (or nil). Returns the status. */
+int sched_pcall(lua_State *L, struct loop *lp, int nargs, int onerror,
+                int ownidx);
+/* Set the loop's default error handler (the function at idx, or nil);
+ * pushes the previous one. [-0, +1, m] */
+void sched_setonerror(lua_State *L, struct loop *lp, int idx);
+void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds);
+double sched_cpubudget(struct loop *lp);
+long sched_ntasks(struct loop *lp);
+/* Called (protected) when the last task ends; shutdown.c uses it. */
+void sched_onidle(struct loop *lp, lua_CFunction fn);
+/* End every task still alive: its waits are cancelled and its <close>
+ * variables run (shutdown's last step). */
+void sched_killall(lua_State *L, struct loop *lp);
+/* Push the running task's handle (berth.Task), or nil. [-0,+1,-] */
+void sched_pushcurrent(lua_State *L, struct loop *lp);
+/* core.suspend / core.wake: park until woken with values. */
+int sched_suspend(lua_State *L, struct loop *lp);
+int sched_wake(lua_State *L, struct loop *lp, int taskidx, int nvals);
+
+/* --------------------------------------------------------------- objects */
 
 /* User value 1 of every object is its loop, which it keeps alive. */
 #define UV_LOOP 1
 
-enum sock_uv { SOCK_UV_SERVER = 2, SOCK_UV_TASK, SOCK_UV_ONDATA,
+enum sock_uv { SOCK_UV_SERVER = 2, SOCK_UV_ONERROR, SOCK_UV_ONDATA,
                SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_NUV = SOCK_UV_ONDRAIN };
+
+/* The peer address, kept so peer() answers after close too (11). */
+union sock_peer {
+  struct sockaddr sa;
+  struct sockaddr_in in;
+  struct sockaddr_in6 in6;
+};
 
 struct sock {
   struct loop *loop;
@@ -160,10 +252,11 @@ struct sock {
   unsigned callback : 1; /* on("data") mode */
   unsigned shut_wr : 1;  /* shutdown("w") once the write buffer drains */
   unsigned drain_cb : 1; /* a write had to buffer: fire "drain" when empty */
-  unsigned anchored : 1;
   unsigned events : 1;   /* on("close"|"drain") registered */
   unsigned connecting : 1;
   unsigned owned : 1;    /* a handler task owns it, and anchors it for us */
+  unsigned lingering : 1;/* its handler returned: close once flushed */
+  unsigned char anchored;
   int rerr, werr;        /* sticky -errno of the read/write side */
   ev_io rio, wio;
   ev_timer timer;        /* one per socket: the nearest waiter deadline */
@@ -180,10 +273,13 @@ struct sock {
   uint64_t bytes_in, bytes_out;
   ev_tstamp created;
   ev_tstamp timer_at;    /* when the armed timer fires */
-  struct sock *next, **pprev; /* the loop's open sockets, for shutdown */
+  union sock_peer peer;
+  socklen_t peerlen;     /* 0: not known yet */
+  struct link link;      /* on the loop's open sockets, for shutdown */
 };
 
-enum srv_uv { SRV_UV_HANDLER = 2, SRV_UV_ONERROR, SRV_NUV = SRV_UV_ONERROR };
+enum srv_uv { SRV_UV_HANDLER = 2, SRV_UV_ONERROR, SRV_UV_SPARE, SRV_UV_PATH,
+              SRV_NUV = SRV_UV_PATH };
 
 struct server {
   struct loop *loop;
@@ -194,55 +290,80 @@ struct server {
   unsigned paused : 1;
   unsigned backoff : 1;  /* accepting suspended after EMFILE/ENFILE */
   unsigned tcp : 1;      /* set TCP_NODELAY on accepted sockets */
-  unsigned anchored : 1;
+  unsigned char anchored;
   struct waiter acceptor;
-  char *unlink_path;     /* unix socket file we created */
+  const char *unlink_path; /* unix socket file we created (SRV_UV_PATH) */
   struct limits lim;     /* given to every accepted socket */
   long accepted, active, rejected;
   ev_tstamp lastwarn;    /* rate limit for the EMFILE warning */
-  struct server *next, **pprev;
+  struct link link;      /* on the loop's open servers, for shutdown */
 };
 
 /* socket.c */
-struct sock *sock_new(lua_State *L, struct loop *lp, int fd);   /* [-0,+1,m] */
+void sock_init(lua_State *L, struct loop *lp);
+/* A new closed Socket, to be given its fd by sock_attach: the userdata
+ * exists before the descriptor, so a failure leaks nothing (9.14). */
+struct sock *sock_new(lua_State *L, struct loop *lp);    /* [-0,+1,m] */
+void sock_attach(struct sock *s, int fd);
+/* Remember the peer's address (from accept or connect). */
+void sock_setpeer(struct sock *s, const struct net_addr *a);
 struct sock *sock_check(lua_State *L, int idx);
 /* Close s; `idx` is its stack index or 0; `why` is the code passed to
  * on("close"), or NULL from __gc (no callbacks, no wake-ups: L5). */
 void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why);
 void sock_closeall(lua_State *L, struct loop *lp);
+/* Shutdown: close the served connections that wait for a new message with
+ * nothing buffered either way (9.7); returns how many it spared because
+ * they are young (sock_isyoung). */
+int sock_closeidle(lua_State *L, struct loop *lp);
+int sock_isyoung(const struct sock *s);
+/* A handler task ended (stack top: its socket). */
+void sock_handlerdone(lua_State *L, int ok);
 void sock_open(lua_State *L);
 int sock_connect(lua_State *L);
 int sock_adopt(lua_State *L);
 void sock_hold(lua_State *L, struct sock *s, int idx);
 void sock_release(lua_State *L, struct sock *s);
 void sock_timer_arm(struct sock *s);
-void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents);
 /* Send what the write buffer holds now, without waiting. */
 void sock_flushnow(lua_State *L, struct sock *s);
+void sock_countin(struct sock *s, size_t n);
+void sock_countout(struct sock *s, size_t n);
+void sock_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
 /* socket_io.c: the read and write methods */
 extern const luaL_Reg sock_io_methods[];
 
 /* server.c */
+void srv_init(lua_State *L, struct loop *lp);
 void srv_open(lua_State *L);
 int srv_listen(lua_State *L);
 /* Read limit options from the table at idx over *lim. [-0, +0, v] */
 void srv_readlimits(lua_State *L, int idx, struct limits *lim);
 void srv_pushlimits(lua_State *L, const struct limits *lim); /* [-0,+1,m] */
 void srv_closeall(lua_State *L, struct loop *lp);
+void srv_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
 
-/* timer.c */
+/* timer.c, signal.c, fwatch.c */
 void timer_open(lua_State *L);
 int timer_sleep(lua_State *L);
 int timer_new(lua_State *L);
-int timer_signal(lua_State *L);
-int timer_watch(lua_State *L);
+void signal_open(lua_State *L);
+int signal_new(lua_State *L);
+void fwatch_open(lua_State *L);
+int fwatch_new(lua_State *L);
 
 /* proc.c: process primitives for the master/worker model (core.proc) */
 void proc_open(lua_State *L); /* [-0, +1, m] the core.proc table */
 
 /* resolve.c */
 int resolve_lookup(lua_State *L);
-void resolve_free(struct resolver *r);
+
+/* shutdown.c */
+/* Graceful stop: listeners close, idle connections close, tasks get
+ * `grace` seconds; then everything left is closed. */
+void shutdown_start(lua_State *L, struct loop *lp, double grace);
+/* Close everything now, end every task (the host's last step). */
+void shutdown_finish(lua_State *L, struct loop *lp);
 
 /* util.c */
 void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
@@ -250,6 +371,14 @@ void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
 int util_fail(lua_State *L, const char *code);             /* [-0,+2,m] */
 int util_failerr(lua_State *L, int err);                    /* [-0,+3,m] */
 int util_pushaddr(lua_State *L, const struct net_addr *a); /* [-0,+2,m] */
-double util_opttimeout(lua_State *L, int idx, double def);
+/* A time in seconds (9.5): a number, NaN raises; +-inf are returned as
+ * they are, for the caller to say what they mean. [-0, +0, v] */
+double util_checktime(lua_State *L, int idx);
+/* A timeout: nil -> def; NaN raises; negative or +inf -> -1 (none: wait
+ * forever). [-0, +0, v] */
+double util_opttime(lua_State *L, int idx, double def);
+/* A message handler keeping the error and its traceback: pushes
+ * {err, traceback}. */
+int util_msgh(lua_State *L);
 
 #endif

@@ -1,69 +1,62 @@
 /*
  * loop.c -- the loop object: one struct loop per berth loop (a userdata of
- * class berth.Loop). It owns the ev_loop, the anchor table, the pending
- * queue, the shared scratch buffer and the shutdown sequence.
+ * class berth.Loop). It owns the ev_loop, the anchor table, the shared
+ * scratch buffer and the list of cleanups that free the per-loop state of
+ * the other files; it knows nothing of what those files keep.
  *
  * Invariants: lp->L is non-NULL exactly while ev_run is on the C stack, and
  * only then can watcher callbacks run; callbacks touch Lua only through
  * lp->L and only inside loop_pcall (R2). The ev_loop is destroyed last, in
- * the loop's __gc (L6).
+ * the loop's __gc (L6): every object keeps its loop alive through a user
+ * value, and the loop got its metatable first, so it is finalized after
+ * all of them.
+ *
+ * The anchor table is the loop's user value 1, found through the weak
+ * registry table of loops: nothing roots it but the loop, so a loop Lua
+ * dropped is collected together with what it anchored (9.15). While the
+ * loop itself is being finalized the lookup finds nothing; anchoring is
+ * moot then, and loop_keep just clears the flag.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core.h"
 
-static void loop_prepare_cb(struct ev_loop *ev, ev_prepare *w, int revents) {
-  (void)ev; (void)revents;
-  sched_drain((struct loop *)w->data);
+#define LOOP_UV_ANCHORS 1
+
+/* registry[&loops_key]: a weak table from a loop's address to its
+ * userdata, so C holding only the struct can reach the userdata. */
+static char loops_key;
+
+struct cleanup {
+  struct cleanup *next;
+  void (*fn)(struct loop *, void *);
+  void *ud;
+};
+
+static void loop_wakeup_cb(struct ev_loop *ev, ev_timer *w, int revents) {
+  (void)ev; (void)w; (void)revents; /* only ends the blocking poll */
 }
 
-/* Only exists to keep the poll from blocking while resumes are queued. */
-static void loop_idle_cb(struct ev_loop *ev, ev_idle *w, int revents) {
-  (void)ev; (void)revents;
-  sched_drain((struct loop *)w->data);
-}
-
-static int loop_finish(lua_State *L);
-
-static void loop_grace_cb(struct ev_loop *ev, ev_timer *w, int revents) {
-  (void)ev; (void)revents;
-  struct loop *lp = w->data;
-  loop_pcall(lp, loop_finish, lp);
-}
-
-/* Release everything but what Lua itself frees. Runs from __gc, when no
- * callback can run any more: every object that could is collected first,
- * because each one keeps its loop alive through a user value. */
+/* Release everything but what Lua itself frees. */
 static int loop__gc(lua_State *L) {
   struct loop *lp = luaL_checkudata(L, 1, CLS_LOOP);
   if (lp->ev == NULL)
     return 0;
-  luaL_unref(L, LUA_REGISTRYINDEX, lp->anchors);
-  luaL_unref(L, LUA_REGISTRYINDEX, lp->onerror);
   luaL_unref(L, LUA_REGISTRYINDEX, lp->logger);
-  lp->anchors = lp->onerror = lp->logger = LUA_NOREF;
-  resolve_free(lp->resolver);
-  lp->resolver = NULL;
-  ev_ref(lp->ev); /* balance the unref of the prepare watcher */
-  ev_prepare_stop(lp->ev, &lp->prepare);
-  ev_idle_stop(lp->ev, &lp->idle);
-  ev_timer_stop(lp->ev, &lp->grace);
-  if (lp->inotify >= 0) {
-    ev_ref(lp->ev);
-    ev_io_stop(lp->ev, &lp->inotify_io);
-    close(lp->inotify);
-    lp->inotify = -1;
+  lp->logger = LUA_NOREF;
+  while (lp->cleanups != NULL) {
+    struct cleanup *c = lp->cleanups;
+    lp->cleanups = c->next;
+    c->fn(lp, c->ud);
+    free(c);
   }
+  ev_timer_stop(lp->ev, &lp->wakeup);
   ev_loop_destroy(lp->ev);
   lp->ev = NULL;
-  free(lp->queue);
   free(lp->scratch);
-  lp->queue = NULL;
   lp->scratch = NULL;
   return 0;
 }
@@ -77,38 +70,68 @@ struct loop *loop_check(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, CLS_LOOP);
 }
 
-/* registry["berth.loops"]: a weak table from a loop's address to its
- * userdata, so C holding only the struct can give new objects their loop. */
-#define LOOPS_REGKEY "berth.loops"
+void loop_atclose(lua_State *L, struct loop *lp,
+                  void (*fn)(struct loop *, void *), void *ud) {
+  struct cleanup *c = malloc(sizeof *c);
+  if (c == NULL) {
+    fn(lp, ud); /* nothing will free it later: do it now */
+    luaL_error(L, "not enough memory");
+  }
+  c->fn = fn;
+  c->ud = ud;
+  c->next = lp->cleanups;
+  lp->cleanups = c;
+}
 
 static void loop_register(lua_State *L, struct loop *lp) {
-  if (luaL_getsubtable(L, LUA_REGISTRYINDEX, LOOPS_REGKEY) == 0) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &loops_key) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 1);
     lua_createtable(L, 0, 1);
     lua_pushliteral(L, "v");
     lua_setfield(L, -2, "__mode");
     lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &loops_key);
   }
   lua_pushvalue(L, -2);
   lua_rawsetp(L, -2, lp);
   lua_pop(L, 1);
 }
 
+/* Push the loop's userdata; returns 0 (and pushes nil) once it is being
+ * finalized. [-0, +1, -] */
+static int loop_pushself(lua_State *L, struct loop *lp) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &loops_key) != LUA_TTABLE)
+    return 0;
+  int t = lua_rawgetp(L, -1, lp);
+  lua_remove(L, -2);
+  return t == LUA_TUSERDATA;
+}
+
+/* Push the anchor table, or nil while the loop is being finalized. */
+static int loop_pushanchors(lua_State *L, struct loop *lp) {
+  if (!loop_pushself(L, lp))
+    return 0;
+  lua_getiuservalue(L, -1, LOOP_UV_ANCHORS);
+  lua_remove(L, -2);
+  return 1;
+}
+
 void *loop_newobject(lua_State *L, struct loop *lp, size_t size, int nuv) {
   void *p = lua_newuserdatauv(L, size, nuv);
-  lua_getfield(L, LUA_REGISTRYINDEX, LOOPS_REGKEY);
-  lua_rawgetp(L, -1, lp);
-  lua_remove(L, -2);
+  if (!loop_pushself(L, lp))
+    luaL_error(L, "berth: the loop is gone");
   lua_setiuservalue(L, -2, UV_LOOP);
   return p;
 }
 
 /* [-0, +1, m] the new loop userdata */
 struct loop *loop_new(lua_State *L) {
-  struct loop *lp = lua_newuserdatauv(L, sizeof *lp, 0);
+  struct loop *lp = lua_newuserdatauv(L, sizeof *lp, 1);
   memset(lp, 0, sizeof *lp);
-  lp->anchors = lp->onerror = lp->logger = LUA_NOREF;
+  lp->logger = LUA_NOREF;
   lp->limits = (struct limits)LIMITS_DEFAULT;
-  lp->inotify = -1;
   if (luaL_newmetatable(L, CLS_LOOP)) {
     lua_pushcfunction(L, loop__gc);
     lua_setfield(L, -2, "__gc");
@@ -121,51 +144,57 @@ struct loop *loop_new(lua_State *L) {
   lp->ev = ev_loop_new(EVFLAG_AUTO | EVFLAG_NOSIGMASK);
   if (lp->ev == NULL || lp->scratch == NULL)
     luaL_error(L, "berth: cannot create the event loop");
+  ev_init(&lp->wakeup, loop_wakeup_cb);
   lua_newtable(L);
-  lp->anchors = luaL_ref(L, LUA_REGISTRYINDEX);
-  ev_prepare_init(&lp->prepare, loop_prepare_cb);
-  ev_idle_init(&lp->idle, loop_idle_cb);
-  ev_init(&lp->grace, loop_grace_cb);
-  lp->prepare.data = lp->idle.data = lp->grace.data = lp;
-  ev_prepare_start(lp->ev, &lp->prepare);
-  ev_unref(lp->ev); /* the prepare watcher alone must not keep run() going */
+  lua_setiuservalue(L, -2, LOOP_UV_ANCHORS);
   loop_register(L, lp);
   return lp;
 }
 
-/* anchors[key] = value at idx [-0, +0, m] */
-void loop_anchor(lua_State *L, struct loop *lp, const void *key, int idx) {
-  idx = lua_absindex(L, idx);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->anchors);
-  lua_pushvalue(L, idx);
-  lua_rawsetp(L, -2, key);
+void loop_keep(lua_State *L, struct loop *lp, const void *key, int idx,
+               unsigned char *flag, int want) {
+  if (!*flag == !want)
+    return;
+  idx = idx ? lua_absindex(L, idx) : 0;
+  BERTH_ASSERT("loop_keep: anchoring needs the object", !want || idx);
+  if (loop_pushanchors(L, lp)) {
+    if (want)
+      lua_pushvalue(L, idx);
+    else
+      lua_pushnil(L); /* removing a key allocates nothing: cannot raise */
+    lua_rawsetp(L, -2, key);
+  }
   lua_pop(L, 1);
-  lp->nanchors++;
+  *flag = (unsigned char)(want != 0);
+  lp->nanchors += want ? 1 : -1;
 }
 
-/* anchors[key] = nil; never raises: removing a key allocates nothing.
- * [-0, +0, -] */
-void loop_unanchor(lua_State *L, struct loop *lp, const void *key) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->anchors);
-  lua_pushnil(L);
-  lua_rawsetp(L, -2, key);
-  lua_pop(L, 1);
-  lp->nanchors--;
-}
-
-/* Push anchors[key]; returns its type. [-0, +1, -] */
 int loop_pushanchored(lua_State *L, struct loop *lp, const void *key) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->anchors);
+  if (!loop_pushanchors(L, lp))
+    return LUA_TNIL;
   int t = lua_rawgetp(L, -1, key);
   lua_remove(L, -2);
   return t;
 }
 
+void loop_pushanchorlist(lua_State *L, struct loop *lp) {
+  lua_newtable(L);
+  int list = lua_gettop(L);
+  lua_Integer n = 0;
+  if (!loop_pushanchors(L, lp)) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_rawseti(L, list, ++n);
+  }
+  lua_pop(L, 1);
+}
+
 /* Message handler: the error with a traceback of where it was raised. */
 static int loop_msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  const char *msg = luaL_tolstring(L, 1, NULL);
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -218,72 +247,31 @@ void loop_log(struct loop *lp, const char *level, const char *fmt, ...) {
 }
 
 /* ev_run on behalf of thread L. Re-entry would let callbacks resume tasks
- * from inside a task or a callback, so it is refused (R7). */
+ * from inside a task or a callback, so it is refused (R7) -- before
+ * anything is armed, so the error leaves nothing behind (9.1). */
 int loop_run(lua_State *L, struct loop *lp, int mode) {
   if (lp->L != NULL)
-    return luaL_error(L, "berth: the loop is already running");
+    return luaL_error(L, "berth: the loop is already running (run and step "
+                         "cannot be called from a task or a callback)");
   lp->L = L;
   int alive = ev_run(lp->ev, mode);
   lp->L = NULL;
   return alive;
 }
 
-/* Step 2 and 3 of the shutdown order (L6): close every object the loop
- * still holds, waking its waiters with nil,"closed", then let them run. */
-static int loop_finish(lua_State *L) {
-  struct loop *lp = lua_touserdata(L, 1);
-  ev_timer_stop(lp->ev, &lp->grace);
-  lp->draining = 0;
-  srv_closeall(L, lp);
-  lua_newtable(L); /* the anchored objects, collected before closing any */
-  int list = lua_gettop(L), n = 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->anchors);
-  lua_pushnil(L);
-  while (lua_next(L, -2)) {
-    if (lua_type(L, -1) == LUA_TUSERDATA)
-      lua_rawseti(L, list, ++n);
-    else
-      lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  for (int i = 1; i <= n; i++) {
-    lua_rawgeti(L, list, i);
-    if (luaL_callmeta(L, -1, "__close"))
-      lua_pop(L, 1);
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-  sched_drain(lp);
-  ev_break(lp->ev, EVBREAK_ALL);
-  return 0;
-}
-
-/* Graceful stop: listeners close now; tasks get `grace` seconds; then
- * loop_finish closes what is left. Called again, it only shortens the wait. */
-/* loop_finish runs `after` seconds from now, at the loop's top level. */
-static void loop_finishin(struct loop *lp, double after) {
-  ev_timer_stop(lp->ev, &lp->grace);
-  ev_timer_set(&lp->grace, after, 0);
-  ev_timer_start(lp->ev, &lp->grace);
-}
-
-void loop_shutdown(lua_State *L, struct loop *lp, double grace) {
-  if (!lp->draining) {
-    lp->draining = 1;
-    srv_closeall(L, lp);
-  }
-  if (lp->ntasks == 0 || grace <= 0)
-    loop_finishin(lp, 0);
-  else if (!ev_is_active(&lp->grace) ||
-           ev_timer_remaining(lp->ev, &lp->grace) > grace)
-    loop_finishin(lp, grace);
-}
-
-/* Called by the scheduler when a task ends: a draining loop finishes as
- * soon as the last task is gone (at top level, via the grace timer). */
-void loop_taskended(struct loop *lp) {
-  if (lp->draining && lp->ntasks == 0)
-    loop_finishin(lp, 0);
+/* timeout 0: do not block; < 0: block until something happens. */
+int loop_step(lua_State *L, struct loop *lp, double timeout) {
+  if (lp->L != NULL)
+    return loop_run(L, lp, 0); /* raises */
+  if (timeout == 0)
+    return loop_run(L, lp, EVRUN_NOWAIT);
+  if (timeout < 0)
+    return loop_run(L, lp, EVRUN_ONCE);
+  ev_timer_set(&lp->wakeup, timeout, 0);
+  ev_timer_start(lp->ev, &lp->wakeup);
+  int alive = loop_run(L, lp, EVRUN_ONCE);
+  ev_timer_stop(lp->ev, &lp->wakeup);
+  return alive;
 }
 
 /* ev_now is the time the loop last woke up; Lua code that blocked (a
@@ -294,22 +282,4 @@ ev_tstamp loop_deadline(struct loop *lp, double timeout) {
     return -1;
   ev_now_update(lp->ev);
   return ev_now(lp->ev) + timeout;
-}
-
-static void setint(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
-/* [-0, +1, m] */
-void loop_stats(lua_State *L, struct loop *lp) {
-  lua_createtable(L, 0, 8);
-  setint(L, "active", lp->active);
-  setint(L, "total", lp->total);
-  setint(L, "bytes_in", (lua_Integer)lp->bytes_in);
-  setint(L, "bytes_out", (lua_Integer)lp->bytes_out);
-  setint(L, "tasks", lp->ntasks);
-  setint(L, "sockets", lp->nsockets);
-  setint(L, "servers", lp->nservers);
-  setint(L, "anchors", lp->nanchors);
 }

@@ -6,6 +6,7 @@
  * loop, which lives as long as that table or any of its objects.
  */
 #include <errno.h>
+#include <math.h>
 
 #include "berth.h"
 #include "core.h"
@@ -16,11 +17,12 @@ static struct loop *m_loop(lua_State *L) {
   return lua_touserdata(L, lua_upvalueindex(1));
 }
 
+/* spawn(fn, ...) -> the task's coroutine; it starts at the next iteration. */
 static int m_spawn(lua_State *L) {
   struct loop *lp = m_loop(L);
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_State *co = sched_new(L, lp, 0, lua_gettop(L) - 1);
-  sched_queue(L, lp, co);
+  struct task *t = sched_spawn(L, lp, lua_gettop(L) - 1, NULL);
+  sched_queue(L, lp, t);
   return 1;
 }
 
@@ -29,40 +31,21 @@ static int m_now(lua_State *L) {
   return 1;
 }
 
-static void m_checktop(lua_State *L, struct loop *lp, const char *what) {
-  if (lp->current != NULL)
-    luaL_error(L, "%s: cannot run the loop from inside a task", what);
-}
-
 static int m_run(lua_State *L) {
-  struct loop *lp = m_loop(L);
-  m_checktop(L, lp, "run");
-  loop_run(L, lp, 0);
+  loop_run(L, m_loop(L), 0);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-static void m_wakeup(struct ev_loop *ev, ev_timer *w, int revents) {
-  (void)ev; (void)w; (void)revents; /* only ends the blocking poll */
-}
-
-/* One iteration; blocks at most `timeout` seconds (0: never). Returns
- * whether the loop still has work. */
+/* One iteration; blocks at most `timeout` seconds (0: never; math.huge:
+ * until something happens). Returns whether the loop still has work. */
 static int m_step(lua_State *L) {
-  struct loop *lp = m_loop(L);
-  double timeout = luaL_optnumber(L, 1, 0);
-  m_checktop(L, lp, "step");
-  int alive;
-  if (timeout <= 0) {
-    alive = loop_run(L, lp, EVRUN_NOWAIT);
-  } else {
-    ev_timer bound;
-    ev_timer_init(&bound, m_wakeup, timeout, 0);
-    ev_timer_start(lp->ev, &bound);
-    alive = loop_run(L, lp, EVRUN_ONCE);
-    ev_timer_stop(lp->ev, &bound);
-  }
-  lua_pushboolean(L, alive);
+  double timeout = lua_isnoneornil(L, 1) ? 0 : util_checktime(L, 1);
+  if (timeout < 0)
+    timeout = 0;
+  else if (isinf(timeout))
+    timeout = -1;
+  lua_pushboolean(L, loop_step(L, m_loop(L), timeout));
   return 1;
 }
 
@@ -71,56 +54,75 @@ static int m_stop(lua_State *L) {
   return 0;
 }
 
+/* shutdown([grace]): grace in seconds (default 10); math.huge waits for
+ * the tasks as long as they take. */
 static int m_shutdown(lua_State *L) {
-  loop_shutdown(L, m_loop(L), luaL_optnumber(L, 1, BERTH_GRACE));
+  double grace = lua_isnoneornil(L, 1) ? BERTH_GRACE : util_checktime(L, 1);
+  shutdown_start(L, m_loop(L), grace < 0 ? 0 : grace);
   return 0;
+}
+
+static int m_draining(lua_State *L) {
+  lua_pushboolean(L, m_loop(L)->draining);
+  return 1;
 }
 
 static int m_stats(lua_State *L) {
-  loop_stats(L, m_loop(L));
+  struct loop *lp = m_loop(L);
+  lua_createtable(L, 0, 8);
+  sock_stats(L, lp);
+  srv_stats(L, lp);
+  lua_pushinteger(L, sched_ntasks(lp));
+  lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, lp->nanchors);
+  lua_setfield(L, -2, "anchors");
   return 1;
 }
 
-/* Replace a registry-held function; returns the previous one (or nil). */
-static int m_setref(lua_State *L, int *ref) {
+static int m_onerror(lua_State *L) {
+  if (!lua_isnil(L, 1))
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+  sched_setonerror(L, m_loop(L), 1);
+  return 1;
+}
+
+/* Replace the logger; returns the previous one (or nil). */
+static int m_setlogger(lua_State *L) {
+  struct loop *lp = m_loop(L);
   if (!lua_isnil(L, 1))
     luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, *ref);
-  luaL_unref(L, LUA_REGISTRYINDEX, *ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, lp->logger);
+  luaL_unref(L, LUA_REGISTRYINDEX, lp->logger);
   lua_pushvalue(L, 1);
-  *ref = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+  lp->logger = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
+  if (lua_isnil(L, 1))
+    lua_pop(L, 1);
   return 1;
 }
 
-static int m_onerror(lua_State *L) { return m_setref(L, &m_loop(L)->onerror); }
-static int m_setlogger(lua_State *L) { return m_setref(L, &m_loop(L)->logger); }
-
-static int m_suspend_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status; (void)ctx;
-  return lua_gettop(L); /* what wake() pushed */
-}
-
-/* suspend() -> the values given to wake(). Task only. The caller must make
- * sure exactly one wake() follows (lua/berth/sync.lua keeps the books). */
+/* suspend() -> the values given to wake(). Task only. */
 static int m_suspend(lua_State *L) {
-  sched_checktask(L, m_loop(L), "suspend");
-  lua_settop(L, 0);
-  return sched_park(L, 0, m_suspend_k);
+  return sched_suspend(L, m_loop(L));
 }
 
-/* wake(co, ...): queue a task parked in suspend(), with values. */
+/* wake(task, ...) -> whether the task was suspended (and is now queued
+ * with the values); waking twice wakes once (9.13). */
 static int m_wake(lua_State *L) {
-  struct loop *lp = m_loop(L);
-  lua_State *co = lua_tothread(L, 1);
-  luaL_argcheck(L, co != NULL && lua_status(co) == LUA_YIELD && co != L, 1,
-                "a suspended task expected");
-  int n = lua_gettop(L) - 1;
-  if (!lua_checkstack(co, n))
-    return luaL_error(L, "wake: too many values");
-  lua_xmove(L, co, n);
-  sched_queue(L, lp, co);
+  lua_pushboolean(L, sched_wake(L, m_loop(L), 1, lua_gettop(L) - 1));
+  return 1;
+}
+
+/* checkwait(what): raise unless the caller is a task that can wait now. */
+static int m_checkwait(lua_State *L) {
+  sched_checkwait(L, m_loop(L), luaL_optstring(L, 1, "wait"));
   return 0;
+}
+
+/* current() -> the running task's handle (for wake), or nil. */
+static int m_current(lua_State *L) {
+  sched_pushcurrent(L, m_loop(L));
+  return 1;
 }
 
 /* limits([table]) -> the defaults for servers listened to from now on,
@@ -133,12 +135,12 @@ static int m_limits(lua_State *L) {
     srv_readlimits(L, 1, &lim);
     lp->limits = lim;
     if (lua_getfield(L, 1, "cpu_budget") != LUA_TNIL)
-      sched_setcpubudget(L, lp, lua_toboolean(L, -1) ? luaL_checknumber(L, -1) : 0);
+      sched_setcpubudget(L, lp, lua_toboolean(L, -1) ? util_checktime(L, -1) : 0);
     lua_pop(L, 1);
   }
   srv_pushlimits(L, &lp->limits);
-  if (lp->cpu_budget > 0)
-    lua_pushnumber(L, lp->cpu_budget);
+  if (sched_cpubudget(lp) > 0)
+    lua_pushnumber(L, sched_cpubudget(lp));
   else
     lua_pushboolean(L, 0);
   lua_setfield(L, -2, "cpu_budget");
@@ -178,15 +180,18 @@ static const luaL_Reg m_funcs[] = {
   {"spawn", m_spawn},
   {"suspend", m_suspend},
   {"wake", m_wake},
+  {"current", m_current},
+  {"checkwait", m_checkwait},
   {"sleep", timer_sleep},
   {"timer", timer_new},
-  {"signal", timer_signal},
-  {"watch", timer_watch},
+  {"signal", signal_new},
+  {"watch", fwatch_new},
   {"now", m_now},
   {"run", m_run},
   {"step", m_step},
   {"stop", m_stop},
   {"shutdown", m_shutdown},
+  {"draining", m_draining},
   {"stats", m_stats},
   {"limits", m_limits},
   {"fd", m_fd},
@@ -215,8 +220,17 @@ static void m_pushcore(lua_State *L) {
   lua_remove(L, -2);
 }
 
+/* A loop with every file's per-loop state. [-0, +1, m] */
+static struct loop *m_pushloop(lua_State *L) {
+  struct loop *lp = loop_new(L);
+  sched_init(L, lp);
+  sock_init(L, lp);
+  srv_init(L, lp);
+  return lp;
+}
+
 static int m_newloop(lua_State *L) {
-  loop_new(L);
+  m_pushloop(L);
   m_pushcore(L);
   return 1;
 }
@@ -224,9 +238,11 @@ static int m_newloop(lua_State *L) {
 int luaopen_berth_core(lua_State *L) {
   sock_open(L);
   srv_open(L);
-  timer_open(L);
   lua_pop(L, 2);
-  loop_new(L);                            /* stack: loop */
+  timer_open(L);
+  signal_open(L);
+  fwatch_open(L);
+  m_pushloop(L);                          /* stack: loop */
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, LOOP_REGKEY);
   m_pushcore(L);

@@ -170,10 +170,13 @@ int net_check_listening(int fd) {
   return 0;
 }
 
-int net_accept(int lfd) {
+int net_accept(int lfd, struct net_addr *peer) {
   for (;;) {
-    // cppcheck-suppress nullPointer ; accept4 takes NULL for "no address"
-    int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct sockaddr *sa = peer ? (struct sockaddr *)&peer->ss : NULL;
+    socklen_t *len = peer ? &peer->len : NULL;
+    if (peer)
+      peer->len = sizeof peer->ss;
+    int fd = accept4(lfd, sa, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0)
       return fd;
     /* A connection reset while queued is the client's business, not ours. */

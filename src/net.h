@@ -39,8 +39,9 @@ int net_format_addr(const struct net_addr *a, char *host, size_t hostlen,
 int net_listen(const struct net_addr *a, int backlog, int flags);
 /* -ENOTSOCK/-EINVAL unless `fd` is a listening stream socket. */
 int net_check_listening(int fd);
-/* accept4 a connection: fd, or -EAGAIN when none is waiting. */
-int net_accept(int lfd);
+/* accept4 a connection: fd, or -EAGAIN when none is waiting. The peer's
+ * address goes to *peer unless it is NULL. */
+int net_accept(int lfd, struct net_addr *peer);
 /* Start a non-blocking connect: fd (connected or -EINPROGRESS pending via
  * *pending = 1), or -errno. */
 int net_connect(const struct net_addr *a, int *pending);

@@ -25,7 +25,7 @@
 struct rjob {
   struct rjob *next;
   struct resolver *r;
-  lua_State *co;      /* the waiting task (anchored) */
+  struct waiter w;    /* the waiting task */
   int err;            /* EAI_* from getaddrinfo, 0 on success */
   int naddrs;
   char addrs[RESOLVE_MAX][NET_ADDRSTRLEN];
@@ -96,13 +96,17 @@ static void resolve_async_cb(struct ev_loop *ev, ev_async *w, int revents) {
   pthread_mutex_unlock(&r->mu);
   while (j != NULL) {
     struct rjob *next = j->next;
-    lua_State *co = j->co;
-    j->co = NULL;
     ev_unref(ev); /* this lookup no longer keeps the loop running */
-    sched_resume(r->loop, co);
+    struct task *t = waiter_take(&j->w);
+    if (t != NULL)
+      sched_resume(r->loop, t); /* its continuation frees the job */
+    else
+      free(j); /* the task ended meanwhile (shutdown) */
     j = next;
   }
 }
+
+static void resolve_free(struct loop *lp, void *ud);
 
 static struct resolver *resolver_get(lua_State *L, struct loop *lp) {
   if (lp->resolver)
@@ -118,13 +122,15 @@ static struct resolver *resolver_get(lua_State *L, struct loop *lp) {
   r->async.data = r;
   ev_async_start(lp->ev, &r->async);
   ev_unref(lp->ev); /* only outstanding lookups keep the loop alive */
-  return lp->resolver = r;
+  lp->resolver = r;
+  loop_atclose(L, lp, resolve_free, r);
+  return r;
 }
 
-/* Called by the loop's __gc, before ev_loop_destroy. */
-void resolve_free(struct resolver *r) {
-  if (r == NULL)
-    return;
+/* A loop cleanup: runs from its __gc, before ev_loop_destroy. */
+static void resolve_free(struct loop *lp, void *ud) {
+  struct resolver *r = ud;
+  lp->resolver = NULL;
   ev_ref(r->loop->ev);
   ev_async_stop(r->loop->ev, &r->async);
   pthread_mutex_lock(&r->mu);
@@ -178,14 +184,14 @@ int resolve_lookup(lua_State *L) {
     resolve_pushlist(L, &text, 1);
     return 1;
   }
-  sched_checktask(L, lp, "resolve");
+  sched_checkwait(L, lp, "resolve");
   struct resolver *r = resolver_get(L, lp);
   struct rjob *j = calloc(1, sizeof *j + len + 1);
   if (j == NULL)
     return luaL_error(L, "not enough memory");
   memcpy(j->host, host, len + 1);
   j->r = r;
-  j->co = L;
+  j->w = (struct waiter)WAITER_INIT;
   pthread_attr_t attr;
   pthread_t tid;
   pthread_attr_init(&attr);
@@ -201,5 +207,5 @@ int resolve_lookup(lua_State *L) {
     return util_failerr(L, rc);
   }
   ev_ref(lp->ev); /* an outstanding lookup keeps run() going */
-  return sched_park(L, (lua_KContext)j, resolve_k);
+  return sched_park(L, lp, &j->w, (lua_KContext)j, resolve_k);
 }

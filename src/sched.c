@@ -1,23 +1,71 @@
 /*
  * sched.c -- tasks: the coroutines berth starts and parks. This is the only
- * file that calls lua_resume (R1).
+ * file that calls lua_resume (R1), and the owner of struct sched: the run
+ * queue, the fairness and CPU budgets, the running task and the list of
+ * live tasks.
  *
- * A task is anchored from sched_new until it ends, so C may hold its
- * lua_State* while it waits (L7): anchors[co] is the thread itself, or the
- * object the task owns (a handler's connection socket), which in turn holds
- * the thread in a user value. One table slot per task thus says both what
- * keeps the task alive and what to close when it ends. Waits yield the sentinel
- * (R3); any other yield reaching the scheduler is an error of that task.
- * Resumes run only at the loop's top level: directly from a watcher callback,
- * or through the pending queue when Lua code caused the wake-up (R7).
+ * A task is a berth.Task userdata: user value 2 is its thread, 3 the object
+ * it owns (a handler's connection socket) and 4 its error handler, both
+ * given at spawn, so ending a task never needs to know what it owned. The
+ * Task is anchored from spawn until it ends (L7), and it sits on its own
+ * thread's stack as a to-be-closed value under the task's function: when
+ * Lua code closes the coroutine from outside (coroutine.close), its
+ * __close tells the scheduler at once (9.3).
+ *
+ * A waiting task and what it waits on point at each other (struct waiter);
+ * whichever side goes first unlinks both. A task's state says who may run
+ * it: the scheduler resumes only a NEW or PARKED task, and a continuation
+ * that finds its task not RUNNING was resumed from outside (coroutine.resume
+ * on a task's thread), which ends that task with an error instead of
+ * corrupting the scheduler's books (9.3). A task in the run queue is marked
+ * queued, so it is never queued twice (9.13).
+ *
+ * Resumes run only at the loop's top level: directly from a watcher
+ * callback, or through the run queue when Lua code caused the wake-up (R7).
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "core.h"
 
-static char sched_sentinel; /* its address is what every berth wait yields */
+enum { TASK_UV_THREAD = 2, TASK_UV_OWNED, TASK_UV_ONERROR,
+       TASK_NUV = TASK_UV_ONERROR };
+
+enum task_state { T_NEW, T_RUNNING, T_PARKED, T_ENDED };
+
+struct task {
+  struct loop *loop;
+  lua_State *co;
+  struct waiter *waiting;   /* the wait it is parked in, or NULL */
+  lua_KFunction k;          /* the parked call's continuation */
+  lua_KContext ctx;
+  void (*done)(lua_State *L, int ok); /* NULL once it ran */
+  unsigned char state;
+  unsigned char queued;     /* in the run queue (at most once) */
+  unsigned char suspended;  /* parked in core.suspend: only wake ends it */
+  unsigned char anchored;
+  struct link link;         /* the loop's live tasks */
+};
+
+struct sched {
+  struct task *current;     /* the task being resumed now, or NULL */
+  struct task **queue;      /* the run queue: anchored tasks */
+  size_t qhead, qlen, qcap;
+  ev_prepare prepare;       /* drains the queue each iteration */
+  ev_idle idle;             /* keeps the poll from blocking meanwhile */
+  int budget;               /* buffered reads left in this resume */
+  double cpu_budget;        /* seconds without yielding, 0 off */
+  double resumed_at;        /* monotonic time of the current resume */
+  int overrun;              /* the hook stopped the current task */
+  int onerror;              /* registry ref: default error handler */
+  int idle_pending;         /* the last task ended: call onidle */
+  lua_CFunction onidle;
+  long ntasks;
+  struct link tasks;
+};
+
 static char sched_hookkey;  /* registry: the loop, for the count hook */
 
 #define HOOK_COUNT 10000     /* VM instructions between budget checks */
@@ -28,157 +76,144 @@ static double monotonic(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* The runaway-handler check. A task over its CPU budget is made to yield
- * from inside the hook: unlike an error, a yield cannot be caught by the
- * handler's own pcall. Threads inherit their creator's hook, so nested
- * coroutines are covered too; their yield surfaces in the task, whose own
- * hook then yields it to the scheduler, which ends it. */
-static void sched_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_hookkey);
-  struct loop *lp = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  if (lp == NULL || lp->current == NULL || lp->cpu_budget <= 0 ||
-      monotonic() - lp->resumed_at <= lp->cpu_budget)
+/* ---------------------------------------------------------- the queue */
+
+static void sched_wakeidle(struct sched *sc, struct loop *lp) {
+  if (!ev_is_active(&sc->idle))
+    ev_idle_start(lp->ev, &sc->idle);
+}
+
+void sched_queue(lua_State *L, struct loop *lp, struct task *t) {
+  struct sched *sc = lp->sched;
+  if (t->queued)
     return;
-  lp->overrun = 1;
-  if (L != lp->current) /* a nested coroutine: the task must follow it */
-    lua_sethook(lp->current, sched_hook, LUA_MASKCOUNT, 1);
-  if (lua_isyieldable(L)) {
-    lua_yield(L, 0); /* from a hook it returns; the yield happens after */
-    return;
-  }
-  luaL_error(L, "cpu budget exceeded"); /* inside a C call: the best we can */
-}
-
-/* The hook has only the thread; the registry slot names the loop whose
- * task is running. It is created here, where allocation may fail safely;
- * each resume then only overwrites it. */
-void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds) {
-  lp->cpu_budget = seconds > 0 ? seconds : 0;
-  lua_pushlightuserdata(L, lp);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_hookkey);
-}
-
-/* Stack: fn, args (nargs). Pops them and pushes the new thread; the task
- * is anchored. With `owned` (a stack index, else 0) the caller must make
- * that object hold the thread before anything can collect it.
- * [-(nargs+1), +1, m] */
-lua_State *sched_new(lua_State *L, struct loop *lp, int owned, int nargs) {
-  if (owned)
-    owned = lua_absindex(L, owned);
-  lua_State *co = lua_newthread(L);
-  loop_anchor(L, lp, co, owned ? owned : -1);
-  lp->ntasks++;
-  if (lp->cpu_budget > 0)
-    lua_sethook(co, sched_hook, LUA_MASKCOUNT, HOOK_COUNT);
-  lua_insert(L, -(nargs + 2));
-  if (!lua_checkstack(co, nargs + 1))
-    luaL_error(L, "berth: too many arguments for a task");
-  lua_xmove(L, co, nargs + 1);
-  return co;
-}
-
-/* Queue co for a resume at the top of the next loop iteration. [-0,+0,m] */
-void sched_queue(lua_State *L, struct loop *lp, lua_State *co) {
-  if (lp->qhead + lp->qlen == lp->qcap) {
-    if (lp->qhead > 0) { /* slide the live part down before growing */
-      for (size_t i = 0; i < lp->qlen; i++)
-        lp->queue[i] = lp->queue[lp->qhead + i];
-      lp->qhead = 0;
-    }
-    if (lp->qlen == lp->qcap) {
-      size_t cap = lp->qcap ? lp->qcap * 2 : 64;
+  if (sc->qhead + sc->qlen == sc->qcap) {
+    if (sc->qhead > 0) { /* slide the live part down before growing */
       /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-      lua_State **q = realloc(lp->queue, cap * sizeof *q);
+      memmove(sc->queue, sc->queue + sc->qhead, sc->qlen * sizeof *sc->queue);
+      sc->qhead = 0;
+    }
+    if (sc->qlen == sc->qcap) {
+      size_t cap = sc->qcap ? sc->qcap * 2 : 64;
+      /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+      struct task **q = realloc(sc->queue, cap * sizeof *q);
       if (q == NULL)
         luaL_error(L, "berth: out of memory queueing a task");
-      lp->queue = q;
-      lp->qcap = cap;
+      sc->queue = q;
+      sc->qcap = cap;
     }
   }
-  lp->queue[lp->qhead + lp->qlen++] = co;
-  if (!ev_is_active(&lp->idle))
-    ev_idle_start(lp->ev, &lp->idle);
+  sc->queue[sc->qhead + sc->qlen++] = t;
+  t->queued = 1;
+  sched_wakeidle(sc, lp);
 }
 
-/* Resume what was queued before this call; what those tasks queue waits
- * for the next iteration, so one busy task cannot starve the poll. */
-void sched_drain(struct loop *lp) {
-  size_t n = lp->qlen;
-  while (n-- > 0 && lp->qlen > 0) {
-    lua_State *co = lp->queue[lp->qhead++];
-    if (--lp->qlen == 0)
-      lp->qhead = 0;
-    sched_resume(lp, co);
+/* ------------------------------------------------------ task endings */
+
+static int sched_callonidle(lua_State *L) {
+  struct loop *lp = lua_touserdata(L, 1);
+  return lp->sched->onidle(L);
+}
+
+/* At top level: the last task has ended. */
+static void sched_checkidle(struct loop *lp) {
+  struct sched *sc = lp->sched;
+  if (sc->idle_pending && sc->ntasks == 0) {
+    sc->idle_pending = 0;
+    if (sc->onidle)
+      loop_pcall(lp, sched_callonidle, lp);
   }
-  if (lp->qlen == 0 && ev_is_active(&lp->idle))
-    ev_idle_stop(lp->ev, &lp->idle);
 }
 
-void sched_checktask(lua_State *L, struct loop *lp, const char *what) {
-  if (L != lp->current)
-    luaL_error(L, "%s: must be called from a berth task", what);
+/* The bookkeeping of an ending, which cannot fail: off its wait, off the
+ * list of live tasks, uncounted. The anchor goes unless the run queue
+ * still holds the task (the drain drops it then). */
+static void task_retire(lua_State *L, struct task *t) {
+  struct sched *sc = t->loop->sched;
+  if (t->waiting) {
+    t->waiting->task = NULL;
+    t->waiting = NULL;
+  }
+  t->state = T_ENDED;
+  t->suspended = 0;
+  link_remove(&t->link);
+  sc->ntasks--;
+  sc->idle_pending = 1;
+  if (!t->queued)
+    loop_keep(L, t->loop, t, 0, &t->anchored, 0);
 }
 
-/* The one parking helper (R4): the caller has armed its watcher and
- * recorded the waiter; k retries the operation when the task is resumed. */
-int sched_park(lua_State *L, lua_KContext ctx, lua_KFunction k) {
-  lua_pushlightuserdata(L, &sched_sentinel);
-  return lua_yieldk(L, 1, ctx, k);
+struct doneargs {
+  struct task *t;
+  int ok;
+};
+
+/* Run the task's done callback with its owned object on the stack top. */
+static int sched_calldone(lua_State *L) {
+  struct doneargs *d = lua_touserdata(L, 1);
+  void (*done)(lua_State *, int) = d->t->done;
+  d->t->done = NULL;
+  loop_pushanchored(L, d->t->loop, d->t);
+  lua_getiuservalue(L, -1, TASK_UV_OWNED);
+  done(L, d->ok);
+  return 0;
 }
 
-/* Push the error handler for a task that owned the object at `idx`: its
- * server's on("error") for a connection socket, else the loop's default.
- * Returns 0 and pushes nothing when there is none. [-0, +(0|1), -] */
+/* Protected and at top level: a done callback closes sockets and runs
+ * their on("close"). */
+static void task_done(struct loop *lp, struct task *t, int ok) {
+  if (t->done == NULL)
+    return;
+  struct doneargs d = {t, ok};
+  loop_pcall(lp, sched_calldone, &d);
+}
+
+/* A task was ended outside the scheduler (closed or resumed from outside):
+ * retire it now, and let the drain run its done callback at top level. */
+static void task_kill(lua_State *L, struct task *t) {
+  task_retire(L, t);
+  sched_queue(L, t->loop, t);
+}
+
+/* ------------------------------------------------------------ errors */
+
+/* Push the task's error handler, or the loop's; 0 when neither. */
 static int sched_pushhandler(lua_State *L, struct loop *lp, int idx) {
-  int top = lua_gettop(L);
-  if (luaL_testudata(L, idx, CLS_SOCKET) &&
-      lua_getiuservalue(L, idx, SOCK_UV_SERVER) == LUA_TUSERDATA &&
-      lua_getiuservalue(L, -1, SRV_UV_ONERROR) == LUA_TFUNCTION) {
-    lua_remove(L, -2);
+  if (idx && lua_type(L, idx) == LUA_TFUNCTION) {
+    lua_pushvalue(L, idx);
     return 1;
   }
-  lua_settop(L, top);
-  if (lua_rawgeti(L, LUA_REGISTRYINDEX, lp->onerror) == LUA_TFUNCTION)
+  if (lua_rawgeti(L, LUA_REGISTRYINDEX, lp->sched->onerror) == LUA_TFUNCTION)
     return 1;
   lua_pop(L, 1);
   return 0;
 }
 
-/* Report a task's error. Stack: err, traceback, owned; pops all three and
- * calls the handler protected: a failing handler is logged, nothing more. */
-void sched_report(lua_State *L, struct loop *lp) {
+/* Report an error. Stack: err, traceback, owned; pops all three and calls
+ * the handler at `hidx` (or the loop's) protected: a failing handler is
+ * logged, nothing more. */
+static void sched_report(lua_State *L, struct loop *lp, int hidx) {
   int top = lua_gettop(L);
-  if (!sched_pushhandler(L, lp, top)) {
+  hidx = hidx ? lua_absindex(L, hidx) : 0;
+  if (!sched_pushhandler(L, lp, hidx)) {
     fprintf(stderr, "berth: error in task: %s\n", lua_tostring(L, top - 1));
     lua_pop(L, 3);
     return;
   }
   lua_insert(L, top - 2); /* stack: handler, err, traceback, owned */
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
-    fprintf(stderr, "berth: error in error handler: %s\n", lua_tostring(L, -1));
-    lua_pop(L, 1);
+    fprintf(stderr, "berth: error in error handler: %s\n",
+            luaL_tolstring(L, -1, NULL));
+    lua_pop(L, 2);
   }
 }
 
-/* Message handler keeping both the error and its traceback. */
-static int sched_msgh(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  lua_createtable(L, 2, 0);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, 1);
-  luaL_traceback(L, L, msg, 1);
-  lua_rawseti(L, -2, 2);
-  return 1;
-}
-
-int sched_pcall(lua_State *L, struct loop *lp, int nargs, int ownidx) {
+int sched_pcall(lua_State *L, struct loop *lp, int nargs, int onerror,
+                int ownidx) {
+  onerror = onerror ? lua_absindex(L, onerror) : 0;
   ownidx = ownidx ? lua_absindex(L, ownidx) : 0;
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, sched_msgh);
+  lua_pushcfunction(L, util_msgh);
   lua_insert(L, base);
   int st = lua_pcall(L, nargs, 0, base);
   lua_remove(L, base);
@@ -194,31 +229,22 @@ int sched_pcall(lua_State *L, struct loop *lp, int nargs, int ownidx) {
       lua_pushvalue(L, ownidx);
     else
       lua_pushnil(L);
-    sched_report(L, lp);
+    sched_report(L, lp, onerror);
   }
   return st;
 }
 
 struct ending {
-  struct loop *lp;
-  lua_State *co;
+  struct task *t;
   int status;
   double ran;     /* seconds of the last resume, for the overrun message */
 };
 
-/* Push what the owned object of the task is, or nil. [-0, +1, -] */
-static void sched_pushowned(lua_State *L, struct ending *e) {
-  if (loop_pushanchored(L, e->lp, e->co) != LUA_TUSERDATA) {
-    lua_pop(L, 1);
-    lua_pushnil(L);
-  }
-}
-
-/* Push the error and its traceback for the failed (not yet unwound) task
- * co. [-0, +2, m] */
+/* Push the error and its traceback for the failed (not yet unwound) task.
+ * [-0, +2, m] */
 static void sched_pusherror(lua_State *L, struct ending *e) {
-  lua_State *co = e->co;
-  if (e->status == LUA_YIELD && e->lp->overrun)
+  lua_State *co = e->t->co;
+  if (e->status == LUA_YIELD && e->t->loop->sched->overrun)
     lua_pushfstring(L, "cpu budget exceeded: the task ran %d ms without "
                        "yielding", (int)(e->ran * 1000));
   else if (e->status == LUA_YIELD)
@@ -226,11 +252,7 @@ static void sched_pusherror(lua_State *L, struct ending *e) {
                        "coroutine (use berth.sleep or a berth call to wait)");
   else
     lua_xmove(co, L, 1); /* the error object */
-  const char *msg = lua_tostring(L, -1);
-  if (msg == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, -1));
-  else
-    lua_pushvalue(L, -1);
+  const char *msg = luaL_tolstring(L, -1, NULL);
   /* Traceback first: the task's stack is still there to walk (R1.6). */
   luaL_traceback(L, co, msg, 0);
   lua_remove(L, -2);
@@ -239,73 +261,469 @@ static void sched_pusherror(lua_State *L, struct ending *e) {
 /* A task failed: traceback, run its <close> variables, report. */
 static int sched_fail(lua_State *L) {
   struct ending *e = lua_touserdata(L, 1);
-  lua_sethook(e->co, NULL, 0, 0); /* its <close> handlers may run freely */
+  struct task *t = e->t;
+  lua_sethook(t->co, NULL, 0, 0); /* its <close> handlers may run freely */
+  loop_pushanchored(L, t->loop, t);
+  int tidx = lua_gettop(L);
   if (e->status == LUA_ERRMEM) {
     /* No room for a traceback: free what the task held first. */
-    lua_resetthread(e->co);
+    lua_resetthread(t->co);
     lua_gc(L, LUA_GCCOLLECT);
     lua_pushliteral(L, "not enough memory");
     lua_pushliteral(L, "not enough memory (the task was ended to free it)");
-    sched_pushowned(L, e);
-    sched_report(L, e->lp);
-    return 0;
+  } else {
+    sched_pusherror(L, e);         /* stack: e, task, err, traceback */
+    lua_resetthread(t->co);        /* runs its pending <close> variables */
   }
-  sched_pusherror(L, e);           /* stack: e, err, traceback */
-  lua_resetthread(e->co);          /* runs its pending <close> variables */
-  sched_pushowned(L, e);
-  sched_report(L, e->lp);
-  return 0;
-}
-
-/* Close what the task owned (its connection socket). */
-static int sched_closeowned(lua_State *L) {
-  struct ending *e = lua_touserdata(L, 1);
-  sched_pushowned(L, e);
-  if (!lua_isnil(L, -1) && luaL_callmeta(L, -1, "__close"))
-    lua_pop(L, 1);
+  lua_getiuservalue(L, tidx, TASK_UV_OWNED);
+  lua_getiuservalue(L, tidx, TASK_UV_ONERROR);
+  lua_insert(L, -4);               /* stack: e, task, h, err, tb, owned */
+  sched_report(L, t->loop, tidx + 1);
   return 0;
 }
 
 /* A task returned, raised, or yielded a foreign value. The report and the
- * close run protected, each on its own (an out-of-memory in the report
- * must not keep the socket open); the bookkeeping cannot fail. */
-static void sched_end(struct ending *e) {
-  struct loop *lp = e->lp;
-  if (e->status != LUA_OK) {
-    loop_pcall(lp, sched_fail, e);
-    lua_resetthread(e->co); /* in case the report failed before it */
+ * done callback run protected, each on its own (an out-of-memory in the
+ * report must not keep the socket open); the bookkeeping cannot fail. */
+static void sched_end(struct loop *lp, struct task *t, int status) {
+  struct sched *sc = lp->sched;
+  struct ending e = {t, status, sc->overrun ? monotonic() - sc->resumed_at : 0};
+  if (status != LUA_OK) {
+    loop_pcall(lp, sched_fail, &e);
+    lua_resetthread(t->co); /* in case the report failed before it */
   } else {
-    lua_settop(e->co, 0);
+    lua_settop(t->co, 0);
   }
-  lp->overrun = 0;
-  loop_pcall(lp, sched_closeowned, e);
-  loop_unanchor(lp->L, lp, e->co);
-  lp->ntasks--;
-  loop_taskended(lp);
+  sc->overrun = 0;
+  task_done(lp, t, status == LUA_OK);
+  task_retire(lp->L, t);
+  sched_checkidle(lp);
 }
 
-/* Resume co from the loop's top level (R1). The fast case -- a task
- * parking again -- touches nothing but the two stacks. */
-void sched_resume(struct loop *lp, lua_State *co) {
-  int nargs = 0, nres = 0;
-  if (lua_status(co) == LUA_OK)
-    nargs = lua_gettop(co) - 1; /* first run: [fn, args...] */
-  lp->current = co;
-  lp->budget = BERTH_BUDGET;
-  if (lp->cpu_budget > 0) {
-    lp->resumed_at = monotonic();
+/* ------------------------------------------------------------ the hook */
+
+/* The runaway-task check. A task over its CPU budget is made to yield
+ * from inside the hook: unlike an error, a yield cannot be caught by the
+ * task's own pcall. Where it cannot yield (inside a C call such as a
+ * string.gsub callback) the hook raises and, from then on, checks at every
+ * instruction, so the error a pcall catches is raised again at once and
+ * the first instruction where a yield is possible ends the task (9.16).
+ * Threads inherit their creator's hook, so nested coroutines are covered
+ * too; their yield surfaces in the task, whose own hook yields it. */
+static void sched_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_hookkey);
+  struct loop *lp = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  struct sched *sc = lp ? lp->sched : NULL;
+  if (sc == NULL || sc->current == NULL || sc->cpu_budget <= 0 ||
+      monotonic() - sc->resumed_at <= sc->cpu_budget)
+    return;
+  sc->overrun = 1;
+  lua_sethook(sc->current->co, sched_hook, LUA_MASKCOUNT, 1);
+  if (L != sc->current->co)
+    lua_sethook(L, sched_hook, LUA_MASKCOUNT, 1);
+  if (lua_isyieldable(L)) {
+    lua_yield(L, 0); /* from a hook it returns; the yield happens after */
+    return;
+  }
+  luaL_error(L, "cpu budget exceeded");
+}
+
+/* The hook has only the thread; the registry slot names the loop whose
+ * task is running. It is created here, where allocation may fail safely;
+ * each resume then only overwrites it. */
+void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds) {
+  lp->sched->cpu_budget = seconds > 0 ? seconds : 0;
+  lua_pushlightuserdata(L, lp);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_hookkey);
+}
+
+double sched_cpubudget(struct loop *lp) {
+  return lp->sched->cpu_budget;
+}
+
+/* ------------------------------------------------------- spawn, resume */
+
+static int sched_main_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status; (void)ctx;
+  return 0; /* closes the Task slot: RUNNING, so its __close ignores it */
+}
+
+/* On top of a new task's stack: coroutine.resume from outside calls the
+ * value on top (below its arguments), this, and not the task's function. */
+static int sched_guard(lua_State *L) {
+  return luaL_error(L, "a berth task cannot be started from outside berth");
+}
+
+/* A task's first function. Stack: task, fn, args, guard. The Task becomes
+ * a to-be-closed value, so closing the coroutine from outside is noticed. */
+static int sched_main(lua_State *L) {
+  lua_settop(L, -2);
+  lua_toclose(L, 1);
+  lua_callk(L, lua_gettop(L) - 2, 0, 0, sched_main_k);
+  return 0;
+}
+
+struct task *sched_spawn(lua_State *L, struct loop *lp, int nargs,
+                         const struct taskopts *o) {
+  struct sched *sc = lp->sched;
+  int base = lua_gettop(L) - nargs; /* the function */
+  int owned = o && o->owned ? lua_absindex(L, o->owned) : 0;
+  int onerror = o && o->onerror ? lua_absindex(L, o->onerror) : 0;
+  struct task *t = loop_newobject(L, lp, sizeof *t, TASK_NUV);
+  memset(t, 0, sizeof *t);
+  t->loop = lp;
+  link_init(&t->link);
+  t->state = T_ENDED; /* until it is fully made */
+  luaL_setmetatable(L, CLS_TASK);
+  t->co = lua_newthread(L);
+  lua_setiuservalue(L, -2, TASK_UV_THREAD);
+  if (owned) {
+    lua_pushvalue(L, owned);
+    lua_setiuservalue(L, -2, TASK_UV_OWNED);
+  }
+  if (onerror) {
+    lua_pushvalue(L, onerror);
+    lua_setiuservalue(L, -2, TASK_UV_ONERROR);
+  }
+  if (!lua_checkstack(t->co, nargs + 4))
+    luaL_error(L, "berth: too many arguments for a task");
+  loop_keep(L, lp, t, -1, &t->anchored, 1);
+  /* Nothing below can raise. */
+  t->state = T_NEW;
+  t->done = o ? o->done : NULL;
+  link_push(&sc->tasks, &t->link);
+  sc->ntasks++;
+  if (sc->cpu_budget > 0)
+    lua_sethook(t->co, sched_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_pushcfunction(t->co, sched_main);
+  lua_getiuservalue(L, -1, TASK_UV_THREAD); /* stack: fn, args, task, co */
+  lua_rotate(L, base, 2);                    /* task, co, fn, args */
+  lua_pushvalue(L, base);
+  lua_xmove(L, t->co, 1);                    /* co: main, task */
+  lua_xmove(L, t->co, nargs + 1);            /* co: main, task, fn, args */
+  lua_pushcfunction(t->co, sched_guard);     /* co: ..., guard */
+  lua_remove(L, base);                       /* L: co */
+  return t;
+}
+
+/* Is the thread where the state says it is? Something outside the
+ * scheduler may have run it (and sched_main or sched_k not noticed, as
+ * when it ran to completion). */
+static int sched_resumable(const struct task *t) {
+  int st = lua_status(t->co);
+  if (t->state == T_NEW)
+    return st == LUA_OK && lua_gettop(t->co) >= 4;
+  return t->state == T_PARKED && st == LUA_YIELD;
+}
+
+void sched_resume(struct loop *lp, struct task *t) {
+  struct sched *sc = lp->sched;
+  BERTH_ASSERT("sched_resume: a queued task is resumed by the drain",
+               !t->queued);
+  BERTH_ASSERT("sched_resume: not at the loop's top level",
+               sc->current == NULL && lp->L != NULL);
+  if (t->state == T_ENDED)
+    return;
+  if (!sched_resumable(t)) {
+    task_kill(lp->L, t);
+    return;
+  }
+  int nargs = t->state == T_NEW ? lua_gettop(t->co) - 1 : 0, nres = 0;
+  t->state = T_RUNNING;
+  sc->current = t;
+  sc->budget = BERTH_BUDGET;
+  if (sc->cpu_budget > 0) {
+    sc->resumed_at = monotonic();
     lua_pushlightuserdata(lp->L, lp); /* the slot exists: no allocation */
     lua_rawsetp(lp->L, LUA_REGISTRYINDEX, &sched_hookkey);
   }
-  int st = lua_resume(co, lp->L, nargs, &nres);
-  lp->current = NULL;
-  if (st == LUA_YIELD && nres == 1 &&
-      lua_touserdata(co, -1) == &sched_sentinel) {
-    lua_pop(co, 1);
-    return;
-  }
+  int st = lua_resume(t->co, lp->L, nargs, &nres);
+  sc->current = NULL;
   if (st == LUA_YIELD)
-    lua_pop(co, nres);
-  struct ending e = {lp, co, st, lp->overrun ? monotonic() - lp->resumed_at : 0};
-  sched_end(&e);
+    lua_pop(t->co, nres);
+  if (st == LUA_YIELD && t->state == T_PARKED)
+    return;
+  sched_end(lp, t, st);
+}
+
+static int sched_resetthread(lua_State *L);
+
+/* The drain found a task ended from outside: its <close> variables (a
+ * coroutine that died of an error still has them), its done callback,
+ * then its anchor. */
+static void sched_reap(struct loop *lp, struct task *t) {
+  loop_pcall(lp, sched_resetthread, t);
+  task_done(lp, t, 0);
+  loop_keep(lp->L, lp, t, 0, &t->anchored, 0);
+}
+
+/* Resume what was queued before this call; what those tasks queue waits
+ * for the next iteration, so one busy task cannot starve the poll. */
+void sched_drain(struct loop *lp) {
+  struct sched *sc = lp->sched;
+  size_t n = sc->qlen;
+  while (n-- > 0 && sc->qlen > 0) {
+    struct task *t = sc->queue[sc->qhead++];
+    if (--sc->qlen == 0)
+      sc->qhead = 0;
+    t->queued = 0;
+    if (t->state == T_ENDED)
+      sched_reap(lp, t);
+    else
+      sched_resume(lp, t);
+  }
+  if (sc->qlen == 0 && ev_is_active(&sc->idle))
+    ev_idle_stop(lp->ev, &sc->idle);
+  sched_checkidle(lp);
+}
+
+/* ------------------------------------------------------------- parking */
+
+int sched_canwait(lua_State *L, struct loop *lp) {
+  struct task *t = lp->sched->current;
+  return t != NULL && t->co == L && lua_isyieldable(L);
+}
+
+void sched_checkwait(lua_State *L, struct loop *lp, const char *what) {
+  struct task *t = lp->sched->current;
+  if (t == NULL || t->co != L)
+    luaL_error(L, "%s: must be called from a berth task", what);
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s: cannot wait here: the task is inside a C call that "
+                  "cannot yield (a metamethod, a table.sort comparator, a "
+                  "string.gsub callback...)", what);
+}
+
+/* Every parked call continues here first. A task not RUNNING was resumed
+ * by coroutine.resume from outside: end it rather than let it run a berth
+ * call's continuation the scheduler knows nothing about. */
+static int sched_k(lua_State *L, int status, lua_KContext ctx) {
+  struct task *t = (struct task *)ctx;
+  if (t->state != T_RUNNING) {
+    task_kill(L, t);
+    return luaL_error(L, "a berth task cannot be resumed from outside berth");
+  }
+  return t->k(L, status, t->ctx);
+}
+
+void sched_register(struct loop *lp, struct waiter *w) {
+  struct task *t = lp->sched->current;
+  BERTH_ASSERT("sched_register: no running task", t != NULL);
+  BERTH_ASSERT("sched_register: the waiter is taken", w->task == NULL);
+  BERTH_ASSERT("sched_register: the task already waits", t->waiting == NULL);
+  w->task = t;
+  t->waiting = w;
+}
+
+int sched_park(lua_State *L, struct loop *lp, struct waiter *w,
+               lua_KContext ctx, lua_KFunction k) {
+  struct task *t = lp->sched->current;
+  BERTH_ASSERT("sched_park: not the running task, or it cannot yield",
+               t != NULL && t->co == L && lua_isyieldable(L));
+  if (w != NULL)
+    sched_register(lp, w);
+  t->k = k;
+  t->ctx = ctx;
+  t->state = T_PARKED;
+  return lua_yieldk(L, 0, (lua_KContext)t, sched_k);
+}
+
+static int sched_pass_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L; (void)status;
+  return (int)ctx; /* the results, still on the stack */
+}
+
+int sched_pass(lua_State *L, struct loop *lp, int n) {
+  sched_queue(L, lp, lp->sched->current);
+  return sched_park(L, lp, NULL, n, sched_pass_k);
+}
+
+int sched_spend(lua_State *L, struct loop *lp, int n) {
+  if (--lp->sched->budget > 0 || !sched_canwait(L, lp))
+    return n;
+  return sched_pass(L, lp, n);
+}
+
+/* ------------------------------------------------------------- waiters */
+
+struct task *waiter_take(struct waiter *w) {
+  struct task *t = w->task;
+  if (t != NULL) {
+    w->task = NULL;
+    t->waiting = NULL;
+  }
+  return t;
+}
+
+void waiter_drop(struct waiter *w) {
+  waiter_take(w);
+}
+
+void waiter_resume(struct loop *lp, struct waiter *w) {
+  struct task *t = waiter_take(w);
+  if (t != NULL)
+    sched_resume(lp, t);
+}
+
+void waiter_wake(lua_State *L, struct loop *lp, struct waiter *w) {
+  struct task *t = waiter_take(w);
+  if (t != NULL)
+    sched_queue(L, lp, t);
+}
+
+/* ------------------------------------------------------ suspend, wake */
+
+static int sched_suspend_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  return lua_gettop(L); /* what wake() pushed */
+}
+
+int sched_suspend(lua_State *L, struct loop *lp) {
+  sched_checkwait(L, lp, "suspend");
+  lua_settop(L, 0);
+  lp->sched->current->suspended = 1;
+  return sched_park(L, lp, NULL, 0, sched_suspend_k);
+}
+
+/* Wake a task parked in suspend with the `nvals` values on the top;
+ * returns 0 (and wakes nothing) when it is not waiting there: a second
+ * wake, or a task that has ended. */
+int sched_wake(lua_State *L, struct loop *lp, int taskidx, int nvals) {
+  struct task *t = luaL_checkudata(L, taskidx, CLS_TASK);
+  if (t->loop != lp || t->state != T_PARKED || !t->suspended || t->queued)
+    return 0;
+  if (!lua_checkstack(t->co, nvals))
+    luaL_error(L, "wake: too many values");
+  sched_queue(L, lp, t);
+  t->suspended = 0;
+  lua_xmove(L, t->co, nvals);
+  return 1;
+}
+
+void sched_pushcurrent(lua_State *L, struct loop *lp) {
+  struct task *t = lp->sched->current;
+  if (t == NULL)
+    lua_pushnil(L);
+  else
+    loop_pushanchored(L, lp, t);
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+static int sched_resetthread(lua_State *L) {
+  struct task *t = lua_touserdata(L, 1);
+  if (lua_resetthread(t->co) != LUA_OK) {
+    lua_xmove(t->co, L, 1);
+    loop_log(t->loop, "warn", "a <close> variable failed while shutdown "
+             "ended a task: %s", luaL_tolstring(L, -1, NULL));
+  }
+  return 0;
+}
+
+void sched_killall(lua_State *L, struct loop *lp) {
+  struct sched *sc = lp->sched;
+  (void)L;
+  BERTH_ASSERT("sched_killall: inside a task", sc->current == NULL);
+  while (!link_empty(&sc->tasks)) {
+    struct task *t = link_entry(sc->tasks.next, struct task, link);
+    if (t->waiting) {
+      t->waiting->task = NULL;
+      t->waiting = NULL;
+    }
+    t->state = T_ENDED; /* its Task's __close, run below, ignores it now */
+    lua_sethook(t->co, NULL, 0, 0);
+    loop_pcall(lp, sched_resetthread, t);
+    task_done(lp, t, 0);
+    task_retire(lp->L, t);
+  }
+  sched_checkidle(lp);
+}
+
+void sched_onidle(struct loop *lp, lua_CFunction fn) {
+  lp->sched->onidle = fn;
+}
+
+long sched_ntasks(struct loop *lp) {
+  return lp->sched->ntasks;
+}
+
+/* Set the loop's default error handler to the function at idx (or none
+ * for nil); pushes the previous one. [-0, +1, m] */
+void sched_setonerror(lua_State *L, struct loop *lp, int idx) {
+  struct sched *sc = lp->sched;
+  idx = lua_absindex(L, idx);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, sc->onerror);
+  luaL_unref(L, LUA_REGISTRYINDEX, sc->onerror);
+  sc->onerror = LUA_NOREF;
+  if (!lua_isnil(L, idx)) {
+    lua_pushvalue(L, idx);
+    sc->onerror = luaL_ref(L, LUA_REGISTRYINDEX);
+  }
+}
+
+/* ---------------------------------------------------------- the class */
+
+/* A Task's to-be-closed slot closes when its function returns (RUNNING),
+ * when the scheduler resets it (ENDED), or when Lua code closes the
+ * coroutine from outside: only the last is news. */
+static int task__close(lua_State *L) {
+  struct task *t = luaL_checkudata(L, 1, CLS_TASK);
+  if (t->state == T_NEW || t->state == T_PARKED)
+    task_kill(L, t);
+  return 0;
+}
+
+static int task__tostring(lua_State *L) {
+  static const char *const names[] = {"new", "running", "parked", "ended"};
+  struct task *t = luaL_checkudata(L, 1, CLS_TASK);
+  lua_pushfstring(L, "Task (%s)", names[t->state]);
+  return 1;
+}
+
+static const luaL_Reg task_meta[] = {
+  {"__close", task__close}, {"__tostring", task__tostring}, {NULL, NULL}
+};
+static const luaL_Reg task_methods[] = {{NULL, NULL}};
+
+static void sched_prepare_cb(struct ev_loop *ev, ev_prepare *w, int revents) {
+  (void)ev; (void)revents;
+  sched_drain(w->data);
+}
+
+/* Only exists to keep the poll from blocking while resumes are queued. */
+static void sched_idle_cb(struct ev_loop *ev, ev_idle *w, int revents) {
+  (void)ev; (void)revents;
+  sched_drain(w->data);
+}
+
+static void sched_free(struct loop *lp, void *ud) {
+  struct sched *sc = ud;
+  ev_ref(lp->ev); /* balance the unref of the prepare watcher */
+  ev_prepare_stop(lp->ev, &sc->prepare);
+  ev_idle_stop(lp->ev, &sc->idle);
+  free(sc->queue);
+  free(sc);
+  lp->sched = NULL;
+}
+
+void sched_init(lua_State *L, struct loop *lp) {
+  if (luaL_getmetatable(L, CLS_TASK) == LUA_TNIL) {
+    util_newclass(L, CLS_TASK, task_meta, task_methods);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  struct sched *sc = calloc(1, sizeof *sc);
+  if (sc == NULL)
+    luaL_error(L, "not enough memory");
+  sc->onerror = LUA_NOREF;
+  link_init(&sc->tasks);
+  ev_prepare_init(&sc->prepare, sched_prepare_cb);
+  ev_idle_init(&sc->idle, sched_idle_cb);
+  sc->prepare.data = sc->idle.data = lp;
+  ev_prepare_start(lp->ev, &sc->prepare);
+  ev_unref(lp->ev); /* the prepare watcher alone must not keep run() going */
+  lp->sched = sc;
+  loop_atclose(L, lp, sched_free, sc);
 }

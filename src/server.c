@@ -27,32 +27,24 @@
 
 #define BACKOFF_SECONDS 0.1
 
+struct srvset {
+  struct link open;      /* open servers */
+  long nopen;
+};
+
 static struct server *srv_check(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, CLS_SERVER);
 }
 
-static int srv_needsanchor(const struct server *sv) {
-  return sv->handler && sv->fd >= 0;
-}
-
-static void srv_hold(lua_State *L, struct server *sv, int idx) {
-  if (!sv->anchored && srv_needsanchor(sv)) {
-    loop_anchor(L, sv->loop, sv, idx);
-    sv->anchored = 1;
-  }
-}
-
-static void srv_release(lua_State *L, struct server *sv) {
-  if (sv->anchored && !srv_needsanchor(sv)) {
-    loop_unanchor(L, sv->loop, sv);
-    sv->anchored = 0;
-  }
+/* Handler mode: C holds the server (no task does) while it listens. */
+static void srv_keep(lua_State *L, struct server *sv, int idx) {
+  loop_keep(L, sv->loop, sv, idx, &sv->anchored, sv->handler && sv->fd >= 0);
 }
 
 /* Start or stop the listen watcher to match the state. */
 static void srv_sync(struct server *sv) {
   int want = sv->fd >= 0 && !sv->paused && !sv->backoff &&
-             (sv->handler || sv->acceptor.co != NULL);
+             (sv->handler || sv->acceptor.task != NULL);
   if (want && !ev_is_active(&sv->lio))
     ev_io_start(sv->loop->ev, &sv->lio);
   else if (!want && ev_is_active(&sv->lio))
@@ -75,26 +67,46 @@ static void srv_backoff(struct server *sv, int err) {
   }
 }
 
+/* Push the closed Socket the next accept will fill: one made ahead, so the
+ * userdata exists before the descriptor (9.14) and a readiness event that
+ * finds nothing to accept wastes no allocation. [-0, +1, m] */
+static struct sock *srv_pushspare(lua_State *L, struct server *sv, int idx) {
+  if (lua_getiuservalue(L, idx, SRV_UV_SPARE) == LUA_TUSERDATA)
+    return lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  struct sock *s = sock_new(L, sv->loop);
+  lua_pushvalue(L, -1);
+  lua_setiuservalue(L, idx, SRV_UV_SPARE);
+  return s;
+}
+
 /* Accept one connection as a Socket: 1 pushed, 0 nothing waiting, or -errno.
  * Over max_connections the connection is closed at once and counted. */
 static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
+  struct sock *s = srv_pushspare(L, sv, idx);
   for (;;) {
-    int fd = net_accept(sv->fd);
-    if (fd == -EAGAIN)
-      return 0;
-    if (fd < 0)
-      return fd;
+    struct net_addr peer;
+    int fd = net_accept(sv->fd, &peer);
+    if (fd < 0) {
+      lua_pop(L, 1); /* the spare stays for next time */
+      return fd == -EAGAIN ? 0 : fd;
+    }
     if ((size_t)sv->active >= sv->lim.max_connections) {
       close(fd);
       sv->rejected++;
       continue;
     }
-    struct sock *s = sock_new(L, sv->loop, fd);
+    lua_pushnil(L);
+    lua_setiuservalue(L, idx, SRV_UV_SPARE);
+    sock_attach(s, fd);
+    sock_setpeer(s, &peer);
     s->srv = sv;
     s->owned = sv->handler;
     s->lim = sv->lim;
     lua_pushvalue(L, idx);
     lua_setiuservalue(L, -2, SOCK_UV_SERVER);
+    lua_getiuservalue(L, idx, SRV_UV_ONERROR);
+    lua_setiuservalue(L, -2, SOCK_UV_ONERROR);
     if (sv->tcp) /* responses go out as written: writev already batches */
       net_set_bool(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     sv->accepted++;
@@ -102,6 +114,46 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
     sock_timer_arm(s); /* the idle timeout runs from the accept */
     return 1;
   }
+}
+
+static int srv_handler_k(lua_State *L, int status, lua_KContext ctx);
+
+/* A handler task's function: handler(sock), then what it wrote is flushed
+ * before the task ends (9.8), so the shutdown's grace covers it too; the
+ * task's done callback (sock_handlerdone) then closes the socket.
+ * Stack: handler, sock. */
+static int srv_runhandler(lua_State *L) {
+  lua_pushvalue(L, 2);
+  lua_rotate(L, 1, 1);                       /* sock, handler, sock */
+  lua_callk(L, 1, 0, 1, srv_handler_k);
+  return srv_handler_k(L, LUA_OK, 1);
+}
+
+static int srv_handler_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_settop(L, 1);
+  struct sock *s = sock_check(L, 1);
+  if (ctx == 1 && s->fd >= 0 && s->wbuf.len > 0 && !s->callback &&
+      s->writer.task == NULL) {
+    lua_getfield(L, 1, "flush");
+    lua_pushvalue(L, 1);
+    lua_callk(L, 1, 0, 2, srv_handler_k);
+  }
+  return 0;
+}
+
+/* Start the handler task for the socket on the stack top (server at idx);
+ * pops the socket. */
+static void srv_spawnhandler(lua_State *L, struct server *sv, int idx) {
+  int sock = lua_gettop(L);
+  lua_getiuservalue(L, idx, SRV_UV_ONERROR);
+  lua_pushcfunction(L, srv_runhandler);
+  lua_getiuservalue(L, idx, SRV_UV_HANDLER);
+  lua_pushvalue(L, sock);
+  struct taskopts o = {sock, sock + 1, sock_handlerdone};
+  struct task *t = sched_spawn(L, sv->loop, 2, &o);
+  lua_settop(L, sock - 1);
+  sched_resume(sv->loop, t);
 }
 
 /* The C accept loop for handler mode, run protected from the watcher. The
@@ -123,13 +175,7 @@ static int srv_dispatch(lua_State *L) {
         loop_log(lp, "warn", "accept: %s", strerror(-rc));
       break;
     }
-    /* stack: server, sock */
-    lua_getiuservalue(L, idx, SRV_UV_HANDLER);
-    lua_pushvalue(L, -2);
-    lua_State *co = sched_new(L, lp, -3, 1); /* stack: server, sock, co */
-    lua_setiuservalue(L, -2, SOCK_UV_TASK);  /* the socket keeps its task */
-    lua_pop(L, 1);
-    sched_resume(lp, co);
+    srv_spawnhandler(L, sv, idx);
   }
   return 0;
 }
@@ -137,13 +183,15 @@ static int srv_dispatch(lua_State *L) {
 static void srv_lio_cb(struct ev_loop *ev, ev_io *w, int revents) {
   (void)ev; (void)revents;
   struct server *sv = w->data;
-  lua_State *co = sv->acceptor.co;
-  if (co != NULL) {
-    sv->acceptor.co = NULL;
+  struct task *t = waiter_take(&sv->acceptor);
+  if (t != NULL) {
     srv_sync(sv);
-    sched_resume(sv->loop, co);
+    sched_resume(sv->loop, t);
   } else if (sv->handler) {
-    loop_pcall(sv->loop, srv_dispatch, sv);
+    /* Out of memory (--max-memory) before a socket or task could be made:
+     * back off like EMFILE rather than spin (the connection waits). */
+    if (loop_pcall(sv->loop, srv_dispatch, sv) != LUA_OK && sv->fd >= 0)
+      srv_backoff(sv, ENOMEM);
   } else {
     srv_sync(sv);
   }
@@ -156,7 +204,7 @@ static void srv_timer_arm(struct server *sv) {
   if (sv->backoff)
     return; /* srv_backoff armed it; the deadline is looked at after */
   ev_timer_stop(ev, &sv->timer);
-  if (sv->acceptor.co == NULL || sv->acceptor.deadline < 0)
+  if (sv->acceptor.task == NULL || sv->acceptor.deadline < 0)
     return;
   ev_tstamp after = sv->acceptor.deadline - ev_now(ev);
   ev_timer_set(&sv->timer, after > 0 ? after : 0, 0);
@@ -170,32 +218,16 @@ static void srv_timer_cb(struct ev_loop *ev, ev_timer *w, int revents) {
     sv->backoff = 0;
     srv_sync(sv);
   }
-  lua_State *co = sv->acceptor.co;
-  if (co != NULL && sv->acceptor.deadline >= 0 &&
-      sv->acceptor.deadline <= ev_now(sv->loop->ev)) {
-    sv->acceptor.co = NULL;
-    sv->acceptor.timedout = 1;
+  struct waiter *a = &sv->acceptor;
+  if (a->task != NULL && a->deadline >= 0 &&
+      a->deadline <= ev_now(sv->loop->ev)) {
+    struct task *t = waiter_take(a);
+    a->timedout = 1;
     srv_sync(sv);
-    sched_resume(sv->loop, co);
+    sched_resume(sv->loop, t);
     return;
   }
   srv_timer_arm(sv); /* a back-off ended before the accept deadline */
-}
-
-static void srv_link(struct loop *lp, struct server *sv) {
-  sv->next = lp->servers;
-  if (sv->next)
-    sv->next->pprev = &sv->next;
-  sv->pprev = &lp->servers;
-  lp->servers = sv;
-}
-
-static void srv_unlink(struct server *sv) {
-  *sv->pprev = sv->next;
-  if (sv->next)
-    sv->next->pprev = sv->pprev;
-  sv->next = NULL;
-  sv->pprev = NULL;
 }
 
 /* Idempotent close (L3); `wake` is 0 from __gc (L5). */
@@ -209,20 +241,26 @@ static void srv_destroy(lua_State *L, struct server *sv, int wake) {
   sv->fd = -1;
   if (sv->unlink_path) {
     unlink(sv->unlink_path);
-    free(sv->unlink_path);
     sv->unlink_path = NULL;
   }
-  srv_unlink(sv);
-  lua_State *co = sv->acceptor.co;
-  sv->acceptor.co = NULL;
-  if (wake && co)
-    sched_queue(L, lp, co);
-  srv_release(L, sv);
+  link_remove(&sv->link);
+  lp->servers->nopen--;
+  if (wake)
+    waiter_wake(L, lp, &sv->acceptor);
+  else
+    waiter_drop(&sv->acceptor);
+  srv_keep(L, sv, 0);
 }
 
 void srv_closeall(lua_State *L, struct loop *lp) {
-  while (lp->servers != NULL)
-    srv_destroy(L, lp->servers, 1);
+  struct link *open = &lp->servers->open;
+  while (!link_empty(open))
+    srv_destroy(L, link_entry(open->next, struct server, link), 1);
+}
+
+void srv_stats(lua_State *L, struct loop *lp) {
+  lua_pushinteger(L, lp->servers->nopen);
+  lua_setfield(L, -2, "servers");
 }
 
 static int srv_close(lua_State *L) {
@@ -233,12 +271,7 @@ static int srv_close(lua_State *L) {
 
 static int srv__gc(lua_State *L) {
   struct server *sv = srv_check(L, 1);
-  if (sv->fd >= 0)
-    srv_destroy(L, sv, 0);
-  if (sv->loop) {
-    sv->loop->nservers--;
-    sv->loop = NULL;
-  }
+  srv_destroy(L, sv, 0);
   return 0;
 }
 
@@ -260,10 +293,10 @@ static int srv_doaccept(lua_State *L, int retry) {
   if (!retry) {
     if (sv->handler)
       return luaL_error(L, "accept: the server has an on(\"connection\") handler");
-    if (sv->acceptor.co != NULL)
+    if (sv->acceptor.task != NULL)
       return luaL_error(L, "server already has a pending accept");
-    sched_checktask(L, sv->loop, "accept");
-    double t = util_opttimeout(L, 2, -1);
+    double t = util_opttime(L, 2, -1);
+    sched_checkwait(L, sv->loop, "accept");
     sv->acceptor.deadline = loop_deadline(sv->loop, t);
   } else if (sv->acceptor.timedout) {
     sv->acceptor.timedout = 0;
@@ -278,10 +311,10 @@ static int srv_doaccept(lua_State *L, int retry) {
     else if (rc < 0)
       return util_failerr(L, -rc);
   }
-  sv->acceptor.co = L;
+  sched_register(sv->loop, &sv->acceptor); /* the watcher and timer see it */
   srv_sync(sv);
   srv_timer_arm(sv);
-  return sched_park(L, 0, srv_accept_k);
+  return sched_park(L, sv->loop, NULL, 0, srv_accept_k);
 }
 
 static int srv_accept_k(lua_State *L, int status, lua_KContext ctx) {
@@ -301,11 +334,11 @@ static int srv_on(lua_State *L) {
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
   if (which == 0) {
-    if (sv->acceptor.co != NULL)
+    if (sv->acceptor.task != NULL)
       return luaL_error(L, "on: the server has a pending accept");
     lua_setiuservalue(L, 1, SRV_UV_HANDLER);
     sv->handler = 1;
-    srv_hold(L, sv, 1);
+    srv_keep(L, sv, 1);
     srv_sync(sv);
   } else {
     lua_setiuservalue(L, 1, SRV_UV_ONERROR);
@@ -342,17 +375,17 @@ static int srv_port(lua_State *L) {
   return 1;
 }
 
+/* address() -> host, port: the same shape as Socket:address() and
+ * Socket:peer() (one naming scheme for addresses). */
 static int srv_address(lua_State *L) {
   struct server *sv = srv_check(L, 1);
   struct net_addr a;
   if (sv->fd < 0 || net_local_addr(sv->fd, &a) < 0)
     return util_fail(L, "closed");
-  util_pushaddr(L, &a);
-  lua_pop(L, 1);
-  return 1;
+  return util_pushaddr(L, &a);
 }
 
-static int srv_stats(lua_State *L) {
+static int srv_stats_m(lua_State *L) {
   struct server *sv = srv_check(L, 1);
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, sv->accepted);
@@ -503,37 +536,68 @@ static int srv_openfd(lua_State *L, int *fd, const char **path) {
   return 0;
 }
 
-/* berth.listen{...} -> ServerSocket | nil, code, errno */
+/* A closed ServerSocket of lp. [-0, +1, m] */
+static struct server *srv_new(lua_State *L, struct loop *lp) {
+  struct server *sv = loop_newobject(L, lp, sizeof *sv, SRV_NUV);
+  memset(sv, 0, sizeof *sv);
+  sv->loop = lp;
+  sv->fd = -1;
+  sv->acceptor = (struct waiter)WAITER_INIT;
+  link_init(&sv->link);
+  luaL_setmetatable(L, CLS_SERVER);
+  return sv;
+}
+
+static void srv_attach(struct server *sv, int fd) {
+  struct loop *lp = sv->loop;
+  struct net_addr a;
+  sv->fd = fd;
+  ev_io_init(&sv->lio, srv_lio_cb, fd, EV_READ);
+  ev_init(&sv->timer, srv_timer_cb);
+  sv->lio.data = sv->timer.data = sv;
+  sv->tcp = net_local_addr(fd, &a) == 0 &&
+            ((struct sockaddr *)&a.ss)->sa_family != AF_UNIX;
+  link_push(&lp->servers->open, &sv->link);
+  lp->servers->nopen++;
+}
+
+/* berth.listen{...} -> ServerSocket | nil, code, errno. The userdata
+ * exists before the socket does (9.14): nothing after the bind can fail
+ * but the path's copy, and a server with its fd closes on __gc. */
 int srv_listen(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   luaL_checktype(L, 1, LUA_TTABLE);
   struct limits lim = lp->limits;
   srv_readlimits(L, 1, &lim);
+  lua_settop(L, 1);
+  struct server *sv = srv_new(L, lp);
+  sv->lim = lim;
   const char *path;
   int fd = -1;
   int rc = srv_openfd(L, &fd, &path);
   if (rc < 0)
     return util_failerr(L, -rc);
-  struct server *sv = loop_newobject(L, lp, sizeof *sv, SRV_NUV);
-  memset(sv, 0, sizeof *sv);
-  sv->loop = lp;
-  sv->fd = fd;
-  sv->lim = lim;
-  sv->acceptor.deadline = -1;
-  ev_io_init(&sv->lio, srv_lio_cb, fd, EV_READ);
-  ev_init(&sv->timer, srv_timer_cb);
-  sv->lio.data = sv->timer.data = sv;
-  srv_link(lp, sv);
-  lp->nservers++;
-  luaL_setmetatable(L, CLS_SERVER);
-  struct net_addr a;
-  sv->tcp = net_local_addr(fd, &a) == 0 &&
-            ((struct sockaddr *)&a.ss)->sa_family != AF_UNIX;
-  if (path != NULL && (sv->unlink_path = strdup(path)) == NULL) {
-    srv_destroy(L, sv, 0);
-    return luaL_error(L, "not enough memory");
+  srv_attach(sv, fd);
+  if (path != NULL) { /* the user value keeps the string for the unlink */
+    lua_pushstring(L, path);
+    sv->unlink_path = lua_tostring(L, -1);
+    lua_setiuservalue(L, 2, SRV_UV_PATH);
   }
   return 1;
+}
+
+static void srvset_free(struct loop *lp, void *ud) {
+  free(ud);
+  lp->servers = NULL;
+}
+
+void srv_init(lua_State *L, struct loop *lp) {
+  struct srvset *set = calloc(1, sizeof *set);
+  if (set == NULL)
+    luaL_error(L, "not enough memory");
+  link_init(&set->open);
+  lp->servers = set;
+  loop_atclose(L, lp, srvset_free, set);
 }
 
 static const luaL_Reg srv_meta[] = {
@@ -551,7 +615,7 @@ static const luaL_Reg srv_methods[] = {
   {"close", srv_close},
   {"port", srv_port},
   {"address", srv_address},
-  {"stats", srv_stats},
+  {"stats", srv_stats_m},
   {"fd", srv_fd},
   {"limits", srv_limits},
   {NULL, NULL}

@@ -1,7 +1,8 @@
 /*
  * socket.c -- the Socket userdata (class berth.Socket): its lifetime,
  * watchers, timeouts, event callbacks, options and addresses. The read and
- * write methods live in socket_io.c.
+ * write methods live in socket_io.c. Owns struct sockset: the loop's open
+ * sockets (for shutdown) and its byte counters.
  *
  * Lifetime (L1): a task waiting on a socket keeps it alive through its own
  * stack (the method's self argument), and the task is anchored; so a socket
@@ -11,18 +12,29 @@
  * collected and closed by __gc, like a Lua file. Its read watcher may still
  * be active then (it is stopped lazily), which __gc handles (L2).
  *
- * Every open socket is on its loop's `sockets` list so shutdown can close
- * them all and wake their waiters (L6).
+ * A Socket exists before its descriptor (sock_new, then sock_attach), the
+ * way liolib's newprefile does: whatever fails in between leaks nothing.
+ *
+ * An error in a connection's code ends that connection: a handler task's
+ * error closes its socket (sock_handlerdone), and so does an error in an
+ * on("data"/"drain") callback; on("close") then gets "error".
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include "core.h"
+
+struct sockset {
+  struct link open;      /* open sockets */
+  long nopen, total;
+  uint64_t bytes_in, bytes_out;
+};
 
 struct sock *sock_check(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, CLS_SOCKET);
@@ -40,23 +52,31 @@ static struct sock *sock_checkopen(lua_State *L, int idx) {
  * which covers a draining write buffer; callbacks, though, find their
  * socket by its own anchor key, so with callbacks it is anchored too. */
 static int sock_needsanchor(const struct sock *s) {
-  return s->callback || s->events || (!s->owned && ev_is_active(&s->wio));
+  return s->fd >= 0 &&
+         (s->callback || s->events || (!s->owned && ev_is_active(&s->wio)));
 }
 
 /* [-0, +0, m] */
 void sock_hold(lua_State *L, struct sock *s, int idx) {
-  if (!s->anchored && sock_needsanchor(s)) {
-    loop_anchor(L, s->loop, s, idx);
-    s->anchored = 1;
-  }
+  loop_keep(L, s->loop, s, idx, &s->anchored, s->anchored || sock_needsanchor(s));
 }
 
 /* [-0, +0, -] */
 void sock_release(lua_State *L, struct sock *s) {
-  if (s->anchored && !sock_needsanchor(s)) {
-    loop_unanchor(L, s->loop, s);
-    s->anchored = 0;
-  }
+  if (!sock_needsanchor(s))
+    loop_keep(L, s->loop, s, 0, &s->anchored, 0);
+}
+
+void sock_countin(struct sock *s, size_t n) {
+  s->bytes_in += n;
+  s->loop->socks->bytes_in += n;
+  s->last_active = ev_now(s->loop->ev);
+}
+
+void sock_countout(struct sock *s, size_t n) {
+  s->bytes_out += n;
+  s->loop->socks->bytes_out += n;
+  s->last_active = s->last_drain = ev_now(s->loop->ev);
 }
 
 /* ------------------------------------------------------------- timeouts */
@@ -77,9 +97,9 @@ static ev_tstamp sock_enddeadline(const struct sock *s) {
 
 static ev_tstamp sock_nextdeadline(const struct sock *s) {
   ev_tstamp next = sock_enddeadline(s);
-  if (s->reader.co)
+  if (s->reader.task)
     next = earliest(next, s->reader.deadline);
-  if (s->writer.co)
+  if (s->writer.task)
     next = earliest(next, s->writer.deadline);
   return next;
 }
@@ -99,25 +119,24 @@ void sock_timer_arm(struct sock *s) {
   s->timer_at = next;
 }
 
-static lua_State *sock_takedue(struct waiter *w, ev_tstamp now) {
-  lua_State *co = w->co;
-  if (co == NULL || w->deadline < 0 || w->deadline > now)
+/* The waiter's task if its deadline has passed, taken; else NULL. */
+static struct task *sock_takedue(struct waiter *w, ev_tstamp now) {
+  if (w->task == NULL || w->deadline < 0 || w->deadline > now)
     return NULL;
-  w->co = NULL;
   w->timedout = 1;
-  return co;
+  return waiter_take(w);
 }
 
 struct wake2 {
   struct sock *s;
-  lua_State *r, *w;
+  struct task *r, *w;
 };
 
 /* Both waiters may be due; the socket is kept on the stack while the first
  * runs, since it may drop its last reference (L4). */
 static int sock_wakedue(lua_State *L) {
   struct wake2 *d = lua_touserdata(L, 1);
-  lua_State *w = d->w;
+  struct task *w = d->w;
   int held = d->s->anchored && loop_pushanchored(L, d->s->loop, d->s);
   if (d->r)
     sched_resume(d->s->loop, d->r);
@@ -163,15 +182,36 @@ static int sock_pushcb(lua_State *L, int idx, int uv) {
   return 0;
 }
 
-/* Read once into the scratch buffer and hand the chunk to on("data").
- * Runs protected from the read watcher; the socket is on the stack for the
- * whole call (L4), and fd is re-checked after Lua ran. */
+/* Call a callback (pushed, with nargs arguments above it) protected; an
+ * error is reported to the socket's error handler and ends the
+ * connection. */
+static void sock_callback(lua_State *L, struct sock *s, int idx, int nargs) {
+  lua_getiuservalue(L, idx, SOCK_UV_ONERROR);
+  lua_insert(L, -(nargs + 2));
+  int herr = lua_gettop(L) - nargs - 1;
+  if (sched_pcall(L, s->loop, nargs, herr, idx) != LUA_OK && s->fd >= 0)
+    sock_destroy(L, s, idx, "error");
+  lua_remove(L, herr);
+}
+
+/* Hand one chunk to on("data"): what a read left buffered first (9.9),
+ * else one recv into the scratch buffer. Runs protected from the read
+ * watcher; the socket is on the stack for the whole call (L4), and fd is
+ * re-checked after Lua ran. */
 static int sock_ondata(lua_State *L) {
   struct sock *s = lua_touserdata(L, 1);
   struct loop *lp = s->loop;
   loop_pushanchored(L, lp, s);
   int idx = lua_gettop(L);
-  long got = net_recv(s->fd, lp->scratch, BERTH_SCRATCH);
+  if (s->rbuf.len > 0) {
+    if (sock_pushcb(L, idx, SOCK_UV_ONDATA)) {
+      lua_pushlstring(L, buf_begin(&s->rbuf), s->rbuf.len);
+      buf_free(&s->rbuf);
+      sock_callback(L, s, idx, 1);
+    }
+    return 0;
+  }
+  long got = s->eof ? 0 : net_recv(s->fd, lp->scratch, BERTH_SCRATCH);
   if (got == -EAGAIN) {
     s->readable = 0;
     return 0;
@@ -182,12 +222,10 @@ static int sock_ondata(lua_State *L) {
     sock_destroy(L, s, idx, got == 0 ? "closed" : net_errcode((int)-got));
     return 0;
   }
-  s->bytes_in += (uint64_t)got;
-  lp->bytes_in += (uint64_t)got;
-  s->last_active = ev_now(lp->ev);
+  sock_countin(s, (size_t)got);
   if (sock_pushcb(L, idx, SOCK_UV_ONDATA)) {
     lua_pushlstring(L, lp->scratch, (size_t)got);
-    sched_pcall(L, lp, 1, idx);
+    sock_callback(L, s, idx, 1);
   }
   return 0;
 }
@@ -196,7 +234,7 @@ static int sock_ondrain(lua_State *L) {
   struct sock *s = lua_touserdata(L, 1);
   loop_pushanchored(L, s->loop, s);
   if (sock_pushcb(L, -1, SOCK_UV_ONDRAIN))
-    sched_pcall(L, s->loop, 0, -2);
+    sock_callback(L, s, lua_gettop(L) - 1, 0);
   return 0;
 }
 
@@ -209,10 +247,8 @@ static void sock_rio_cb(struct ev_loop *ev, ev_io *w, int revents) {
   (void)revents;
   struct sock *s = w->data;
   s->readable = 1;
-  lua_State *co = s->reader.co;
-  if (co != NULL) {
-    s->reader.co = NULL;
-    sched_resume(s->loop, co); /* s may be gone after this */
+  if (s->reader.task != NULL) {
+    waiter_resume(s->loop, &s->reader); /* s may be gone after this */
     return;
   }
   if (s->callback)
@@ -227,13 +263,18 @@ static void sock_drainbuf(struct sock *s) {
   long n = net_writev(s->fd, &iov, 1);
   if (n > 0) {
     buf_consume(b, (size_t)n);
-    s->bytes_out += (uint64_t)n;
-    s->loop->bytes_out += (uint64_t)n;
-    s->last_active = s->last_drain = ev_now(s->loop->ev);
+    sock_countout(s, (size_t)n);
   } else if (n != -EAGAIN) {
     s->werr = (int)n;
     buf_free(b);
   }
+}
+
+/* The write buffer is empty: free it, and half-close if asked to. */
+static void sock_drained(struct sock *s) {
+  buf_free(&s->wbuf);
+  if (s->shut_wr && !s->werr)
+    shutdown(s->fd, SHUT_WR);
 }
 
 /* Send what is queued now (a reader is about to wait: the batch of replies
@@ -241,11 +282,9 @@ static void sock_drainbuf(struct sock *s) {
  * draining whatever the kernel does not take. */
 void sock_flushnow(lua_State *L, struct sock *s) {
   sock_drainbuf(s);
-  if (s->wbuf.len == 0 && s->writer.co == NULL) {
+  if (s->wbuf.len == 0 && s->writer.task == NULL) {
     ev_io_stop(s->loop->ev, &s->wio);
-    buf_free(&s->wbuf);
-    if (s->shut_wr && !s->werr)
-      shutdown(s->fd, SHUT_WR);
+    sock_drained(s);
     sock_release(L, s);
   }
 }
@@ -253,7 +292,7 @@ void sock_flushnow(lua_State *L, struct sock *s) {
 /* Writable: finish a connect, or drain the write buffer. The writer is
  * resumed once the buffer is at its target (low watermark, or empty for
  * flush) or the write side failed. */
-void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents) {
+static void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents) {
   (void)revents;
   struct sock *s = w->data;
   struct loop *lp = s->loop;
@@ -261,14 +300,11 @@ void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents) {
     s->connecting = 0;
   } else {
     sock_drainbuf(s);
-    if (s->wbuf.len > 0 && (s->writer.co == NULL ||
+    if (s->wbuf.len > 0 && (s->writer.task == NULL ||
                             s->wbuf.len > s->wtarget))
       return;
-    if (s->wbuf.len == 0) {
-      buf_free(&s->wbuf);
-      if (s->shut_wr && !s->werr)
-        shutdown(s->fd, SHUT_WR);
-    }
+    if (s->wbuf.len == 0)
+      sock_drained(s);
   }
   if (s->wbuf.len == 0 || s->werr)
     ev_io_stop(ev, w);
@@ -279,61 +315,74 @@ void sock_wio_cb(struct ev_loop *ev, ev_io *w, int revents) {
     if (s->fd < 0)
       return;
   }
-  lua_State *co = s->writer.co;
-  s->writer.co = NULL;
+  struct task *t = waiter_take(&s->writer);
   sock_release(lp->L, s);
-  if (co != NULL)
-    sched_resume(lp, co); /* s may be gone after this */
+  if (t != NULL)
+    sched_resume(lp, t); /* s may be gone after this */
 }
 
 /* -------------------------------------------------------------- objects */
 
-static void sock_link(struct loop *lp, struct sock *s) {
-  s->next = lp->sockets;
-  if (s->next)
-    s->next->pprev = &s->next;
-  s->pprev = &lp->sockets;
-  lp->sockets = s;
+static void sockset_free(struct loop *lp, void *ud) {
+  free(ud);
+  lp->socks = NULL;
 }
 
-static void sock_unlink(struct sock *s) {
-  *s->pprev = s->next;
-  if (s->next)
-    s->next->pprev = s->pprev;
-  s->next = NULL;
-  s->pprev = NULL;
+void sock_init(lua_State *L, struct loop *lp) {
+  struct sockset *set = calloc(1, sizeof *set);
+  if (set == NULL)
+    luaL_error(L, "not enough memory");
+  link_init(&set->open);
+  lp->socks = set;
+  loop_atclose(L, lp, sockset_free, set);
 }
 
-/* Wrap an open, non-blocking fd. [-0, +1, m] */
-struct sock *sock_new(lua_State *L, struct loop *lp, int fd) {
+/* A closed Socket of lp. [-0, +1, m] */
+struct sock *sock_new(lua_State *L, struct loop *lp) {
   struct sock *s = loop_newobject(L, lp, sizeof *s, SOCK_NUV);
   memset(s, 0, sizeof *s);
   s->loop = lp;
-  s->fd = fd;
-  s->readable = 1; /* optimistic: data often arrives with the connection */
+  s->fd = -1;
+  s->why = "closed";
   s->lim = (struct limits)LIMITS_NONE;
   s->hiwat = BERTH_HIWAT;
   s->lowat = BERTH_LOWAT;
   s->rtimeout = s->wtimeout = -1;
-  s->reader.deadline = s->writer.deadline = -1;
+  s->reader = s->writer = (struct waiter)WAITER_INIT;
+  link_init(&s->link);
+  luaL_setmetatable(L, CLS_SOCKET);
+  return s;
+}
+
+/* Give a new Socket its open, non-blocking descriptor. Cannot fail. */
+void sock_attach(struct sock *s, int fd) {
+  struct loop *lp = s->loop;
+  s->fd = fd;
+  s->why = NULL;
+  s->readable = 1; /* optimistic: data often arrives with the connection */
   ev_io_init(&s->rio, sock_rio_cb, fd, EV_READ);
   ev_io_init(&s->wio, sock_wio_cb, fd, EV_WRITE);
   ev_init(&s->timer, sock_timer_cb);
   s->rio.data = s->wio.data = s->timer.data = s;
   s->created = s->last_active = s->last_drain = ev_now(lp->ev);
-  luaL_setmetatable(L, CLS_SOCKET);
-  sock_link(lp, s);
-  lp->nsockets++;
-  lp->active++;
-  lp->total++;
-  return s;
+  link_push(&lp->socks->open, &s->link);
+  lp->socks->nopen++;
+  lp->socks->total++;
 }
 
-static void sock_wake(lua_State *L, struct loop *lp, struct waiter *w) {
-  lua_State *co = w->co;
-  w->co = NULL;
-  if (co != NULL)
-    sched_queue(L, lp, co);
+/* Keep an address for peer(), also after close; one that does not fit (a
+ * long unix path) is not kept, and peer() asks the kernel while open. */
+void sock_setpeer(struct sock *s, const struct net_addr *a) {
+  if (a->len <= sizeof s->peer) {
+    memcpy(&s->peer, &a->ss, a->len);
+    s->peerlen = a->len;
+  }
+}
+
+static void sock_notepeer(struct sock *s) {
+  struct net_addr a;
+  if (s->peerlen == 0 && s->fd >= 0 && net_peer_addr(s->fd, &a) == 0)
+    sock_setpeer(s, &a);
 }
 
 /* The one idempotent destroy (L3). Stop before close (L2); buffered output
@@ -348,54 +397,116 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
   ev_timer_stop(lp->ev, &s->timer);
   if (s->wbuf.len > 0 && s->werr == 0)
     sock_drainbuf(s);
+  if (why != NULL)
+    sock_notepeer(s);
   close(s->fd);
   s->fd = -1;
   s->why = why ? why : "closed";
   buf_free(&s->rbuf);
   buf_free(&s->wbuf);
-  sock_unlink(s);
-  lp->active--;
+  link_remove(&s->link);
+  lp->socks->nopen--;
   if (s->srv)
     s->srv->active--;
   s->callback = 0;
   if (why == NULL) { /* __gc: no task can be waiting, nothing may run */
-    s->reader.co = s->writer.co = NULL;
+    waiter_drop(&s->reader);
+    waiter_drop(&s->writer);
     s->events = 0;
     sock_release(L, s);
     return;
   }
-  sock_wake(L, lp, &s->reader);
-  sock_wake(L, lp, &s->writer);
+  waiter_wake(L, lp, &s->reader);
+  waiter_wake(L, lp, &s->writer);
   int events = s->events;
   s->events = 0;
   if (idx != 0)
     lua_pushvalue(L, idx);
-  else if (s->anchored)
-    loop_pushanchored(L, lp, s); /* the socket (it is anchored) */
   else
-    lua_pushnil(L);
+    loop_pushanchored(L, lp, s); /* nil unless it is anchored */
   idx = lua_gettop(L);
   sock_release(L, s);
   if (events && !lua_isnil(L, idx) && sock_pushcb(L, idx, SOCK_UV_ONCLOSE)) {
     lua_pushstring(L, why);
-    sched_pcall(L, lp, 1, idx);
+    sock_callback(L, s, idx, 1);
   }
   lua_pop(L, 1);
 }
 
 /* Shutdown: close every open socket, waking the tasks waiting on them. */
 void sock_closeall(lua_State *L, struct loop *lp) {
-  while (lp->sockets != NULL)
-    sock_destroy(L, lp->sockets, 0, "closed");
+  struct link *open = &lp->socks->open;
+  while (!link_empty(open))
+    sock_destroy(L, link_entry(open->next, struct sock, link), 0, "closed");
 }
 
-static const char *sock_endcode(const struct sock *s) {
-  return s->rerr ? net_errcode(-s->rerr) : "closed";
+/* A connection that has not sent its first byte yet may have its first
+ * request on the way: it is not idle until it is a second old (Go's
+ * Shutdown waits 5 s for those), lest a new client's request be lost. */
+int sock_isyoung(const struct sock *s) {
+  return s->bytes_in == 0 &&
+         ev_now(s->loop->ev) - s->created < BERTH_YOUNG_SECONDS;
+}
+
+/* Is s a served connection waiting for its next message? */
+static int sock_isidle(const struct sock *s) {
+  return s->srv != NULL && s->rbuf.len == 0 && s->wbuf.len == 0 &&
+         (s->reader.task != NULL || s->callback);
+}
+
+/* Destroying a socket runs Lua only through its on("close"); after that,
+ * anything in the list may have changed, so the walk starts over. Returns
+ * how many idle connections were spared for being young. */
+int sock_closeidle(lua_State *L, struct loop *lp) {
+  struct link *open = &lp->socks->open;
+  int young = 0;
+  for (struct link *l = open->next; l != open;) {
+    struct sock *s = link_entry(l, struct sock, link);
+    if (!sock_isidle(s) || (sock_isyoung(s) && ++young)) {
+      l = l->next;
+      continue;
+    }
+    int callbacks = s->events;
+    struct link *next = l->next;
+    sock_destroy(L, s, 0, "closed");
+    l = callbacks ? open->next : next;
+    young = callbacks ? 0 : young;
+  }
+  return young;
+}
+
+/* A handler task ended; the socket is on the stack top. Callbacks keep it
+ * open (callback mode on a served connection); otherwise it closes, after
+ * the handler's task flushed what it wrote (server.c). */
+void sock_handlerdone(lua_State *L, int ok) {
+  struct sock *s = sock_check(L, -1);
+  s->owned = 0;
+  if (s->fd < 0)
+    return;
+  if (ok && (s->callback || s->events)) {
+    sock_hold(L, s, -1);
+    return;
+  }
+  sock_destroy(L, s, lua_gettop(L), ok ? "closed" : "error");
+}
+
+void sock_stats(lua_State *L, struct loop *lp) {
+  struct sockset *set = lp->socks;
+  lua_pushinteger(L, set->nopen);
+  lua_setfield(L, -2, "sockets");
+  lua_pushinteger(L, set->nopen);
+  lua_setfield(L, -2, "active");
+  lua_pushinteger(L, set->total);
+  lua_setfield(L, -2, "total");
+  lua_pushinteger(L, (lua_Integer)set->bytes_in);
+  lua_setfield(L, -2, "bytes_in");
+  lua_pushinteger(L, (lua_Integer)set->bytes_out);
+  lua_setfield(L, -2, "bytes_out");
 }
 
 static int sock_close(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  sock_destroy(L, s, 1, sock_endcode(s));
+  sock_destroy(L, s, 1, "closed"); /* a local close says closed (9.11) */
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -404,8 +515,6 @@ static int sock__gc(lua_State *L) {
   struct sock *s = sock_check(L, 1);
   if (s->fd >= 0)
     sock_destroy(L, s, 1, NULL);
-  s->loop->nsockets--;
-  s->fd = -2; /* collected: not counted twice if resurrected */
   return 0;
 }
 
@@ -420,6 +529,20 @@ static int sock__tostring(lua_State *L) {
 
 /* -------------------------------------------------------------- methods */
 
+/* on("data"): bytes a read left buffered come first (9.9): the watcher is
+ * fed an event so they are delivered from the loop, not inside on(). */
+static void sock_setcallback(struct sock *s, int on) {
+  struct ev_loop *ev = s->loop->ev;
+  s->callback = on != 0;
+  if (!on) {
+    ev_io_stop(ev, &s->rio);
+    return;
+  }
+  ev_io_start(ev, &s->rio);
+  if (s->rbuf.len > 0 || s->eof)
+    ev_feed_event(ev, &s->rio, EV_READ);
+}
+
 static int sock_on(lua_State *L) {
   struct sock *s = sock_checkopen(L, 1);
   static const char *const names[] = {"data", "close", "drain", NULL};
@@ -427,19 +550,14 @@ static int sock_on(lua_State *L) {
   int which = luaL_checkoption(L, 2, NULL, names);
   if (!lua_isnil(L, 3))
     luaL_checktype(L, 3, LUA_TFUNCTION);
+  if (which == 0 && s->reader.task)
+    return luaL_error(L, "on: socket has a pending read");
   lua_settop(L, 3);
   lua_setiuservalue(L, 1, uvs[which]);
-  if (which == 0) {
-    if (s->reader.co)
-      return luaL_error(L, "on: socket has a pending read");
-    s->callback = !lua_isnil(L, 3);
-    if (s->callback)
-      ev_io_start(s->loop->ev, &s->rio);
-    else
-      ev_io_stop(s->loop->ev, &s->rio);
-  } else if (!lua_isnil(L, 3)) {
+  if (which == 0)
+    sock_setcallback(s, !lua_isnil(L, 3));
+  else if (!lua_isnil(L, 3))
     s->events = 1;
-  }
   sock_hold(L, s, 1);
   sock_release(L, s);
   lua_settop(L, 1);
@@ -448,7 +566,7 @@ static int sock_on(lua_State *L) {
 
 static int sock_settimeout(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  double t = util_opttimeout(L, 2, -1);
+  double t = util_opttime(L, 2, -1);
   static const char *const which[] = {"both", "read", "write", NULL};
   int w = luaL_checkoption(L, 3, "both", which);
   if (w != 2)
@@ -493,7 +611,7 @@ static int sock_shutdown(lua_State *L) {
   static const char *const hows[] = {"w", "r", "rw", NULL};
   int how = luaL_checkoption(L, 2, "w", hows);
   if (s->fd < 0)
-    return util_fail(L, "closed");
+    return util_fail(L, s->why);
   if (how != 0 && shutdown(s->fd, SHUT_RD) != 0)
     return util_failerr(L, errno);
   if (how != 1) {
@@ -506,19 +624,34 @@ static int sock_shutdown(lua_State *L) {
   return 1;
 }
 
-static int sock_addr(lua_State *L, int (*get)(int, struct net_addr *)) {
+static int sock_peer(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  struct net_addr a;
+  sock_notepeer(s);
+  if (s->peerlen > 0) {
+    memset(&a, 0, sizeof a);
+    memcpy(&a.ss, &s->peer, s->peerlen);
+    a.len = s->peerlen;
+  } else if (s->fd < 0) {
+    return util_fail(L, s->why);
+  } else {
+    int rc = net_peer_addr(s->fd, &a);
+    if (rc < 0)
+      return util_failerr(L, -rc);
+  }
+  return util_pushaddr(L, &a);
+}
+
+static int sock_localaddr(lua_State *L) {
   struct sock *s = sock_check(L, 1);
   struct net_addr a;
   if (s->fd < 0)
-    return util_fail(L, "closed");
-  int rc = get(s->fd, &a);
+    return util_fail(L, s->why);
+  int rc = net_local_addr(s->fd, &a);
   if (rc < 0)
     return util_failerr(L, -rc);
   return util_pushaddr(L, &a);
 }
-
-static int sock_peer(lua_State *L) { return sock_addr(L, net_peer_addr); }
-static int sock_localaddr(lua_State *L) { return sock_addr(L, net_local_addr); }
 
 static int sock_pending(lua_State *L) {
   struct sock *s = sock_check(L, 1);
@@ -527,7 +660,7 @@ static int sock_pending(lua_State *L) {
   return 2;
 }
 
-static int sock_stats(lua_State *L) {
+static int sock_stats_m(lua_State *L) {
   struct sock *s = sock_check(L, 1);
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, (lua_Integer)s->bytes_in);
@@ -568,43 +701,47 @@ static int sock_connect_k(lua_State *L, int status, lua_KContext ctx) {
 int sock_connect(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   const char *host = luaL_checkstring(L, 1);
-  double timeout = util_opttimeout(L, 3, -1);
+  double timeout = util_opttime(L, 3, -1);
   struct net_addr a;
-  sched_checktask(L, lp, "connect");
+  sched_checkwait(L, lp, "connect");
   int rc = lua_isnoneornil(L, 2)
                ? net_parse_unix(host, &a)
                : net_parse_ip(host, (int)luaL_checkinteger(L, 2), &a);
   if (rc < 0)
     return util_failerr(L, -rc);
+  lua_settop(L, 3);
+  struct sock *s = sock_new(L, lp); /* stack: host, port, timeout, sock */
   int pending;
   int fd = net_connect(&a, &pending);
   if (fd < 0)
     return util_failerr(L, -fd);
-  lua_settop(L, 3);
-  struct sock *s = sock_new(L, lp, fd); /* stack: host, port, timeout, sock */
-  if (!lua_isnoneornil(L, 2))
+  sock_attach(s, fd);
+  sock_setpeer(s, &a);
+  if (((struct sockaddr *)&a.ss)->sa_family != AF_UNIX)
     net_set_bool(fd, IPPROTO_TCP, TCP_NODELAY, 1);
   if (!pending)
     return 1;
   s->connecting = 1;
-  s->writer.co = L;
   s->writer.deadline = loop_deadline(lp, timeout);
+  sock_hold(L, s, 4); /* before registering: it may raise */
+  sched_register(lp, &s->writer);
   ev_io_start(lp->ev, &s->wio);
-  sock_hold(L, s, 4);
   sock_timer_arm(s);
-  return sched_park(L, 4, sock_connect_k);
+  return sched_park(L, lp, NULL, 4, sock_connect_k);
 }
 
 /* adopt(fd) -> Socket: take over a connected stream or seqpacket socket
  * (a socketpair end, an inherited connection); it is made non-blocking. */
 int sock_adopt(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
-  int fd = (int)luaL_checkinteger(L, 1);
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
-      fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, fd >= 0 && fd <= INT32_MAX, 1, "not a descriptor");
+  struct sock *s = sock_new(L, lp);
+  int fl = fcntl((int)fd, F_GETFL);
+  if (fl < 0 || fcntl((int)fd, F_SETFL, fl | O_NONBLOCK) != 0 ||
+      fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0)
     return util_failerr(L, errno);
-  sock_new(L, lp, fd);
+  sock_attach(s, (int)fd);
   return 1;
 }
 
@@ -623,8 +760,9 @@ static const luaL_Reg sock_methods[] = {
   {"shutdown", sock_shutdown},
   {"peer", sock_peer},
   {"localaddr", sock_localaddr},
+  {"address", sock_localaddr},
   {"pending", sock_pending},
-  {"stats", sock_stats},
+  {"stats", sock_stats_m},
   {"fd", sock_fd},
   {NULL, NULL}
 };

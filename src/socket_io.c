@@ -38,7 +38,7 @@ struct rreq {
 #define READ_CHUNK (16 * 1024)
 
 static void rreq_parse(lua_State *L, struct sock *s, int kind, struct rreq *q) {
-  q->timeout = util_opttimeout(L, 3, s->rtimeout);
+  q->timeout = util_opttime(L, 3, s->rtimeout);
   if (kind == RK_READSOME) {
     lua_Integer max = luaL_optinteger(L, 2, BERTH_SCRATCH);
     luaL_argcheck(L, max > 0, 2, "must be positive");
@@ -64,6 +64,12 @@ static void rreq_parse(lua_State *L, struct sock *s, int kind, struct rreq *q) {
     default: luaL_argerror(L, 2, "invalid format");
     }
   }
+}
+
+/* n > limit + extra, without wrapping around when the limit is "none"
+ * (SIZE_MAX): the sum would overflow to a tiny number (9.12). */
+static int over(size_t n, size_t limit, size_t extra) {
+  return limit <= SIZE_MAX - extra && n > limit + extra;
 }
 
 /* Match q against bytes p[0..n). s->rscan records how far a search went in
@@ -98,7 +104,7 @@ static enum rmatch rreq_match(struct sock *s, const struct rreq *q,
       return R_DONE;
     }
     s->rscan = n;
-    return n > s->lim.maxline + 1 ? R_TOOLARGE : R_MORE; /* +1: a pending \r */
+    return over(n, s->lim.maxline, 1) ? R_TOOLARGE : R_MORE; /* a pending \r */
   case RF_UNTIL:
     at = buf_find(p, n, s->rscan, q->delim, q->dlen);
     if (at >= 0) {
@@ -109,7 +115,7 @@ static enum rmatch rreq_match(struct sock *s, const struct rreq *q,
       return R_DONE;
     }
     s->rscan = n >= q->dlen ? n - q->dlen + 1 : 0;
-    return n >= s->lim.maxline + q->dlen ? R_TOOLARGE : R_MORE;
+    return over(n, s->lim.maxline, q->dlen - 1) ? R_TOOLARGE : R_MORE;
   }
   return R_MORE;
 }
@@ -158,9 +164,7 @@ static int sock_fill(lua_State *L, struct sock *s, const struct rreq *q) {
   }
   if ((size_t)got < room)
     s->readable = 0; /* drained the kernel: wait for readiness next time */
-  s->bytes_in += (uint64_t)got;
-  s->loop->bytes_in += (uint64_t)got;
-  s->last_active = ev_now(s->loop->ev);
+  sock_countin(s, (size_t)got);
   if (b->len == 0)
     s->msg_start = s->last_active; /* the first byte of a new message */
   if (!scratch) {
@@ -209,6 +213,14 @@ static int sock_tryread(lua_State *L, struct sock *s, const struct rreq *q) {
 
 static int sock_read_k(lua_State *L, int status, lua_KContext ctx);
 
+/* While the loop drains (shutdown), a served connection about to wait for
+ * its next message with nothing buffered either way is idle: it closes now
+ * instead of holding the shutdown for the whole grace period (9.7). */
+static int sock_idleatshutdown(const struct sock *s) {
+  return s->loop->draining && s->srv != NULL && s->rbuf.len == 0 &&
+         s->wbuf.len == 0 && !sock_isyoung(s);
+}
+
 /* A message (line, delimited block) that has started must be complete by
  * msg_start + message_timeout, however slowly its bytes dribble in: the
  * slowloris defence. Waiting for the first byte is the idle timeout's job. */
@@ -220,22 +232,6 @@ static void sock_messagedeadline(struct sock *s) {
     s->reader.deadline = at;
 }
 
-static int sock_yield_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)L; (void)status;
-  return (int)ctx; /* the results, still on the stack */
-}
-
-/* Fairness (R9): a task that keeps finding its input already buffered --
- * a client pipelining thousands of requests -- yields to the other tasks
- * every BERTH_BUDGET reads, keeping the `n` results for when it resumes. */
-static int sock_spend(lua_State *L, struct sock *s, int n) {
-  struct loop *lp = s->loop;
-  if (--lp->budget > 0 || L != lp->current)
-    return n;
-  sched_queue(L, lp, L);
-  return sched_park(L, n, sock_yield_k);
-}
-
 /* The read family. `retry` is set in the continuation: the per-call
  * deadline then stands, and a timeout reported by the timer is returned. */
 static int sock_doread(lua_State *L, int kind, int retry) {
@@ -245,11 +241,11 @@ static int sock_doread(lua_State *L, int kind, int retry) {
   if (s->fd < 0)
     return util_fail(L, s->why);
   if (!retry) {
-    if (s->reader.co != NULL)
+    if (s->reader.task != NULL)
       return luaL_error(L, "socket already has a pending read");
     if (s->callback)
       return luaL_error(L, "read: the socket is in on(\"data\") mode");
-    sched_checktask(L, s->loop, "read");
+    sched_checkwait(L, s->loop, "read");
     s->rscan = 0;
     s->reader.deadline = loop_deadline(s->loop, q.timeout);
   } else if (s->reader.timedout) {
@@ -258,18 +254,22 @@ static int sock_doread(lua_State *L, int kind, int retry) {
   }
   int n = sock_tryread(L, s, &q);
   if (n >= 0)
-    return sock_spend(L, s, n);
-  if (s->wbuf.len > 0 && s->writer.co == NULL)
+    return sched_spend(L, s->loop, n);
+  if (s->wbuf.len > 0 && s->writer.task == NULL)
     sock_flushnow(L, s);
+  if (sock_idleatshutdown(s)) {
+    sock_destroy(L, s, 1, "closed");
+    return util_fail(L, "closed");
+  }
   if (q.fmt == RF_LINE || q.fmt == RF_LINE_EOL || q.fmt == RF_UNTIL)
     sock_messagedeadline(s);
-  s->reader.co = L;
+  sched_register(s->loop, &s->reader); /* the timer sees its deadline */
   if (!ev_is_active(&s->rio))
     ev_io_start(s->loop->ev, &s->rio);
   sock_timer_arm(s);
   if (s->rbuf.len == 0)
     buf_free(&s->rbuf); /* idle connections hold no buffer */
-  return sched_park(L, kind, sock_read_k);
+  return sched_park(L, s->loop, NULL, kind, sock_read_k);
 }
 
 static int sock_read_k(lua_State *L, int status, lua_KContext ctx) {
@@ -300,9 +300,7 @@ static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
       return (int)n;
     }
     sent = n > 0 ? (size_t)n : 0;
-    s->bytes_out += sent;
-    s->loop->bytes_out += sent;
-    s->last_active = s->last_drain = ev_now(s->loop->ev);
+    sock_countout(s, sent);
   }
   if (s->wbuf.len + (total - sent) > s->lim.max_output)
     return -EMSGSIZE;
@@ -327,9 +325,9 @@ static int sock_waitwrite(lua_State *L, struct sock *s, size_t target,
   s->wtarget = target;
   if (!retry)
     s->writer.deadline = loop_deadline(s->loop, timeout);
-  s->writer.co = L;
+  sched_register(s->loop, &s->writer);
   sock_timer_arm(s);
-  return sched_park(L, (lua_KContext)target, sock_write_k);
+  return sched_park(L, s->loop, NULL, (lua_KContext)target, sock_write_k);
 }
 
 /* After a wait: closed, timed out, failed, still above target, or done. */
@@ -363,20 +361,22 @@ static void sock_armwrite(lua_State *L, struct sock *s) {
 static int sock_write(lua_State *L) {
   struct sock *s = sock_check(L, 1);
   int top = lua_gettop(L);
+  for (int i = 2; i <= top; i++) /* every argument before any byte (9.10) */
+    luaL_checklstring(L, i, NULL);
   if (s->fd < 0)
     return util_fail(L, s->why);
-  if (s->writer.co != NULL)
+  if (s->writer.task != NULL)
     return luaL_error(L, "socket already has a pending write");
   if (s->werr)
     return util_failerr(L, -s->werr);
   if (s->shut_wr)
-    return util_fail(L, s->why);
+    return util_fail(L, "closed"); /* this side is closed for writing */
   struct iovec iov[WRITE_IOV];
   for (int i = 2; i <= top;) {
     int cnt = 0;
     for (; i <= top && cnt < WRITE_IOV; i++, cnt++) {
       size_t len;
-      iov[cnt].iov_base = (void *)luaL_checklstring(L, i, &len);
+      iov[cnt].iov_base = (void *)lua_tolstring(L, i, &len);
       iov[cnt].iov_len = len;
     }
     int rc = sock_send(L, s, iov, cnt);
@@ -390,7 +390,7 @@ static int sock_write(lua_State *L) {
   sock_armwrite(L, s);
   if (s->wbuf.len > 0)
     s->drain_cb = 1; /* on("drain") fires when it has emptied */
-  if (s->wbuf.len > s->hiwat && L == s->loop->current)
+  if (s->wbuf.len > s->hiwat && sched_canwait(L, s->loop))
     return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0);
   lua_settop(L, 1); /* a callback cannot wait: it buffers, and on("drain") */
   return 1;
@@ -398,13 +398,13 @@ static int sock_write(lua_State *L) {
 
 static int sock_flush(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  double timeout = util_opttimeout(L, 2, s->wtimeout);
-  sched_checktask(L, s->loop, "flush");
+  double timeout = util_opttime(L, 2, s->wtimeout);
+  sched_checkwait(L, s->loop, "flush");
   if (s->fd < 0)
     return util_fail(L, s->why);
   if (s->werr)
     return util_failerr(L, -s->werr);
-  if (s->writer.co != NULL)
+  if (s->writer.task != NULL)
     return luaL_error(L, "socket already has a pending write");
   lua_settop(L, 1);
   if (s->wbuf.len == 0)

@@ -2,6 +2,7 @@
  * util.c -- small Lua helpers shared by the binding files: class creation,
  * the `nil, code, extra` failure shape (E2), address pushing.
  */
+#include <math.h>
 #include <string.h>
 
 #include "core.h"
@@ -47,10 +48,28 @@ int util_pushaddr(lua_State *L, const struct net_addr *a) {
   return 2;
 }
 
-/* A timeout argument: nil -> def, negative -> none (-1). */
-double util_opttimeout(lua_State *L, int idx, double def) {
+/* Every time argument goes through here (9.5): a NaN would freeze libev's
+ * timer heap (every comparison with it is false), so it is an error. */
+double util_checktime(lua_State *L, int idx) {
+  double t = luaL_checknumber(L, idx);
+  luaL_argcheck(L, !isnan(t), idx, "time is NaN");
+  return t;
+}
+
+double util_opttime(lua_State *L, int idx, double def) {
   if (lua_isnoneornil(L, idx))
     return def;
-  double t = luaL_checknumber(L, idx);
-  return t < 0 ? -1 : t;
+  double t = util_checktime(L, idx);
+  return t < 0 || isinf(t) ? -1 : t;
+}
+
+/* Message handler keeping both the error and its traceback. */
+int util_msgh(lua_State *L) {
+  const char *msg = luaL_tolstring(L, 1, NULL);
+  lua_createtable(L, 2, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  luaL_traceback(L, L, msg, 1);
+  lua_rawseti(L, -2, 2);
+  return 1;
 }

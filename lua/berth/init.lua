@@ -44,10 +44,11 @@ end
 -- The public API over one core table, i.e. one loop.
 local function bind(c)
   local api = {
-    version = c.version, log = log, cond = sync.cond,
+    version = c.version, log = log,
+    cond = function() return sync.cond(c) end,
     listen = c.listen, spawn = c.spawn, sleep = c.sleep, now = c.now,
     timer = c.timer, signal = c.signal, run = c.run, step = c.step,
-    stop = c.stop, shutdown = c.shutdown, stats = c.stats,
+    stop = c.stop, shutdown = c.shutdown, stats = c.stats, draining = c.draining,
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
   }
   local shutdown_hooks = {}
@@ -87,6 +88,8 @@ local function bind(c)
     end
     opts = opts or {}
     local timeout = opts.timeout
+    if timeout ~= timeout then error("berth.connect: timeout is NaN", 2) end
+    if timeout == math.huge then timeout = nil end
     if opts.path then return c.connect(opts.path, nil, timeout) end
     if type(host) ~= "string" then error("berth.connect: host expected", 2) end
     port = math.tointeger(port)

@@ -1,7 +1,9 @@
 --- Task synchronisation: condition variables.
--- Built on the core's suspend/wake, which park a task and queue it again;
--- a waiter is woken exactly once, by a signal or by its timeout, and the
--- waiter list says which: whoever removes the task from it wakes it.
+-- Built on the core's suspend/wake, which park a task and queue it again.
+-- A waiter is woken exactly once, by a signal or by its timeout: the core
+-- refuses a second wake of a task that is no longer suspended, so a
+-- broadcast and a timeout landing in the same iteration cannot both wake
+-- it (9.13); the waiter list only says who is still waiting.
 -- @module berth.sync
 local core = require "berth.core"
 
@@ -10,9 +12,10 @@ local sync = {}
 local Cond = {}
 Cond.__index = Cond
 
---- A new condition variable.
-function sync.cond()
-  return setmetatable({ waiters = {} }, Cond)
+--- A new condition variable of the loop of core table `c` (default: the
+-- default loop's).
+function sync.cond(c)
+  return setmetatable({ core = c or core, waiters = {} }, Cond)
 end
 
 local function remove(list, co)
@@ -30,16 +33,19 @@ end
 -- @return[1] the values passed to `signal`/`broadcast` (or `true`)
 -- @return[2] nil, "timeout"
 function Cond:wait(timeout)
-  local co = coroutine.running()
+  local c = self.core
+  c.checkwait("cond:wait") -- before it is listed: a wait that cannot
+  local task = c.current() -- happen must leave nothing behind (9.2)
   local waiters = self.waiters
-  waiters[#waiters + 1] = co
+  waiters[#waiters + 1] = task
   local timer
   if timeout then
-    timer = core.timer(timeout, 0, function()
-      if remove(waiters, co) then core.wake(co, nil, "timeout") end
+    timer = c.timer(timeout, 0, function()
+      remove(self.waiters, task)
+      c.wake(task, nil, "timeout")
     end)
   end
-  return self:_woken(timer, core.suspend())
+  return self:_woken(timer, c.suspend())
 end
 
 function Cond:_woken(timer, ...)
@@ -47,23 +53,28 @@ function Cond:_woken(timer, ...)
   return ...
 end
 
-local function wake(co, ...)
-  if select("#", ...) == 0 then core.wake(co, true) else core.wake(co, ...) end
+local function wake(c, task, ...)
+  if select("#", ...) == 0 then return c.wake(task, true) end
+  return c.wake(task, ...)
 end
 
 --- Wake the longest-waiting task with `...`; returns whether one waited.
 function Cond:signal(...)
-  local co = table.remove(self.waiters, 1)
-  if co then wake(co, ...) end
-  return co ~= nil
+  while #self.waiters > 0 do
+    if wake(self.core, table.remove(self.waiters, 1), ...) then return true end
+  end
+  return false
 end
 
 --- Wake every waiting task with `...`; returns how many there were.
 function Cond:broadcast(...)
   local waiters = self.waiters
   self.waiters = {}
-  for i = 1, #waiters do wake(waiters[i], ...) end
-  return #waiters
+  local n = 0
+  for i = 1, #waiters do
+    if wake(self.core, waiters[i], ...) then n = n + 1 end
+  end
+  return n
 end
 
 return sync

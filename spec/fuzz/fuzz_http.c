@@ -67,6 +67,8 @@ static struct http_limits pick_limits(uint8_t sel) {
     l.max_line = 8 + (sel >> 1 & 31);           /* 8..39 */
     l.max_header_bytes = 16 + (sel >> 3 & 31) * 4; /* 16..140 */
     l.max_headers = sel >> 6;                   /* 0..3 */
+  } else {
+    l.host_optional = sel >> 1 & 1;
   }
   return l;
 }

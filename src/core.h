@@ -93,7 +93,11 @@ struct limits {
 struct sched;     /* sched.c */
 struct sockset;   /* socket.c: open sockets and the byte counters */
 struct srvset;    /* server.c: open servers */
-struct resolver;  /* resolve.c */
+struct resolver;  /* http.c: berth.core.http (berth.http's hot path) */
+void http_open(lua_State *L);  /* the classes, once per state */
+void http_push(lua_State *L);  /* [-0, +1, m] the core.http table */
+
+/* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
 struct drain;     /* shutdown.c: the grace timer */
 struct cleanup;   /* loop.c */
@@ -387,6 +391,10 @@ int fwatch_new(lua_State *L);
 
 /* proc.c: process primitives for the master/worker model (core.proc) */
 void proc_open(lua_State *L); /* [-0, +1, m] the core.proc table */
+
+/* http.c: berth.core.http (berth.http's hot path) */
+void http_open(lua_State *L);  /* the classes, once per state */
+void http_push(lua_State *L);  /* [-0, +1, m] the core.http table */
 
 /* resolve.c */
 int resolve_lookup(lua_State *L);

@@ -217,6 +217,8 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "version");
   proc_open(L);
   lua_setfield(L, -2, "proc");
+  http_push(L);
+  lua_setfield(L, -2, "http");
   lua_remove(L, -2);
 }
 
@@ -242,6 +244,7 @@ int luaopen_berth_core(lua_State *L) {
   timer_open(L);
   signal_open(L);
   fwatch_open(L);
+  http_open(L);
   m_pushloop(L);                          /* stack: loop */
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, LOOP_REGKEY);

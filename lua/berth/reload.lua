@@ -78,8 +78,10 @@ end
 --- The handler for module `name`: loads it on first use (raising on any
 -- error) and returns a function that runs the current version.
 -- @tparam string name a module name, as for require
--- @treturn function handler(sock)
-function reload.handler(name)
+-- @tparam[opt=1] integer nargs the handler's arguments before `state`: 1
+-- (`handle(sock, state)`) or 2 (berth.http: `handle(req, res, state)`)
+-- @treturn function handler(sock) (or handler(req, res))
+function reload.handler(name, nargs)
   local rec = modules[name]
   if not rec then
     local path, err = package.searchpath(name, package.path)
@@ -93,6 +95,9 @@ function reload.handler(name)
     modules[name] = rec
     order[#order + 1] = name
     if watching then reload.watchmodule(rec) end
+  end
+  if nargs == 2 then
+    return function(a, b) return rec.current.handle(a, b, rec.state) end
   end
   return function(sock) return rec.current.handle(sock, rec.state) end
 end

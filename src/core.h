@@ -97,6 +97,10 @@ struct resolver;  /* http.c: berth.core.http (berth.http's hot path) */
 void http_open(lua_State *L);  /* the classes, once per state */
 void http_push(lua_State *L);  /* [-0, +1, m] the core.http table */
 
+/* ws.c: berth.core.ws (berth.websocket's hot path) */
+void ws_open(lua_State *L);    /* the class, once per state */
+void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
+
 /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
 struct drain;     /* shutdown.c: the grace timer */
@@ -349,6 +353,9 @@ extern const luaL_Reg sock_io_methods[];
 struct sock_framing {
   int (*match)(lua_State *L, struct sock *s, char *p, size_t n,
                size_t *take);
+  /* At EOF or a read error (s->eof, s->rerr), with the unused bytes in
+   * s->rbuf: push the results (NULL: nil, code, the bytes, as read()). */
+  int (*end)(lua_State *L, struct sock *s);
   int timeout_arg;       /* stack index of the optional timeout */
 };
 /* The read method of a framing: results, or nil, code, extra as read()
@@ -395,6 +402,10 @@ void proc_open(lua_State *L); /* [-0, +1, m] the core.proc table */
 /* http.c: berth.core.http (berth.http's hot path) */
 void http_open(lua_State *L);  /* the classes, once per state */
 void http_push(lua_State *L);  /* [-0, +1, m] the core.http table */
+
+/* ws.c: berth.core.ws (berth.websocket's hot path) */
+void ws_open(lua_State *L);    /* the class, once per state */
+void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
 
 /* resolve.c */
 int resolve_lookup(lua_State *L);

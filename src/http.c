@@ -273,7 +273,7 @@ static int head_match(lua_State *L, struct sock *s, char *p, size_t n,
   return 2;
 }
 
-static const struct sock_framing head_framing = {head_match, 3};
+static const struct sock_framing head_framing = {head_match, NULL, 3};
 
 /* readrequest(sock, conf [, timeout]) -> Request, Response | nil, code,
  * extra ("badrequest" and the status answered; or a read's failure). */
@@ -339,7 +339,7 @@ static int body_match(lua_State *L, struct sock *s, char *p, size_t n,
   return 1;
 }
 
-static const struct sock_framing body_framing = {body_match, 3};
+static const struct sock_framing body_framing = {body_match, NULL, 3};
 
 /* 100 Continue, once, before the first read of a body the client holds
  * back for it (RFC 9110 §10.1.1); not once a response has started. */

@@ -131,6 +131,8 @@ static enum rmatch rreq_match(lua_State *L, struct sock *s, struct rreq *q,
 static int sock_readend(lua_State *L, struct sock *s, const struct rreq *q) {
   struct buf *b = &s->rbuf;
   int n = 1;
+  if (q->fmt == RF_FRAME && q->fr->end != NULL)
+    return q->fr->end(L, s);
   if (q->fmt != RF_ALL || s->rerr) {
     lua_pushnil(L);
     lua_pushstring(L, s->rerr ? net_errcode(-s->rerr) : "closed");

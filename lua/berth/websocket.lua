@@ -370,9 +370,11 @@ function Group:remove(ws)
 end
 
 --- Send `data` to every member but `except`, never waiting: a member
--- whose unsent output would pass the group's `max_lag` is dropped -- sent
--- close 1008 "too slow" and disconnected -- so a slow client never stalls
--- the others nor grows memory without bound.
+-- whose unsent output would pass the group's `max_lag` is dropped -- it
+-- leaves the group, gets close 1008 "too slow" after what it had queued,
+-- and its connection closes once that is taken (or the send timeout of
+-- the server passes) -- so a slow client never stalls the others nor
+-- grows memory past max_lag.
 -- @function Group:send
 -- @tparam string data
 -- @tparam[opt="text"] string kind
@@ -388,7 +390,10 @@ function Group:send(data, kind, except)
         n = n + 1
       else
         members[ws] = nil
-        if why == "slow" then ws:close(1008, "too slow", 0) end
+        if why == "slow" then
+          ws:_closeframe(1008, "too slow")
+          ws:socket():shutdown("w")
+        end
       end
     end
   end

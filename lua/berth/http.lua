@@ -332,6 +332,15 @@ local function exchange(sock, req, timeout)
   return res
 end
 
+--- Close the client's idle kept-alive connections (all hosts).
+-- @function closeidle
+function http.closeidle()
+  for key, list in pairs(pool) do
+    for _, sock in ipairs(list) do sock:close() end
+    pool[key] = nil
+  end
+end
+
 --- An HTTP/1.1 request (task only). Connections are kept alive and reused,
 -- at most 8 idle ones per host; a request on a reused connection that the
 -- server had closed meanwhile is sent again on a new one.

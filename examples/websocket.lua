@@ -4,7 +4,10 @@
 --   /chat      -> each text message goes to every other /chat client; a
 --                 client too far behind is dropped (close 1008)
 -- permessage-deflate is offered to clients that ask for it. On shutdown
--- every client is sent close 1001 "going away".
+-- every client is sent close 1001 "going away". The page takes two query
+-- arguments for unattended runs (spec/realclients.sh drives it from a
+-- headless Chromium): ?say=TEXT sends TEXT once connected, ?ack=1 answers
+-- every line it receives with "ack: " and the line.
 -- PORT (default 8081, 0 for any free port) and HOST (default 127.0.0.1).
 local http = require "berth.http"
 local websocket = require "berth.websocket"
@@ -22,9 +25,16 @@ function show(text) {
   li.textContent = text;
   log.appendChild(li);
 }
+const args = new URLSearchParams(location.search);
 const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/chat");
-ws.onopen = () => { document.title = "berth chat: connected"; };
-ws.onmessage = (e) => show(e.data);
+ws.onopen = () => {
+  document.title = "berth chat: connected";
+  if (args.get("say")) { ws.send(args.get("say")); show("me: " + args.get("say")); }
+};
+ws.onmessage = (e) => {
+  show(e.data);
+  if (args.get("ack")) ws.send("ack: " + e.data);
+};
 ws.onclose = (e) => show("(closed " + e.code + ")");
 document.getElementById("form").onsubmit = (e) => {
   e.preventDefault();

@@ -729,12 +729,9 @@ static void res_head(struct hres *r, int64_t length, char *a, size_t *an,
                      char *b, size_t *bn) {
   res_decide(r);
   *an = http_status_line(r->status, 1, a, HEAD_ROOM);
-  if (r->date && !r->has_date) {
-    memcpy(a + *an, "Date: ", 6);
-    memcpy(a + *an + 6, http_datenow(r->s->loop), 29);
-    memcpy(a + *an + 35, "\r\n", 2);
-    *an += 37;
-  }
+  if (r->date && !r->has_date)
+    *an += (size_t)snprintf(a + *an, HEAD_ROOM - *an, "Date: %s\r\n",
+                            http_datenow(r->s->loop));
   int n = 0;
   if (r->status == 101 || (r->status >= 100 && r->status < 200) ||
       r->status == 204) {
@@ -753,8 +750,8 @@ static void res_head(struct hres *r, int64_t length, char *a, size_t *an,
     n += snprintf(b + n, HEAD_ROOM - (size_t)n, "Connection: close\r\n");
   else if (r->ka10 && !r->close && !r->has_conn)
     n += snprintf(b + n, HEAD_ROOM - (size_t)n, "Connection: keep-alive\r\n");
-  memcpy(b + n, "\r\n", 2);
-  *bn = (size_t)n + 2;
+  n += snprintf(b + n, HEAD_ROOM - (size_t)n, "\r\n");
+  *bn = (size_t)n;
   r->started = 1;
 }
 
@@ -818,7 +815,9 @@ static int res_write(lua_State *L) {
   const char *data = luaL_checklstring(L, 2, &n);
   if (r->done)
     return luaL_error(L, "http: the response was sent already");
-  char a[HEAD_ROOM], b[HEAD_ROOM], size[24];
+  char a[HEAD_ROOM], b[HEAD_ROOM];
+  /* cppcheck-suppress variableScope ; iov points into it until res_out */
+  char size[24];
   size_t an = 0, bn = 0;
   int head = !r->started;
   if (head)

@@ -366,6 +366,12 @@ int sock_readframe(lua_State *L, const struct sock_framing *fr);
  * of a failure pushed (nil, code[, errno]); "toolarge" closes the socket. */
 int sock_put(lua_State *L, struct sock *s, int idx, struct iovec *iov,
              int cnt);
+/* As sock_put, but only buffered: it leaves with the next sock_put or
+ * sock_flushnow, or when the write watcher (armed here) finds the socket
+ * writable -- at the latest once the task yields. Several small writes
+ * of one response thus go out in one writev. */
+int sock_queue(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+               int cnt);
 /* After sock_put: whether the writer should wait for the buffer to drain
  * (above the high watermark, and L is a task that can wait). */
 int sock_overhigh(lua_State *L, const struct sock *s);

@@ -48,6 +48,7 @@
 #define RES_INLINE 256         /* header lines kept in the Response */
 #define DISCARD_MAX (64 * 1024) /* an unread body skipped, not closed on */
 #define HEAD_ROOM 160          /* status line + Date; framing lines */
+#define QUEUE_MAX (16 * 1024)  /* response pieces held back to go together */
 
 enum { REQ_UV_SOCK = 2, REQ_UV_RES, REQ_UV_HEADERS, REQ_UV_ARGS,
        REQ_NUV = REQ_UV_ARGS };
@@ -722,6 +723,23 @@ static void res_decide(struct hres *r) {
     r->upgraded = 1;
 }
 
+/* "Content-Length: N\r\n" at p; returns its length (no printf on the
+ * path every response takes). */
+static int put_length(char *p, int64_t n) {
+  char digits[24];
+  int d = 0;
+  do {
+    digits[d++] = (char)('0' + n % 10);
+    n /= 10;
+  } while (n > 0);
+  memcpy(p, "Content-Length: ", 16);
+  for (int i = 0; i < d; i++)
+    p[16 + i] = digits[d - 1 - i];
+  p[16 + d] = '\r';
+  p[17 + d] = '\n';
+  return 18 + d;
+}
+
 /* The head's two berth-made parts: a = status line and Date, b = framing
  * lines and the empty line. `length` < 0: chunked (or, for HTTP/1.0, to
  * the close). */
@@ -737,8 +755,7 @@ static void res_head(struct hres *r, int64_t length, char *a, size_t *an,
       r->status == 204) {
     /* no framing at all */
   } else if (length >= 0) {
-    n += snprintf(b + n, HEAD_ROOM - (size_t)n, "Content-Length: %lld\r\n",
-                  (long long)length);
+    n += put_length(b + n, length);
   } else if (r->q->r.minor_version == 1) {
     n += snprintf(b + n, HEAD_ROOM - (size_t)n,
                   "Transfer-Encoding: chunked\r\n");
@@ -758,14 +775,21 @@ static void res_head(struct hres *r, int64_t length, char *a, size_t *an,
 static int res_write_k(lua_State *L, int status, lua_KContext ctx);
 
 /* Send iov (the socket at the Response's side), then wait while above the
- * high watermark. Returns res, or nil, code. */
+ * high watermark. Returns res, or nil, code. A small piece that does not
+ * end the response is only queued (sock_queue): the pieces of a response
+ * written in one go leave together, with its end (res_end flushes). */
 static int res_out(lua_State *L, struct hres *r, struct iovec *iov, int cnt) {
   lua_getiuservalue(L, 1, RES_UV_REQ);
   lua_getiuservalue(L, -1, REQ_UV_SOCK);
   int idx = lua_gettop(L);
   if (r->s->fd < 0)
     return util_fail(L, r->s->why);
-  int rc = sock_put(L, r->s, idx, iov, cnt);
+  size_t total = 0;
+  for (int i = 0; i < cnt; i++)
+    total += iov[i].iov_len;
+  int rc = !r->done && r->s->wbuf.len + total <= QUEUE_MAX
+               ? sock_queue(L, r->s, idx, iov, cnt)
+               : sock_put(L, r->s, idx, iov, cnt);
   if (rc != 0)
     return rc;
   if (sock_overhigh(L, r->s))

@@ -346,11 +346,12 @@ int sock_readframe(lua_State *L, const struct sock_framing *fr) {
  * kernel did not take. Returns 0, -errno (the write side failed), or
  * -EMSGSIZE when buffering the rest would pass max_output: checked before
  * copying, so a huge write to a peer that does not read costs nothing. */
-static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
+static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt,
+                     int now) {
   size_t sent = 0, total = 0;
   for (int i = 0; i < cnt; i++)
     total += iov[i].iov_len;
-  if (s->wbuf.len == 0 && s->rbuf.len == 0) {
+  if (now && s->wbuf.len == 0 && s->rbuf.len == 0) {
     long n = net_writev(s->fd, iov, cnt);
     if (n < 0 && n != -EAGAIN) {
       s->werr = (int)n;
@@ -442,12 +443,12 @@ static int sock_canput(lua_State *L, struct sock *s) {
   return 0;
 }
 
-int sock_put(lua_State *L, struct sock *s, int idx, struct iovec *iov,
-             int cnt) {
+static int sock_putv(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+                     int cnt, int now) {
   int rc = sock_canput(L, s);
   if (rc != 0)
     return rc;
-  rc = sock_send(L, s, iov, cnt);
+  rc = sock_send(L, s, iov, cnt, now);
   if (rc == -EMSGSIZE) {
     sock_destroy(L, s, idx, "toolarge"); /* a peer that does not read */
     return util_fail(L, "toolarge");
@@ -458,6 +459,16 @@ int sock_put(lua_State *L, struct sock *s, int idx, struct iovec *iov,
   if (s->wbuf.len > 0)
     s->drain_cb = 1; /* on("drain") fires when it has emptied */
   return 0;
+}
+
+int sock_put(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+             int cnt) {
+  return sock_putv(L, s, idx, iov, cnt, 1);
+}
+
+int sock_queue(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+               int cnt) {
+  return sock_putv(L, s, idx, iov, cnt, 0);
 }
 
 int sock_overhigh(lua_State *L, const struct sock *s) {
@@ -480,7 +491,7 @@ static int sock_write(lua_State *L) {
       iov[cnt].iov_base = (void *)lua_tolstring(L, i, &len);
       iov[cnt].iov_len = len;
     }
-    if ((rc = sock_put(L, s, 1, iov, cnt)) != 0)
+    if ((rc = sock_putv(L, s, 1, iov, cnt, 1)) != 0)
       return rc;
   }
   if (sock_overhigh(L, s))

@@ -65,11 +65,11 @@ local routes = { ["/echo"] = echo, ["/chat"] = chatter }
 local server = assert(http.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 8081),
-  max_output = 4 * 1024 * 1024, -- room for the 1 MiB-per-client chat backlog
+  max_output = 4 * 1024 * 1024, -- room to echo a 1 MiB message to a slow reader
   handler = function(req, res)
     local route = routes[req.path]
     if route then
-      local ws = websocket.upgrade(req, res, { deflate = true, max_message = 16 * 1024 * 1024 })
+      local ws = websocket.upgrade(req, res, { deflate = true })
       if ws then route(ws) end
       return
     end

@@ -90,6 +90,7 @@ struct hres {
   unsigned char date;
   unsigned char started, done, chunked, close, upgraded;
   unsigned char has_length, has_date, said_close, has_conn, ka10;
+  unsigned char nowait;    /* finishing: queue, never wait (res_end) */
   int64_t length;          /* a Content-Length the handler set */
   size_t hlen, hcap;
   char *hdr;               /* header lines: inl, or the spill block */
@@ -792,7 +793,7 @@ static int res_out(lua_State *L, struct hres *r, struct iovec *iov, int cnt) {
                : sock_put(L, r->s, idx, iov, cnt);
   if (rc != 0)
     return rc;
-  if (sock_overhigh(L, r->s))
+  if (!r->nowait && sock_overhigh(L, r->s))
     return sock_waitdrain(L, r->s, 0, 0, res_write_k);
   lua_settop(L, 1);
   return 1;
@@ -865,6 +866,7 @@ static int res_write(lua_State *L) {
 static int res_end(lua_State *L, struct hres *r) {
   if (r->done)
     return 0;
+  r->nowait = 1; /* finish returns its verdict, never the wait's */
   if (!r->started && r->q->body_error) {
     const char *reason = http_reason(r->q->body_error);
     r->status = r->q->body_error;

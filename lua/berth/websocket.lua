@@ -27,9 +27,9 @@ local open = setmetatable({}, { __mode = "k" }) -- server side, for going away
 local hooked = false
 local DEFAULT_LAG = 256 * 1024
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- The WebSocket methods written in Lua
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- WebSocket (the C methods: `receive([timeout])` -> message, "text" |
 -- "binary", or nil, "closed", code, reason, or nil, "timeout";
@@ -67,9 +67,9 @@ function WebSocket:messages(timeout)
   return function() return self:receive(timeout) end
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Handshakes
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 -- Does the comma-separated header value list `token` (case-insensitive)?
 local function has_token(value, token)
@@ -328,9 +328,9 @@ function websocket.connect(url, opts)
   return W.new(sock, t), protocol
 end
 
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 -- Groups
----------------------------------------------------------------------------
+-- ------------------------------------------------------------------------
 
 --- Group: a named set of WebSockets to broadcast to.
 -- @type Group

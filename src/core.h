@@ -28,7 +28,8 @@
 #include "buffer.h"
 #include "net.h"
 
-#define BERTH_VERSION "0.1.0"
+#include "berth_version.h"
+#define BERTH_VERSION BERTH_VERSION_STRING /* from project(VERSION) */
 
 #define CLS_LOOP   "berth.Loop"
 #define CLS_SOCKET "berth.Socket"
@@ -47,21 +48,9 @@
 #define BERTH_GRACE      10.0
 #define BERTH_BUDGET     64          /* buffered reads per resume (fairness) */
 
-/* Per-connection safety limits (README "Limits and safety"). A server's
- * limits are copied into every socket it accepts; connected sockets get
- * limits_none. Sizes in bytes, times in seconds, 0 = no limit. */
-struct limits {
-  size_t max_connections;  /* open accepted sockets per server */
-  size_t maxline;          /* a line or delimited read */
-  size_t max_input;        /* read(n) and read("a") */
-  size_t max_output;       /* the write buffer; past it: close, "toolarge" */
-  double idle_timeout;     /* no traffic either way: close, "timeout" */
-  double message_timeout;  /* a started line/delimited read: "timeout" */
-  double send_timeout;     /* queued output with no progress: close */
-};
-
-#define LIMITS_DEFAULT {(size_t)-1, BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60}
-#define LIMITS_NONE {(size_t)-1, BERTH_MAXLINE, (size_t)-1, (size_t)-1, 0, 0, 0}
+/* Per-connection safety limits (README "Limits and safety"): struct
+ * limits, LIMITS_DEFAULT and LIMITS_NONE, all from one list. */
+#include "berth_limits.h"
 
 /* ------------------------------------------------------------------ loop */
 
@@ -225,9 +214,13 @@ extern const luaL_Reg sock_io_methods[];
 /* server.c */
 void srv_open(lua_State *L);
 int srv_listen(lua_State *L);
-/* Read limit options from the table at idx over *lim. [-0, +0, v] */
-void srv_readlimits(lua_State *L, int idx, struct limits *lim);
-void srv_pushlimits(lua_State *L, const struct limits *lim); /* [-0,+1,m] */
+/* limits.c: the limits of `scopes` (LIMITS_SCOPE_SERVER, LIMITS_ALL) read
+ * from the table at idx over *lim, messages naming `api` ("listen:
+ * maxline must be ..."), or pushed as a table (false for none). */
+void limits_read(lua_State *L, int idx, struct limits *lim, int scopes,
+                 const char *api);                          /* [-0,+0,v] */
+void limits_push(lua_State *L, const struct limits *lim, int scopes);
+                                                            /* [-0,+1,m] */
 void srv_closeall(lua_State *L, struct loop *lp);
 
 /* timer.c */

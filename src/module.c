@@ -8,7 +8,9 @@
 #include <errno.h>
 
 #include "berth.h"
+#include "check.h"
 #include "core.h"
+#include "options.h"
 
 #define LOOP_REGKEY "berth.loop"
 
@@ -124,24 +126,17 @@ static int m_wake(lua_State *L) {
 }
 
 /* limits([table]) -> the defaults for servers listened to from now on,
- * and the loop's cpu_budget for tasks started from now on. */
+ * and the loop-scope limits (cpu_budget: for tasks started from now on). */
 static int m_limits(lua_State *L) {
   struct loop *lp = m_loop(L);
   if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    options_check(L, 1, OPT_LIMITS);
     struct limits lim = lp->limits;
-    srv_readlimits(L, 1, &lim);
+    limits_read(L, 1, &lim, LIMITS_ALL, "limits");
     lp->limits = lim;
-    if (lua_getfield(L, 1, "cpu_budget") != LUA_TNIL)
-      sched_setcpubudget(L, lp, lua_toboolean(L, -1) ? luaL_checknumber(L, -1) : 0);
-    lua_pop(L, 1);
+    sched_setcpubudget(L, lp, lim.cpu_budget);
   }
-  srv_pushlimits(L, &lp->limits);
-  if (lp->cpu_budget > 0)
-    lua_pushnumber(L, lp->cpu_budget);
-  else
-    lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "cpu_budget");
+  limits_push(L, &lp->limits, LIMITS_ALL);
   return 1;
 }
 
@@ -212,6 +207,10 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "version");
   proc_open(L);
   lua_setfield(L, -2, "proc");
+  check_open(L);
+  lua_setfield(L, -2, "check");
+  options_open(L);
+  lua_setfield(L, -2, "options");
   lua_remove(L, -2);
 }
 

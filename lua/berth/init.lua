@@ -9,6 +9,7 @@ local sync = require "berth.sync"
 local reload = require "berth.reload"
 
 local Socket, ServerSocket = core.Socket, core.ServerSocket
+local check = core.check
 
 
 --- Iterate over lines (`fmt` "l" or "L") until EOF or an error.
@@ -62,11 +63,15 @@ local function bind(c)
   -- @treturn[2] string error code
   -- @treturn[2] integer errno
   function api.serve(opts)
-    local kind = type(opts) == "table" and type(opts.handler)
-    if kind ~= "function" and kind ~= "string" then
-      error("berth.serve: expects a table with a handler function or module name", 2)
+    c.options.check("serve", opts, 2)
+    if opts.handler == nil then
+      error("serve: handler must be a function or a handler module's name (got nil)", 2)
     end
-    local server, err, errno = api.listen(opts)
+    local t = {} -- listen's own keys: all but handler and onerror
+    for k, v in pairs(opts) do
+      if c.options.listen[k] then t[k] = v end
+    end
+    local server, err, errno = api.listen(t)
     if not server then return nil, err, errno end
     if opts.onerror then server:on("error", opts.onerror) end
     return server:on("connection", opts.handler)
@@ -86,11 +91,14 @@ local function bind(c)
       host, port = opts.host, opts.port
     end
     opts = opts or {}
+    c.options.check("connect", opts, 2)
     local timeout = opts.timeout
+    if timeout == math.huge or timeout == false then timeout = nil end
     if opts.path then return c.connect(opts.path, nil, timeout) end
-    if type(host) ~= "string" then error("berth.connect: host expected", 2) end
-    port = math.tointeger(port)
-    if not port then error("berth.connect: port expected", 2) end
+    if host == nil then error("connect: host must be a string (got nil)", 2) end
+    check.string(host, "connect: host", 2)
+    if port == nil then error("connect: port must be an integer 0..65535 (got nil)", 2) end
+    port = check.port(port, "connect: port", 2)
     local deadline = timeout and c.now() + timeout
     local addrs, err, extra = c.resolve(host)
     if not addrs then return nil, err, extra end

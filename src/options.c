@@ -140,8 +140,10 @@ void options_check(lua_State *L, int idx, enum options_table which) {
   lua_pushnil(L);
   while (lua_next(L, idx)) { /* stack: key, value */
     const struct opt *o = opt_find(L, -2, t);
-    if (o == NULL)
-      opt_unknown(L, -2, t);
+    if (o == NULL) {
+      opt_unknown(L, -2, t); /* raises */
+      return;
+    }
     const char *what = lua_pushfstring(L, "%s: %s", t->name, o->name);
     opt_checkvalue(L, -2, what, o);
     lua_pop(L, 2); /* what, value */

@@ -9,6 +9,7 @@
  */
 #include "units.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -94,6 +95,7 @@ int units_parse_size(const char *s, uint64_t *out) {
    * which also keeps the product below `unit` (no overflow). */
   uint64_t g = units_gcd(unit, num.scale);
   uint64_t scale = num.scale / g;
+  assert(("units: a divisor of scale >= 1 leaves it >= 1", scale >= 1));
   if (num.frac % scale != 0)
     return -ERANGE;
   uint64_t part = num.frac / scale * (unit / g);

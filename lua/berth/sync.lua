@@ -25,6 +25,12 @@ local function remove(list, co)
   return false
 end
 
+-- What wait() returns once woken: the values, after the timer is gone.
+local function woken(timer, ...)
+  if timer then timer:cancel() end
+  return ...
+end
+
 --- Wait for a signal. Task only.
 -- @tparam[opt] number timeout seconds
 -- @return[1] the values passed to `signal`/`broadcast` (or `true`)
@@ -39,12 +45,7 @@ function Cond:wait(timeout)
       if remove(waiters, co) then core.wake(co, nil, "timeout") end
     end)
   end
-  return self:_woken(timer, core.suspend())
-end
-
-function Cond:_woken(timer, ...)
-  if timer then timer:cancel() end
-  return ...
+  return woken(timer, core.suspend())
 end
 
 local function wake(co, ...)

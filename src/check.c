@@ -10,30 +10,48 @@
 
 #include <lauxlib.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #define CHECK_GOT_MAX 40 /* longest string shown in "(got ...)" */
 
+/* A string as "(got ...)" shows it: quoted, cut at CHECK_GOT_MAX bytes,
+ * control bytes as \ddd (a zero byte would end the message). [-0,+1,m] */
+static const char *check_gotstring(lua_State *L, int idx) {
+  size_t len;
+  const char *s = lua_tolstring(L, idx, &len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addchar(&b, '"');
+  for (size_t i = 0; i < len && i < CHECK_GOT_MAX; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 32 || c == 127) {
+      char esc[8];
+      snprintf(esc, sizeof esc, "\\%u", c);
+      luaL_addstring(&b, esc);
+    } else {
+      luaL_addchar(&b, (char)c);
+    }
+  }
+  luaL_addstring(&b, len > CHECK_GOT_MAX ? "...\"" : "\"");
+  luaL_pushresult(&b);
+  return lua_tostring(L, -1);
+}
+
 /* A short, safe description of the value at idx. [-0, +1, m] */
 static const char *check_got(lua_State *L, int idx) {
   switch (lua_type(L, idx)) {
+  case LUA_TNONE:
+  case LUA_TNIL:
+    return lua_pushliteral(L, "nil");
   case LUA_TNUMBER:
     if (lua_isinteger(L, idx))
       return lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
     if (isnan(lua_tonumber(L, idx)))
       return lua_pushliteral(L, "NaN");
     return lua_pushfstring(L, "%f", (LUAI_UACNUMBER)lua_tonumber(L, idx));
-  case LUA_TSTRING: {
-    size_t len;
-    const char *s = lua_tolstring(L, idx, &len);
-    if (len <= CHECK_GOT_MAX && strlen(s) == len)
-      return lua_pushfstring(L, "\"%s\"", s);
-    lua_pushliteral(L, "\"");
-    lua_pushlstring(L, s, len < CHECK_GOT_MAX ? len : CHECK_GOT_MAX);
-    lua_pushliteral(L, "...\"");
-    lua_concat(L, 3);
-    return lua_tostring(L, -1);
-  }
+  case LUA_TSTRING:
+    return check_gotstring(L, idx);
   case LUA_TBOOLEAN:
     return lua_pushstring(L, lua_toboolean(L, idx) ? "true" : "false");
   default:

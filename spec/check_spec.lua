@@ -14,11 +14,22 @@ local function err_of(fn, ...)
   return tostring(err)
 end
 
--- The valid keys of an option table, in the order messages list them.
-local LISTEN_KEYS = "host, port, path, backlog, reuseaddr, reuseport, fd, max_connections, "
-  .. "maxline, max_input, max_output, idle_timeout, message_timeout, send_timeout"
-local LIMIT_KEYS = "max_connections, maxline, max_input, max_output, idle_timeout, "
-  .. "message_timeout, send_timeout, cpu_budget"
+-- Asserts the unknown-key message for table `api`: the key, then the
+-- valid keys, `first` in this order, then every other key of
+-- core.options[api] (limits added later included), each once.
+local function assert_unknown(msg, api, key, first)
+  local head = ('%s: unknown option "%s" (valid: %s'):format(api, key, first)
+  assert.equal(head, msg:sub(1, #head))
+  local listed = {}
+  for k in msg:sub(#head - #first + 1):gmatch("[%w_]+") do
+    assert.is_nil(listed[k], k .. " listed twice")
+    listed[k] = true
+  end
+  for k in pairs(core.options[api]) do assert.truthy(listed[k], k .. " not listed") end
+  for k in pairs(listed) do assert.truthy(core.options[api][k], k .. " is not valid") end
+  assert.equal(")", msg:sub(-1))
+end
+local LISTEN_FIRST = "host, port, path, backlog, reuseaddr, reuseport, fd, max_connections"
 
 local function noop() end
 
@@ -68,15 +79,14 @@ describe("validators", function()
 
   describe("unknown keys", function()
     it("listen{prot = 1} names the key and lists the valid ones", function()
-      assert.equal(('listen: unknown option "prot" (valid: %s)'):format(LISTEN_KEYS),
-        err_of(berth.listen, { host = "127.0.0.1", prot = 1 }))
+      assert_unknown(err_of(berth.listen, { host = "127.0.0.1", prot = 1 }), "listen", "prot",
+        LISTEN_FIRST)
       assert.equal(0, berth.stats().servers, "the typo bound an ephemeral port")
     end)
 
     it("serve{} takes listen's keys plus handler and onerror", function()
-      assert.equal(('serve: unknown option "prot" (valid: %s)'):format(
-        LISTEN_KEYS:gsub("fd, ", "fd, handler, onerror, ")),
-        err_of(berth.serve, { prot = 1, handler = noop }))
+      assert_unknown(err_of(berth.serve, { prot = 1, handler = noop }), "serve", "prot",
+        "host, port, path, backlog, reuseaddr, reuseport, fd, handler, onerror, max_connections")
     end)
 
     it("connect{} lists host, port, path and timeout", function()
@@ -89,8 +99,9 @@ describe("validators", function()
     end)
 
     it("limits{} lists every limit, cpu_budget included", function()
-      assert.equal(('limits: unknown option "prot" (valid: %s)'):format(LIMIT_KEYS),
-        err_of(berth.limits, { prot = 1 }))
+      local msg = err_of(berth.limits, { prot = 1 })
+      assert_unknown(msg, "limits", "prot", "max_connections, maxline")
+      assert.truthy(msg:find("cpu_budget", 1, true), msg)
     end)
 
     it("a loop-wide limit is not a listen option", function()
@@ -248,7 +259,7 @@ describe("validators", function()
           assert.is_nil(core.options.listen[key], key)
         end
       end
-      assert.equal(7, #limits)
+      assert.is_true(#limits >= 7)
     end)
 
     it("describes every limit with its host option", function()
@@ -259,7 +270,7 @@ describe("validators", function()
         assert.truthy(#o.help > 10, key)
         assert.truthy(({ size = true, count = true, time = true })[o.kind], key)
       end
-      assert.equal(8, n)
+      assert.is_true(n >= 8)
       assert.equal("loop", core.options.limits.cpu_budget.scope)
       assert.equal(65536, core.options.limits.maxline.default)
       assert.is_false(core.options.limits.max_connections.default)

@@ -184,9 +184,8 @@ describe("berth host", function()
         assert.truthy(line:find(o.help, 1, true), "no help for " .. o.option .. ":\n" .. line)
         assert.truthy(line:find("(default ", 1, true), "no default for " .. o.option)
       end
-      assert.equal(8, n)
-      assert.truthy(out:find("--max-line N         longest line or delimited read (default 64k)",
-        1, true), out)
+      assert.is_true(n >= 8, "limits in core.options: " .. n)
+      assert.truthy(out:find("%-%-max%-line N%s+longest line or delimited read %(default 64k%)"), out)
       assert.truthy(out:find("(default 5s)", 1, true), out)
     end)
 

@@ -148,20 +148,39 @@ static void host_formatdef(const struct host_limit *l, char *out, size_t len) {
     snprintf(out, len, "?");
 }
 
-static void print_usage(FILE *f) {
-  fputs(usage_head, f);
+/* "--max-line N": an option and its value's letter. */
+static void host_flag(const struct host_limit *l, char *out, size_t len) {
+  snprintf(out, len, "%s %s", l->option,
+           l->kind == LIMITS_KIND_TIME ? "T" : "N");
+}
+
+/* One line per limit: the flags in a column as wide as the longest one
+ * (at least 20), the help, and its default on the next line when the
+ * line would pass 79 columns. */
+static void print_limits(FILE *f) {
+  char flag[64], def[32];
+  int width = 20;
+  for (int i = 0; i < LIMITS_N; i++) {
+    host_flag(&host_limits[i], flag, sizeof flag);
+    if ((int)strlen(flag) + 1 > width)
+      width = (int)strlen(flag) + 1;
+  }
   for (int i = 0; i < LIMITS_N; i++) {
     const struct host_limit *l = &host_limits[i];
-    char flag[40], def[32];
-    snprintf(flag, sizeof flag, "%s %s", l->option,
-             l->kind == LIMITS_KIND_TIME ? "T" : "N");
+    host_flag(l, flag, sizeof flag);
     host_formatdef(l, def, sizeof def);
-    /* 2 + 20 + 1 columns, the help, and its default on the next line
-     * when the line would pass 79 columns. */
-    int wrap = 23 + strlen(l->help) + strlen(" (default )") + strlen(def) > 79;
-    fprintf(f, "  %-20s %s%s(default %s)\n", flag, l->help,
-            wrap ? "\n                       " : " ", def);
+    size_t len = 3 + (size_t)width + strlen(l->help) + 11 + strlen(def);
+    if (len > 79)
+      fprintf(f, "  %-*s %s\n  %-*s (default %s)\n", width, flag, l->help,
+              width, "", def);
+    else
+      fprintf(f, "  %-*s %s (default %s)\n", width, flag, l->help, def);
   }
+}
+
+static void print_usage(FILE *f) {
+  fputs(usage_head, f);
+  print_limits(f);
   fputs(usage_tail, f);
 }
 

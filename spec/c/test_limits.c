@@ -37,7 +37,6 @@ static void test_rows(void) {
 #undef NAME_
   };
   CHECK(LIMITS_N == sizeof names / sizeof names[0]);
-  CHECK(LIMITS_N == 8);
   for (int i = 0; i < LIMITS_N; i++)
     for (int j = i + 1; j < LIMITS_N; j++)
       CHECK(strcmp(names[i], names[j]) != 0);
@@ -50,8 +49,7 @@ static void test_rows(void) {
 /* Host options start with "--" and have a help line. */
 static void test_host_columns(void) {
 #define HOST_(name, kind, scope, server, connected, host, option, help)    \
-  CHECK(strncmp(option, "--", 2) == 0 && strlen(help) > 10 &&              \
-        strlen(option) + 2 <= 20);
+  CHECK(strncmp(option, "--", 2) == 0 && strlen(help) > 10);
   LIMITS_LIST(HOST_)
 #undef HOST_
   CHECK(LIMITS_STORE_TIME(LIMITS_NONE_VALUE) == 0);

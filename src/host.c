@@ -15,6 +15,7 @@
 #define _DEFAULT_SOURCE /* setgroups */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -397,12 +398,10 @@ static void push_limit(lua_State *L, const struct host_limit *l,
       lua_pushnumber(L, secs);
     else
       lua_pushboolean(L, 0);
+  } else if (v->set ? v->n > 0 : l->def > 0) {
+    lua_pushinteger(L, v->set ? (lua_Integer)v->n : (lua_Integer)l->def);
   } else {
-    double n = v->set ? (double)v->n : l->def;
-    if (n > 0)
-      lua_pushinteger(L, v->set ? (lua_Integer)v->n : (lua_Integer)l->def);
-    else
-      lua_pushboolean(L, 0);
+    lua_pushboolean(L, 0);
   }
 }
 

@@ -79,7 +79,8 @@ local function bind(c)
 
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=}`. Must run in a task.
+  -- path=, timeout=}`. Must run in a task. A port is an integer 0..65535;
+  -- it, an unknown key or a bad timeout raises (core.options "connect").
   -- @function connect
   -- @treturn[1] Socket
   -- @treturn[2] nil
@@ -155,7 +156,9 @@ end
 -- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
 -- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
 -- `path` (unix socket), `fd` (adopt a listening descriptor), and any limit
--- of `berth.limits`.
+-- of `berth.limits` but `cpu_budget`. An unknown key or a bad value raises,
+-- naming it: "listen: port must be an integer 0..65535 (got 70000)",
+-- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
 -- @treturn[1] ServerSocket
 -- @treturn[2] nil
 -- @treturn[2] string "addrinuse", "permission", "invalid", …
@@ -208,7 +211,9 @@ end
 --- Set and get the default limits of new servers and the CPU budget.
 -- @function limits
 -- @tparam[opt] table t max_connections, maxline, max_input, max_output,
--- idle_timeout, message_timeout, send_timeout, cpu_budget (false: off)
+-- idle_timeout, message_timeout, send_timeout, cpu_budget (false: off;
+-- sizes are positive integers; times are seconds >= 0, 0 and math.huge
+-- also off; anything else, or an unknown key, raises)
 -- @treturn table the limits in force
 
 --- The loop's epoll descriptor, for embedding in a foreign loop.

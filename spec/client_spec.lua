@@ -89,7 +89,7 @@ describe("berth.connect", function()
   it("connects to a unix socket path", function()
     run(function()
       local path = helpers.tmpdir() .. "/c.sock"
-      local server <close> = bang_server { path = path }
+      local _server <close> = bang_server { path = path }
       local sock <close> = assert(berth.connect { path = path, timeout = 2 })
       assert.equal(path, (sock:peer()))
       assert.equal("u!", helpers.roundtrip(sock, "u"))

@@ -45,7 +45,8 @@ describe("embedding", function()
     assert.is_truthy(out:match("^reply: htreb ,olleh %(after %d+ turns%)\n$"), out)
   end)
 
-  it("installs into a prefix from which stock lua5.4 requires berth, and libberth builds a C program via pkg-config", function()
+  it("installs into a prefix from which stock lua5.4 requires berth, and libberth builds a C "
+    .. "program via pkg-config", function()
     local prefix = helpers.tmpdir()
     local out, rc = sh("cmake --install build --prefix " .. helpers.shquote(prefix))
     assert.equal(0, rc, out)

@@ -100,6 +100,108 @@ describe("berth host", function()
     end)
   end)
 
+  describe("option values", function()
+    -- berth.limits() as the script sees it under `args`.
+    local function limits_with(args)
+      local argv = {}
+      for _, a in ipairs(args) do argv[#argv + 1] = a end
+      argv[#argv + 1] = "-e"
+      argv[#argv + 1] = "for k, v in pairs(require('berth').limits()) do "
+        .. "print(k, math.type(v) or tostring(v), tostring(v)) end"
+      local out, code, err = helpers.run_host(argv)
+      assert.equal(0, code, err)
+      local t = {}
+      for k, kind, v in out:gmatch("(%S+)\t(%S+)\t(%S+)\n") do
+        if kind == "false" then
+          t[k] = false
+        else
+          t[k] = kind == "integer" and math.tointeger(v) or tonumber(v)
+        end
+      end
+      return t
+    end
+
+    it("times take ms, s, m and h: --idle-timeout 1m is 60 s", function()
+      local t = limits_with { "--idle-timeout", "1m", "--message-timeout", "500ms",
+        "--send-timeout", "2h", "--cpu-budget", "1.5" }
+      assert.equal(60, t.idle_timeout)
+      assert.equal(0.5, t.message_timeout)
+      assert.equal(7200, t.send_timeout)
+      assert.equal(1.5, t.cpu_budget)
+    end)
+
+    it("sizes take k, M and G; counts are plain; 0 turns a limit off", function()
+      local t = limits_with { "--max-line", "1.5k", "--max-input", "2M", "--max-output", "1G",
+        "--max-connections", "100" }
+      assert.same({ 1536, 2 * 1024 * 1024, 1024 * 1024 * 1024, 100 },
+        { t.maxline, t.max_input, t.max_output, t.max_connections })
+      t = limits_with { "--max-output", "0", "--idle-timeout", "0", "--cpu-budget", "0",
+        "--max-connections", "0" }
+      assert.same({ false, false, false, false },
+        { t.max_output, t.idle_timeout, t.cpu_budget, t.max_connections })
+    end)
+
+    it("the host's defaults are the library's, but a 5 s cpu budget", function()
+      local t = limits_with {}
+      assert.equal(5, t.cpu_budget)
+      for key, o in pairs(require("berth.core").options.limits) do
+        if key ~= "cpu_budget" then assert.equal(o.default, t[key], key) end
+      end
+    end)
+
+    it("rejects malformed values at start-up, naming the option", function()
+      for _, case in ipairs {
+        { "--idle-timeout", "abc" }, { "--send-timeout", "off" }, { "--cpu-budget", "x" },
+        { "--grace", "soon" }, { "--idle-timeout", "-1" }, { "--message-timeout", "1d" },
+        { "--max-line", "64kb" }, { "--max-input", "0.1k" }, { "--max-memory", "lots" },
+        { "--max-connections", "1k" }, { "--workers", "2x" }, { "--workers", "0" },
+        { "--workers", "-1" }, { "--grace", "1e3" },
+      } do
+        local out, code, err = helpers.run_host { case[1], case[2], "-e", "print('ran')" }
+        assert.equal(2, code, table.concat(case, " ") .. " was accepted")
+        assert.equal("", out, "the script ran despite " .. table.concat(case, " "))
+        assert.truthy(err:find("berth: " .. case[1] .. ": ", 1, true), err)
+        assert.truthy(err:find(case[2], 1, true), err)
+      end
+    end)
+
+    it("accepts the same syntax for --grace and --max-memory", function()
+      local out, code, err = helpers.run_host { "--grace", "1m", "--max-memory", "64M",
+        "--workers", "1", "-e", "print('ran')" }
+      assert.equal(0, code, err)
+      assert.equal("ran\n", out)
+    end)
+
+    it("--help lists every limit of the table with its default", function()
+      local out, code, err = helpers.run_host { "--help" }
+      assert.equal(0, code, err)
+      local n = 0
+      for key, o in pairs(require("berth.core").options.limits) do
+        n = n + 1
+        local at = out:find(o.option .. " ", 1, true)
+        assert.truthy(at, ("--help does not list %s (%s)"):format(o.option, key))
+        local line = out:sub(at):match("^[^\n]*\n[^\n]*")
+        assert.truthy(line:find(o.help, 1, true), "no help for " .. o.option .. ":\n" .. line)
+        assert.truthy(line:find("(default ", 1, true), "no default for " .. o.option)
+      end
+      assert.is_true(n >= 8, "limits in core.options: " .. n)
+      assert.truthy(out:find("%-%-max%-line N%s+longest line or delimited read %(default 64k%)"), out)
+      assert.truthy(out:find("(default 5s)", 1, true), out)
+    end)
+
+    it("the version is CMake's project(VERSION), everywhere", function()
+      -- The build's cache has project(VERSION) as CMake read it (a
+      -- scripts/sanitize tree has no CMakeLists.txt, but its own build).
+      local cache = assert(helpers.read_file("build/CMakeCache.txt"), "no build/CMakeCache.txt")
+      local version = cache:match("\nCMAKE_PROJECT_VERSION:STATIC=([%d.]+)\n")
+      assert.truthy(version, "no CMAKE_PROJECT_VERSION in the cache")
+      assert.equal(version, berth.version)
+      local out, code = helpers.run_host { "--version" }
+      assert.equal(0, code)
+      assert.equal("berth " .. version .. " ", out:sub(1, #version + 7))
+    end)
+  end)
+
   describe("arg table", function()
     it("matches stock lua5.4 for -e, script and arguments", function()
       local args = { "-e", "X = 1", ARGS, "a", "b c", "", "-v" }

@@ -296,6 +296,47 @@ describe("--workers", function()
     assert_no_worker_left(proc, workers)
   end)
 
+  it("a listen that raises in the master is an error in the worker; the next listen works; "
+    .. "SIGTERM stops everything", function()
+    -- Once, the master's per-worker task died on the raise, and the worker
+    -- waited for its reply forever (ignoring SIGTERM).
+    local dir = helpers.tmpdir()
+    local script = lib.copy("workers_bad_listen", dir, "bad.lua")
+    local proc, port, workers = start_workers(dir, nil, script)
+    local replies = {}
+    run(function()
+      helpers.wait_until(function()
+        local pending = 8
+        for _ = 1, 8 do
+          berth.spawn(function()
+            local reply = lib.request(port, "")
+            local pid = reply and math.tointeger(tonumber(reply:match("^pid (%d+)|")))
+            if pid then replies[pid] = reply end
+            pending = pending - 1
+          end)
+        end
+        helpers.wait_until(function() return pending == 0 end, 3)
+        return replies[workers[1]] and replies[workers[2]]
+      end, 5, "replies from both workers")
+    end, 10)
+    for _, pid in ipairs(workers) do
+      local _, ok1, err1, ok2, err2 = replies[pid]:match("^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
+      assert.equal("false", ok1)
+      assert.equal('listen: host must be a numeric address, "*" or "localhost" (got "bad host")', err1)
+      assert.equal("false", ok2)
+      assert.truthy(err2:find('^listen: unknown option "prot" %(valid: host, port, '), err2)
+    end
+    local t0 = helpers.clock()
+    proc:kill("TERM")
+    local _, how, code = proc:wait()
+    local took = helpers.clock() - t0
+    print(("\n[bad listen, --workers 2] both workers got the error; exit %.0f ms after SIGTERM")
+      :format(took * 1000))
+    assert.same({ "exit", 0 }, { how, code }, proc:stderr())
+    assert.is_true(took < 3, ("took %.1f s to stop"):format(took))
+    assert_no_worker_left(proc, workers)
+  end)
+
   it("berth.on_shutdown hooks run in every worker at SIGTERM", function()
     local dir = helpers.tmpdir()
     local script = lib.copy("reload_goodbye", dir, "goodbye.lua")

@@ -23,15 +23,10 @@ local function command(port, name)
   return sock
 end
 
--- Blocking: waits (polling, outside the loop) until the child's stderr
--- contains `text`; returns the stderr, or nil after `timeout` seconds.
+-- Waits (polling) until the child's stderr contains `text`; returns the
+-- stderr, or nil after `timeout` seconds.
 local function stderr_has(proc, text, timeout)
-  local deadline = clock() + (timeout or 5)
-  repeat
-    local err = proc:stderr()
-    if err:find(text, 1, true) then return err end
-    os.execute("sleep 0.05")
-  until clock() > deadline
+  if pcall(proc.wait_log, proc, text, 1, timeout or 5) then return proc:stderr() end
 end
 
 -- Task only: a line echo through the examples/echo.lua or the "echo"
@@ -84,7 +79,7 @@ describe("hardening", function()
         while not stop do
           assert_echo(active, "ping " .. served, 1)
           served = served + 1
-          berth.sleep(0.2)
+          berth.sleep(0.2) -- the active client's pace: five round trips a second
         end
         stopped = true
       end)
@@ -120,7 +115,7 @@ describe("hardening", function()
         if state.stop then break end
         if not sock:write(text:sub(i, i)) then break end
         state.sent = i
-        berth.sleep(gap)
+        berth.sleep(gap) -- a slow client, on purpose
       end
       state.done = true
     end)
@@ -193,7 +188,6 @@ describe("hardening", function()
         local normal <close> = command(port, "echo")
         assert_echo(normal, "warm up")
         local sink <close> = command(port, case.cmd) -- never read again
-        berth.sleep(0.1)
         -- Building the chunk with string.rep briefly needed twice its size:
         -- reset the peak so only what the flood costs is measured.
         local before = support.rss(proc.pid)
@@ -236,7 +230,6 @@ describe("hardening", function()
     run(function()
       local warm <close> = command(port, "echo")
       assert_echo(warm, "warm up")
-      berth.sleep(0.1)
       local before = support.rss(proc.pid)
       local sock <close> = command(port, "longline")
       local sent, writer_done = 0, false
@@ -325,19 +318,17 @@ describe("hardening", function()
             if kind == 0 then
               -- A line that the server echoes back into our unread queue.
               assert(sock:write(line))
-              berth.sleep(0.05)
             elseif kind == 1 then
-              -- More than the socket buffers hold: the server is stuck in
-              -- the middle of echoing it when the reset comes.
+              -- A blob the server is still echoing when the reset comes.
               berth.spawn(function() sock:write(blob) end)
-              berth.sleep(0.1)
             else
-              -- Read some of the echo, then leave more unread.
-              assert(sock:write(blob:sub(1, 64 * KiB)))
-              sock:read(1000, 1)
-              assert(sock:write(line))
-              berth.sleep(0.05)
+              -- Read some of the echo, then leave more unread (a blob is
+              -- more than one read takes in: the rest stays in the kernel).
+              berth.spawn(function() sock:write(blob) end)
+              assert(sock:read(1000, 2))
             end
+            -- Unread bytes make close() send a reset.
+            support.wait_unread(sock, 3)
             sock:close()
             batch_done = batch_done + 1
           end)
@@ -373,8 +364,10 @@ describe("hardening", function()
         local sock <close> = support.connect(port)
         assert_echo(sock, "cycle " .. i)
       end
+      local idle_fds = support.fds(proc.pid)
       for i = 1, 300 do cycle(i) end -- warm up
-      berth.sleep(0.1)
+      support.wait_until(function() return support.fds(proc.pid) <= idle_fds end, 2,
+        "the server to close the warm-up connections")
       local base_fds, base_rss = support.fds(proc.pid), support.rss(proc.pid)
       local started = clock()
       for i = 1, 3000 do cycle(i) end
@@ -491,7 +484,7 @@ describe("hardening", function()
       end
       assert(pending, "100 clients and accept never failed")
       local cpu0, started = support.cpu(proc.pid), clock()
-      berth.sleep(5)
+      berth.sleep(5) -- the hold: the server's CPU time is measured over it
       local cpu, held = support.cpu(proc.pid) - cpu0, clock() - started
       -- Existing clients are served.
       for i, sock in ipairs(clients) do assert_echo(sock, "still " .. i) end
@@ -553,7 +546,6 @@ describe("hardening", function()
     run(function()
       local other <close> = command(port, "echo")
       assert_echo(other, "before")
-      berth.sleep(0.1)
       local before = support.rss(proc.pid)
       local hog <close> = command(port, "hog")
       local got, code, elapsed = read_to_end(hog, 10)
@@ -602,7 +594,7 @@ describe("hardening", function()
           assert(probe:write("PING\r\n"))
           assert.equal("+PONG", probe:read("l", 2))
           samples[#samples + 1] = clock() - t0
-          berth.sleep(0.001)
+          berth.sleep(0.001) -- the probe's pace
         end
       end, 40)
       local _, how, code = flood:wait()

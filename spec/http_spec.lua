@@ -179,7 +179,7 @@ describe("examples/http.lua", function()
       expect_bytes(sock, echoed(""))
       -- A body sent in pieces after the headers.
       assert(sock:write("POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhel"))
-      berth.sleep(0.05)
+      berth.sleep(0.05) -- a slow client on purpose: the rest comes later
       assert(sock:write("lo world"))
       expect_bytes(sock, echoed("hello world"))
       expect_quiet(sock)

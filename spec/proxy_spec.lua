@@ -239,10 +239,7 @@ describe("examples/proxy.lua", function()
       local _ <close> = closing(client, up)
       -- Unread bytes in the upstream socket make close() send a RST.
       assert(client:write("unread"))
-      local _, up_port = up:localaddr()
-      local _, proxy_port = up:peer()
-      support.wait_until(function() return (support.tcp_rx_queue(up_port, proxy_port) or 0) > 0 end,
-        2, "the bytes to reach the upstream socket")
+      support.wait_unread(up, 2)
       up:close()
       local t0 = berth.now()
       local got, code = support.read_to_end(client, 1)
@@ -264,18 +261,14 @@ describe("examples/proxy.lua", function()
       local _ <close> = closing(client, up)
       assert.equal(idle + 2, support.fds(proc.pid), "a proxied connection holds two descriptors")
       assert(client:write("unread"))
-      local _, up_port = up:localaddr()
-      local _, proxy_port = up:peer()
-      support.wait_until(function() return (support.tcp_rx_queue(up_port, proxy_port) or 0) > 0 end,
-        2, "the bytes to reach the upstream socket")
+      support.wait_unread(up, 2)
       up:close()
       local got, code = support.read_to_end(client, 1)
       assert.equal("", got)
       assert.is_true(code == "closed" or code == "reset", code)
       -- The client stays connected and idle, as a client waiting for the
       -- server to speak would: the proxy must still let go of it.
-      local deadline = berth.now() + 1
-      while support.fds(proc.pid) > idle and berth.now() < deadline do berth.sleep(0.02) end
+      pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 1)
       assert.equal(idle, support.fds(proc.pid),
         "1 s after the upstream's reset the proxy still holds the connection open")
     end)
@@ -288,18 +281,13 @@ describe("examples/proxy.lua", function()
       local _ <close> = closing(client, up)
       -- Unread bytes in the client socket make close() send a RST.
       assert(up:write("unread"))
-      local _, client_port = client:localaddr()
-      local _, proxy_port = client:peer()
-      support.wait_until(function()
-        return (support.tcp_rx_queue(client_port, proxy_port) or 0) > 0
-      end, 2, "the bytes to reach the client socket")
+      support.wait_unread(client, 2)
       client:close()
       local got, code = support.read_to_end(up, 1)
       assert.equal("", got)
       assert.is_true(code == "closed" or code == "reset",
         "the upstream saw neither EOF nor a reset within 1 s: " .. code)
-      local deadline = berth.now() + 1
-      while support.fds(proc.pid) > idle and berth.now() < deadline do berth.sleep(0.02) end
+      pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 1)
       assert.equal(idle, support.fds(proc.pid),
         "1 s after the client's reset the proxy still holds the connection open")
     end)

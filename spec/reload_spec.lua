@@ -12,6 +12,7 @@ local run = support.run
 local MiB = 1024 * 1024
 
 local RELOADED = "reloaded app.h"
+local SLEEPING = "sleep: started" -- logged by the handler's "sleep" request
 local FAILED = "reload of app.h failed, the previous version keeps serving: "
 
 -- Asserts a clean exit 0 on SIGTERM and no handler error in the log.
@@ -93,7 +94,7 @@ describe("hot reload", function()
           local during
           if gap and gap >= 0.2 then -- the file is missing for a while
             berth.spawn(function()
-              berth.sleep(gap / 2)
+              berth.sleep(gap / 2) -- halfway through the gap: the file is missing
               during = version_of_new(port)
             end)
           end
@@ -117,7 +118,7 @@ describe("hot reload", function()
         -- Saving the very same bytes again: the source is unchanged, no reload.
         local same = assert(support.read_file(h))
         lib.save(h, same, "inplace", { exact = true })
-        berth.sleep(0.6)
+        berth.sleep(0.6) -- a quiet period: a reload would show by now
         assert.equal(#saves, proc:count(RELOADED), "a save without a change reloaded")
       end, 20)
       stop_checked(proc)
@@ -135,13 +136,14 @@ describe("hot reload", function()
     run(function()
       assert.equal("v1", version_of_new(port))
       berth.sleep(1.1) -- the first save must not be in the file's creation second
-      local polling = true
+      local polling, polled = true, false
       berth.spawn(function() -- when each version is first served
         while polling do
           local version = version_of_new(port)
           first_seen[version] = first_seen[version] or support.clock()
-          berth.sleep(0.01)
+          berth.sleep(0.01) -- the poll's interval
         end
+        polled = true
       end)
       local s = os.time()
       while os.time() == s do berth.sleep(0.002) end -- the start of a second
@@ -150,12 +152,12 @@ describe("hot reload", function()
         assert(f:write(v(k)))
         assert(f:close())
         saved[k], seconds[#seconds + 1] = support.clock(), os.time()
-        berth.sleep(0.3)
+        berth.sleep(0.3) -- the saves under test are 0.3 s apart
       end
       support.wait_until(function() return first_seen.v4 end, 3, "v4 to be served")
       berth.sleep(1.5) -- any later reload would show by now
       polling = false
-      berth.sleep(0.05)
+      support.wait_until(function() return polled end, 3, "the poller to stop")
     end, 10)
     stop_checked(proc)
     local after = {}
@@ -199,7 +201,7 @@ describe("hot reload", function()
         local n = 1
         for _, offset in ipairs { 0.3, 0.95, 0.3, 0.95 } do
           local reloaded = support.clock()
-          berth.sleep(offset)
+          berth.sleep(offset) -- when the save starts is what is under test
           n = n + 1
           local started = support.clock()
           slow_save(v(n + 1))
@@ -209,7 +211,7 @@ describe("hot reload", function()
               :format(n, started - reloaded, proc:stderr()))
           assert.equal("v" .. (n + 1), version_of_new(port))
         end
-        berth.sleep(1.3)
+        berth.sleep(1.3) -- a quiet period: a late second reload would show by now
         assert.equal(n, proc:count(RELOADED), proc:stderr())
       end, 15)
       stop_checked(proc)
@@ -298,7 +300,7 @@ describe("hot reload", function()
       local old = support.connect(port)
       assert.equal(lib.reply("ok", "v1", "o"), support.roundtrip(old, "o"))
       lib.save(h, v(2))
-      berth.sleep(0.5)
+      berth.sleep(0.5) -- a quiet period: without --watch nothing may reload
       assert.equal("v1", version_of_new(port), "reloaded without --watch or SIGHUP")
       assert.equal(0, proc:count(RELOADED))
       local t0 = support.clock()
@@ -308,7 +310,7 @@ describe("hot reload", function()
       assert.equal("v2", version_of_new(port))
       assert.equal(lib.reply("ok", "v1", "o2"), support.roundtrip(old, "o2"))
       proc:kill("HUP") -- nothing changed
-      berth.sleep(0.5)
+      berth.sleep(0.5) -- a quiet period: an unchanged module logs nothing either way
       assert.equal(1, proc:count(RELOADED), proc:stderr())
       assert.equal("v2", version_of_new(port))
       old:close()
@@ -388,7 +390,7 @@ describe("graceful shutdown", function()
         local busy = support.connect(port)
         local t_req = support.clock()
         assert(busy:write("sleep\n"))
-        berth.sleep(0.2) -- the handler is in its 1 s sleep
+        proc:wait_log(SLEEPING) -- the handler is in its 1 s sleep
         local t0 = support.clock()
         proc:kill("TERM")
         refused = lib.refused_after(port, t0, 1)
@@ -419,7 +421,7 @@ describe("graceful shutdown", function()
     run(function()
       local busy = support.connect(port)
       assert(busy:write("sleep\n"))
-      berth.sleep(0.1)
+      proc:wait_log(SLEEPING)
       local t0 = support.clock()
       proc:kill("TERM")
       got = { busy:read("l", 3) }
@@ -441,9 +443,9 @@ describe("graceful shutdown", function()
     run(function()
       local busy = support.connect(port)
       assert(busy:write("sleep\n"))
-      berth.sleep(0.1)
+      proc:wait_log(SLEEPING)
       proc:kill("TERM")
-      berth.sleep(0.1)
+      proc:wait_log("SIGTERM: shutting down") -- two pending signals would merge
       local t0 = support.clock()
       proc:kill("TERM")
       exited = support.wait_exit(proc.pid, 2)

@@ -120,7 +120,7 @@ describe("examples/resp.lua", function()
         { OK, "SET", "e", "w" },
         { int(-1), "TTL", "e" },
       })
-      berth.sleep(0.3)
+      berth.sleep(0.3) -- the time under test: the 100 ms TTL runs out
       cmds(sock, {
         { NIL, "GET", "short" },
         { int(-2), "TTL", "short" },
@@ -247,7 +247,7 @@ describe("examples/resp.lua", function()
         { OK, "SET", "gone", "v", "PX", "50" },
         { int(4), "DBSIZE" },
       })
-      berth.sleep(0.2)
+      berth.sleep(0.2) -- the time under test: the 50 ms TTL runs out
       cmds(sock, {
         { int(3), "DBSIZE" },
         { OK, "FLUSHALL" },

@@ -92,7 +92,7 @@ describe("scheduler", function()
           done = true
         end, 1))
         support.wait_until(function() return done end)
-        berth.sleep(0.05)
+        berth.sleep(0.05) -- a quiet period: a second firing would show
       end)
     end)
 
@@ -104,7 +104,7 @@ describe("scheduler", function()
           if n == 3 then t:cancel() end
         end, 3))
         support.wait_until(function() return n == 3 end)
-        berth.sleep(0.05)
+        berth.sleep(0.05) -- a quiet period: a firing after cancel would show
         timer:cancel()
       end)
     end)
@@ -113,7 +113,7 @@ describe("scheduler", function()
       run(function()
         local timer = berth.timer(0.05, 0, expect(nil, 0))
         timer:cancel()
-        berth.sleep(0.1)
+        berth.sleep(0.1) -- past the time it was due: the wait is the test
       end)
     end)
 
@@ -162,7 +162,7 @@ describe("scheduler", function()
         berth.stop()
       end)
       berth.spawn(function()
-        berth.sleep(0.01)
+        berth.sleep(0) -- stop from a later iteration of the running loop
         berth.stop()
       end)
       assert.is_true(berth.run())
@@ -214,7 +214,7 @@ describe("scheduler", function()
         local client <close> = assert(berth.connect("127.0.0.1", server:port(), { timeout = 1 }))
         local peer <close> = assert(server:accept(1))
         berth.spawn(function()
-          berth.sleep(0.2)
+          berth.sleep(0.2) -- a slow peer: the read's 1 s deadline must hold
           peer:write("late\n")
         end)
         assert.equal("late", client:read("l", 1))
@@ -227,8 +227,9 @@ describe("scheduler", function()
       run(function()
         -- Relative counts: an earlier test's leak must not fail this one.
         local base = berth.stats()
-        for _ = 1, 3 do berth.spawn(function() berth.sleep(0.2) end) end
-        berth.sleep(0.02)
+        local release = berth.cond()
+        for _ = 1, 3 do berth.spawn(function() release:wait(5) end) end
+        berth.sleep(0) -- they start and park
         assert.equal(base.tasks + 3, berth.stats().tasks)
 
         local p <close> = support.pair()
@@ -244,6 +245,7 @@ describe("scheduler", function()
           { after.bytes_in - s.bytes_in, after.bytes_out - s.bytes_out })
         assert.is_true(after.total >= base.total + 1)
         assert.is_true(after.active >= 1)
+        release:broadcast()
         support.wait_until(function() return berth.stats().tasks == base.tasks end)
       end)
     end)

@@ -116,7 +116,7 @@ describe("ServerSocket", function()
       run(function()
         local server <close> = support.listen()
         berth.spawn(function()
-          berth.sleep(0.05)
+          berth.sleep(0) -- the accept below parks first
           server:close()
         end)
         assert_fail("closed", nil, server:accept(10))
@@ -149,7 +149,7 @@ describe("ServerSocket", function()
         local server <close> = support.listen()
         local first
         berth.spawn(function() first = table.pack(server:accept(5)) end)
-        berth.sleep(0.02)
+        berth.sleep(0) -- the first accept parks
         local ok = pcall(server.accept, server, 0.01)
         assert.is_false(ok)
         server:close()
@@ -200,7 +200,7 @@ describe("ServerSocket", function()
       run(function()
         local server <close> = support.listen()
         berth.spawn(function()
-          berth.sleep(0.05)
+          berth.sleep(0) -- the accept below parks first
           server:close()
         end)
         local n = 0
@@ -294,7 +294,7 @@ describe("ServerSocket", function()
         end, 1))
         assert.equal(server, server:pause())
         local client <close> = support.connect(server) -- queued by the kernel
-        berth.sleep(0.1)
+        berth.sleep(0.1) -- a quiet period: a paused server must not accept it
         assert.equal(0, server:stats().accepted)
         paused = false
         assert.equal(server, server:resume())

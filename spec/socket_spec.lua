@@ -13,7 +13,7 @@ local KiB, MiB = 1024, 1024 * 1024
 local function write_in_segments(sock, pieces)
   sock:setoption("nodelay", true)
   for i, piece in ipairs(pieces) do
-    if i > 1 then berth.sleep(0.02) end
+    if i > 1 then berth.sleep(0.02) end -- on purpose: separate segments
     assert(sock:write(piece))
   end
 end
@@ -205,7 +205,7 @@ describe("Socket", function()
         assert_fail("timeout", nil, p.client:read("l", 0.05)) -- well before 30 s
         p.client:settimeout(nil)
         berth.spawn(function()
-          berth.sleep(0.2)
+          berth.sleep(0.2) -- a slow peer: the read must wait with no timeout
           p.peer:write("slow\n")
         end)
         assert.equal("slow", p.client:read("l")) -- no timeout any more
@@ -246,9 +246,10 @@ describe("Socket", function()
         assert(p.client:write("never read by the peer"))
         local result
         berth.spawn(function() result = table.pack(p.client:read("l", 3)) end)
-        berth.sleep(0.05)
+        berth.sleep(0) -- the read parks
         assert(p.peer:write("partial"))
-        berth.sleep(0.05) -- the waiting read buffers "partial"
+        support.wait_until(function() return select(2, p.client:pending()) == 7 end, 2,
+          "the waiting read to buffer \"partial\"")
         p.peer:close()
         support.wait_until(function() return result end, 3, "the read to end")
         assert_fail("reset", "partial", table.unpack(result, 1, result.n))
@@ -259,13 +260,11 @@ describe("Socket", function()
       run(function()
         local p <close> = support.pair()
         p.client:close()
-        berth.sleep(0.05)
         local result
-        for _ = 1, 50 do
+        pcall(support.wait_until, function() -- until the kernel has the reset
           result = table.pack(p.peer:write("x"))
-          if not result[1] then break end
-          berth.sleep(0.01)
-        end
+          return not result[1]
+        end, 2)
         assert_fail("reset", nil, table.unpack(result, 1, result.n))
       end)
     end)
@@ -318,7 +317,7 @@ describe("Socket", function()
         local p <close> = support.pair()
         local first
         berth.spawn(function() first = p.client:read("l", 3) end)
-        berth.sleep(0.02)
+        berth.sleep(0) -- the first read parks
         assert_raises("socket already has a pending read", p.client.read, p.client, "l", 1)
         assert(p.peer:write("for the first reader\n"))
         support.wait_until(function() return first end)
@@ -331,7 +330,7 @@ describe("Socket", function()
         local p <close> = support.pair()
         local got
         berth.spawn(function() got = p.client:read("l", 3) end)
-        berth.sleep(0.02)
+        berth.sleep(0) -- the read parks
         assert(p.client:write("ping\n")) -- while the read above is pending
         assert.equal("ping", p.peer:read("l", 2))
         assert(p.peer:write("pong\n"))
@@ -348,7 +347,7 @@ describe("Socket", function()
         local big = ("b"):rep(32 * MiB) -- more than the kernel buffers take
         local wrote
         berth.spawn(function() wrote = table.pack(p.client:write(big)) end)
-        berth.sleep(0.05)
+        berth.sleep(0) -- the writer parks above the high watermark
         assert.is_nil(wrote, "the big write should still be pending")
         assert_raises("socket already has a pending write", p.client.write, p.client, "x")
         p.client:close() -- wakes the pending writer
@@ -381,7 +380,7 @@ describe("Socket", function()
           support.wait_until(function()
             local stalled = flood.written == last and flood.written > 0
             last = flood.written
-            berth.sleep(0.05)
+            berth.sleep(0.05) -- a stall is no progress over this window
             return stalled
           end, 5, "the flood writer to stall")
 
@@ -444,7 +443,7 @@ describe("Socket", function()
         p.client:on("close", expect(function(code) assert.equal("closed", code) end, 1))
         p.client:close()
         p.client:close()
-        berth.sleep(0.02)
+        berth.sleep(0.02) -- a quiet period: a second call would show
       end)
     end)
 
@@ -473,7 +472,7 @@ describe("Socket", function()
           end, 2))
           assert(p.peer:write("small?"))
           assert.equal("small", p.peer:read(5, 2))
-          berth.sleep(0.02)
+          berth.sleep(0.02) -- a quiet period: a wrong "drain" would show
           assert.is_false(drained)
 
           assert(p.peer:write("big?"))

@@ -9,6 +9,7 @@ local berth = support.berth
 local run = support.run
 
 local MiB = 1024 * 1024
+local SLEEPING = "sleep: started" -- logged by the handler's "sleep" request
 
 local function v(k) return lib.handler_source("v" .. k) end
 
@@ -18,12 +19,11 @@ local function start_workers(dir, args, script)
   local argv = { "--workers", "2" }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   local proc, port = lib.start(dir, argv, script)
-  local deadline = support.clock() + 3
   local workers = lib.workers(proc)
-  while #workers < 2 and support.clock() < deadline do
-    os.execute("sleep 0.01")
+  pcall(support.wait_until, function()
     workers = lib.workers(proc)
-  end
+    return #workers >= 2
+  end, 3)
   assert.equal(2, #workers, "workers of the master\n" .. proc:describe())
   return proc, port, workers
 end
@@ -115,11 +115,11 @@ describe("--workers", function()
           local n = #lib.workers(proc)
           if n < fewest then fewest = n end
           for _, pid in ipairs(lib.workers(proc)) do all[pid] = true end
-          berth.sleep(0.005)
+          berth.sleep(0.005) -- the sampler's interval
         end
       end)
       local t0 = berth.now()
-      berth.sleep(WARMUP)
+      berth.sleep(WARMUP) -- the load runs a while before RSS is taken
       rss.master_warm, rss.workers_warm = support.rss(proc.pid), worker_rss()
       for r = 1, RELOADS do
         local k = r + 1
@@ -197,7 +197,7 @@ describe("--workers", function()
             end
           end
         end
-        berth.sleep(0.01)
+        berth.sleep(0.01) -- the probes' pace
       end
       if replacement then seen = pids_answering(port, { replacement, survivor }, 3) end
     end, 15)
@@ -226,11 +226,11 @@ describe("--workers", function()
         local busy = support.connect(port)
         local t_req = support.clock()
         assert(busy:write("sleep\n"))
-        berth.sleep(0.2)
+        proc:wait_log(SLEEPING) -- the handler is in its 1 s sleep
         local t0 = support.clock()
         proc:kill("TERM")
         berth.spawn(function() -- a client arriving 150 ms after the signal
-          berth.sleep(0.15)
+          berth.sleep(0.15) -- the time under test
           local sock, code = berth.connect("127.0.0.1", port, { timeout = 1 })
           late.connect = sock and "connected" or code
           if sock then
@@ -274,9 +274,9 @@ describe("--workers", function()
     run(function()
       local busy = support.connect(port)
       assert(busy:write("sleep\n"))
-      berth.sleep(0.1)
+      proc:wait_log(SLEEPING)
       proc:kill("TERM")
-      berth.sleep(0.1)
+      proc:wait_log("master: SIGTERM: stopping") -- two pending signals would merge
       local t0 = support.clock()
       proc:kill("TERM")
       exited = support.wait_exit(proc.pid, 2)

@@ -28,7 +28,7 @@ describe("regress: close inside the data callback", function()
       -- The peer sees the close, and writing more triggers no callback.
       assert.equal("", p.peer:read("a", 2))
       p.peer:write("second")
-      berth.sleep(0.05)
+      berth.sleep(0.05) -- a quiet period: a callback on the closed socket would show
     end)
   end)
 

@@ -32,7 +32,7 @@ describe("regress: bare coroutine.yield in a task", function()
       end)
       local errs = support.wait_errors(1)
       assert.is_nil(errs[1].sock)
-      berth.sleep(0.02)
+      berth.sleep(0.02) -- a quiet period: the task must not be resumed again
       assert.is_false(after_yield)
     end)
   end)

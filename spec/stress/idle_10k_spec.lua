@@ -19,12 +19,7 @@ local NOFILE = N + 1000
 -- Polls (outside the loop, every 0.1 s: listing 10,000 descriptors is not
 -- free) until pred() or `timeout` seconds; whether pred() came true.
 local function poll(pred, timeout)
-  local deadline = clock() + timeout
-  while not pred() do
-    if clock() > deadline then return false end
-    os.execute("sleep 0.1")
-  end
-  return true
+  return (pcall(support.wait_until, pred, timeout, nil, 0.1))
 end
 
 describe("stress: 10,000 idle connections", function()
@@ -34,6 +29,7 @@ describe("stress: 10,000 idle connections", function()
   it("cost at most 4 KiB of server RSS each and keep a probe's p99 under 10 ms", function()
     local proc, port = support.start_host("examples/echo.lua", { "--idle-timeout", "0" },
       { nofile = NOFILE, limit = 180 })
+    local idle_fds = support.fds(proc.pid)
     -- Warm up: whatever the server allocates once is allocated now.
     run(function()
       for i = 1, 100 do
@@ -41,7 +37,8 @@ describe("stress: 10,000 idle connections", function()
         assert.equal("warm " .. i, support.roundtrip(sock, "warm " .. i))
       end
     end, 10)
-    os.execute("sleep 0.2")
+    support.wait_until(function() return support.fds(proc.pid) <= idle_fds end, 2,
+      "the server to close the warm-up connections")
     local base_rss, base_fds = support.rss(proc.pid), support.fds(proc.pid)
 
     local started = clock()
@@ -56,7 +53,6 @@ describe("stress: 10,000 idle connections", function()
       fds = support.fds(proc.pid)
       return fds >= base_fds + N
     end, 10), ("the server holds %d descriptors, %d before"):format(fds, base_fds))
-    os.execute("sleep 0.5")
     local rss = support.rss(proc.pid)
     local per = (rss - base_rss) / N
 

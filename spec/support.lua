@@ -17,9 +17,9 @@
 --   end)
 --
 -- Its functions come from focused modules, also reachable on their own:
---   support.loop   run, expect, expect_leak, take_errors, wait_errors, counts
---                  and the per-test leak check (spec/support/loop.lua; what
---                  a test leaves is named and closed by support/leaks.lua)
+--   support.loop   run, expect, expect_leak, leftovers, take_errors,
+--                  wait_errors, counts and the per-test leak check (what a
+--                  test leaves is named and closed by support/leaks.lua)
 --   support.wait   clock, pause, wait_until
 --   support.net    listen, serve, connect, pair, echo, roundtrip,
 --                  read_to_end, assert_fail, assert_raises, assert_bytes,
@@ -27,7 +27,9 @@
 --   support.proc   start, start_host, start_example, with_example, run_host,
 --                  run_fixture, stop_clean, lua_env, host_binary, lua_binary,
 --                  pid, kill, alive, children, cmdline, rss, hwm, reset_hwm,
---                  cpu, fds, wait_exit, track
+--                  cpu, fds, wait_exit, track; a started Process has
+--                  readline, kill, stop, wait, stderr, count, wait_log,
+--                  close, describe
 --   support.files  tmpdir, read_file, write_file, exists, is_socket_file,
 --                  shquote
 -- and, not merged into this table (require them by name):

@@ -5,7 +5,8 @@
  * Invariants (under the lock, when not dirty):
  *   - every chunk of an assigned page is either free (type 0, on its
  *     class's free list) or used (on its class's LRU list and in exactly
- *     one hash chain, the one of its hash);
+ *     one hash chain, the one of its hash) -- except the chunks of the
+ *     draining page before drain_pos: free and on no list;
  *   - pages [0, brk) are assigned (page table holds their class), pages
  *     [brk, npages) are untouched;
  *   - entries, used and each class's nused count exactly the used chunks.
@@ -34,6 +35,7 @@
 #define SD_PAGE_MAX (1u << 20)
 #define SD_PAGE_DEFAULT_MIN 4096u
 #define SD_PAGE_DEFAULT_MAX 65536u
+#define SD_NOPAGE UINT32_MAX
 
 struct sd_ent {
   uint32_t hnext;   /* next in the hash chain */
@@ -79,7 +81,9 @@ struct sd_hdr {
   uint32_t ptable_off;
   uint32_t buckets_off;
   uint32_t pages_off;
-  uint32_t pad_;
+  uint32_t drain_page;   /* being emptied for another class, or SD_NOPAGE */
+  uint32_t drain_for;    /* the class that gets it */
+  uint32_t drain_pos;    /* chunks of it done */
   uint64_t seed[2];
   uint64_t clock;      /* stamps: +1 per use or write */
   uint64_t flush_stamp;
@@ -294,6 +298,7 @@ static void sd_clear(struct shdict *d) {
     c->lru.head = c->lru.tail = c->free.head = c->free.tail = 0;
   }
   h->brk = 0;
+  h->drain_page = SD_NOPAGE;
   h->entries = h->used = 0;
 }
 
@@ -355,32 +360,47 @@ static void sd_carve(struct shdict *d, uint32_t page, uint32_t c) {
   }
 }
 
-/* Give `page` of class `v` to class `c`: every entry on it goes. */
-static void sd_steal(struct shdict *d, uint32_t page, uint32_t c, double now) {
+/* Empty the draining page chunk by chunk, at most `steps` of them; once
+ * it is empty it is carved for drain_for. A processed chunk is marked
+ * free and put on no list, so nothing can use it again meanwhile. */
+static void sd_drain(struct shdict *d, double now, uint32_t steps) {
   struct sd_hdr *h = sd_h(d);
-  uint32_t v = sd_ptable(d)[page];
-  struct sd_class *k = &h->cls[v];
+  uint32_t page = h->drain_page;
+  struct sd_class *k = &h->cls[sd_ptable(d)[page]];
   uint32_t base = sd_page_at(h, page), n = h->page_size / k->size;
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t off = base + i * k->size;
-    if (sd_e(d, off)->type == SD_FREE)
+  for (; h->drain_pos < n && steps > 0; h->drain_pos++, steps--) {
+    uint32_t off = base + h->drain_pos * k->size;
+    struct sd_ent *e = sd_e(d, off);
+    if (e->type == SD_FREE)
       sd_list_unlink(d, &k->free, off);
     else
       sd_reclaim(d, off, now, 0);
+    e->type = SD_FREE;
   }
+  if (h->drain_pos < n)
+    return;
   k->npages--;
   h->steals++;
-  sd_carve(d, page, c);
+  h->drain_page = SD_NOPAGE;
+  sd_carve(d, page, h->drain_for);
 }
 
-/* The class whose LRU tail was used least recently, or SD_NOCLASS when no
- * class holds an entry. */
-static uint32_t sd_oldest_class(const struct sd_hdr *h, struct shdict *d) {
+static void sd_drain_start(struct sd_hdr *h, uint32_t page, uint32_t c) {
+  h->drain_page = page;
+  h->drain_for = c;
+  h->drain_pos = 0;
+}
+
+/* The class other than `c`, with at least `min_pages` pages, whose LRU
+ * tail was used least recently; SD_NOCLASS when none holds an entry. */
+static uint32_t sd_victim(struct shdict *d, uint32_t c, uint32_t min_pages) {
+  const struct sd_hdr *h = sd_h(d);
   uint32_t best = SD_NOCLASS;
   uint64_t stamp = UINT64_MAX;
   for (uint32_t i = 0; i < h->nclasses; i++) {
     uint32_t t = h->cls[i].lru.tail;
-    if (t && sd_e(d, t)->stamp < stamp) {
+    if (i != c && t && h->cls[i].npages >= min_pages &&
+        sd_e(d, t)->stamp < stamp) {
       stamp = sd_e(d, t)->stamp;
       best = i;
     }
@@ -389,13 +409,34 @@ static uint32_t sd_oldest_class(const struct sd_hdr *h, struct shdict *d) {
 }
 
 /* Some page of another class than `c` (all its chunks free: used when
- * no class holds an entry at all). */
+ * no other class holds an entry at all), or SD_NOPAGE. */
 static uint32_t sd_any_page(struct shdict *d, uint32_t c) {
   const uint8_t *pt = sd_ptable(d);
   for (uint32_t p = 0; p < sd_h(d)->brk; p++)
     if (pt[p] != c)
       return p;
-  return UINT32_MAX;
+  return SD_NOPAGE;
+}
+
+/* Class `c` has no entry it could evict for itself: it gets a page now,
+ * the one being drained if any (finished at once), else the page holding
+ * the oldest entry of a class with pages to spare. The one step that
+ * evicts a whole page under the lock; it happens once per class, since a
+ * class keeps its last page (unless every other class has just one). */
+static void sd_take_page(struct shdict *d, uint32_t c, double now) {
+  struct sd_hdr *h = sd_h(d);
+  if (h->drain_page == SD_NOPAGE) {
+    uint32_t v = sd_victim(d, c, 2); /* leave every class its last page */
+    if (v == SD_NOCLASS)
+      v = sd_victim(d, c, 1);
+    uint32_t page = v != SD_NOCLASS ? sd_page_of(h, h->cls[v].lru.tail)
+                                    : sd_any_page(d, c);
+    if (page == SD_NOPAGE)
+      return;
+    sd_drain_start(h, page, c);
+  }
+  h->drain_for = c;
+  sd_drain(d, now, UINT32_MAX);
 }
 
 /* Make at least one chunk of class `c` free (see shdict.h, Eviction). */
@@ -406,17 +447,28 @@ static void sd_refill(struct shdict *d, uint32_t c, double now) {
     sd_carve(d, h->brk++, c);
     return;
   }
-  uint32_t v = (h->policy == SHDICT_EVICT_CLASS && k->lru.tail)
-                   ? c : sd_oldest_class(h, d);
-  if (v == c) {
-    sd_reclaim(d, k->lru.tail, now, 1);
-  } else if (v != SD_NOCLASS) {
-    sd_steal(d, sd_page_of(h, h->cls[v].lru.tail), c, now);
-  } else {
-    uint32_t p = sd_any_page(d, c);
-    if (p != UINT32_MAX)
-      sd_steal(d, p, c, now);
+  if (k->lru.tail == 0) {
+    sd_take_page(d, c, now);
+    return;
   }
+  /* Another class's oldest entry has waited at least twice as long as
+   * ours: start moving its page here, SHDICT_DRAIN_STEP chunks per refill
+   * (so the lock is never held for a page of evictions). Without the
+   * factor 2, classes in balance pass pages back and forth and evict
+   * fresh entries with them (bench_shm evict: 43% hits instead of 48%). */
+  if (h->policy == SHDICT_EVICT_GLOBAL && h->drain_page == SD_NOPAGE) {
+    uint32_t v = sd_victim(d, c, 2);
+    if (v != SD_NOCLASS &&
+        (h->clock - sd_e(d, h->cls[v].lru.tail)->stamp) / 2 >
+            h->clock - sd_e(d, k->lru.tail)->stamp)
+      sd_drain_start(h, sd_page_of(h, h->cls[v].lru.tail), c);
+  }
+  if (h->drain_page != SD_NOPAGE)
+    sd_drain(d, now, SHDICT_DRAIN_STEP);
+  if (k->free.head == 0 && k->lru.tail)
+    sd_reclaim(d, k->lru.tail, now, 1);
+  else if (k->free.head == 0)
+    sd_take_page(d, c, now);
 }
 
 /* A free chunk of class `c`, evicting as needed; 0 only if the zone has

@@ -328,6 +328,40 @@ static void test_page_stealing_class(void) {
   test_page_stealing(SHDICT_EVICT_CLASS);
 }
 
+/* With big pages, moving a page between classes is spread over many
+ * sets: after a class's first page, no set evicts more than
+ * SHDICT_DRAIN_STEP + 1 entries, and pages still move. */
+static void test_page_moves_in_steps(void) {
+  struct shdict d;
+  void *mem = fresh(&d, 1 << 20, 16384, SHDICT_EVICT_GLOBAL);
+  struct shdict_stats st;
+  char k[32], val[400];
+  memset(val, 'v', sizeof val);
+  for (int i = 0; i < 20000; i++) {
+    snprintf(k, sizeof k, "s%d", i);
+    CHECK(put(&d, k, num_i(i), 0, SHDICT_SET, 1) == 0);
+  }
+  stats(&d, &st);
+  uint64_t ev = st.evictions, first = 0, worst = 0;
+  CHECK(ev > 0 && st.steals == 0);
+  struct shdict_val v = {SHDICT_STR, {0}, val, sizeof val, 0};
+  for (int i = 0; i < 2000; i++) {
+    snprintf(k, sizeof k, "m%d", i);
+    CHECK(shdict_set(&d, k, strlen(k), &v, 0, SHDICT_SET, 1) == 0);
+    stats(&d, &st);
+    if (i == 0)
+      first = st.evictions - ev; /* its class had no page: one at once */
+    else if (st.evictions - ev > worst)
+      worst = st.evictions - ev;
+    ev = st.evictions;
+  }
+  CHECK(first == 16384 / 64);
+  CHECK(worst <= SHDICT_DRAIN_STEP + 1);
+  CHECK(st.steals > 10); /* the medium class grew page by page */
+  CHECK(has(&d, "m1999", 1) && has(&d, "m1500", 1)); /* newest kept */
+  free(mem);
+}
+
 static void test_keys_scan(void) {
   struct shdict d;
   void *mem = fresh(&d, 1 << 20, 0, 0);
@@ -555,6 +589,7 @@ int main(void) {
   RUN(test_lru_eviction_order);
   RUN(test_page_stealing_global);
   RUN(test_page_stealing_class);
+  RUN(test_page_moves_in_steps);
   RUN(test_keys_scan);
   RUN(test_cross_process);
   RUN(test_incr_2_processes);

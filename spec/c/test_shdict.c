@@ -80,6 +80,24 @@ static void *fresh(struct shdict *d, size_t size, unsigned page, int policy) {
   return mem;
 }
 
+static void test_sizes_and_config(void) {
+  size_t min = shdict_min_size();
+  void *mem = aligned_alloc(64, 1 << 20);
+  struct shdict d;
+  struct shdict_config bad_page = {3000, 0, {0, 0}}, bad_policy = {0, 7, {0, 0}};
+  CHECK(mem != NULL);
+  CHECK(shdict_init(mem, min, NULL) == 0 && shdict_open(&d, mem, min) == 0);
+  CHECK(put(&d, "k", str("v"), 0, SHDICT_SET, 1) == 0 && has(&d, "k", 1));
+  CHECK(shdict_open(&d, mem, min + 64) == -EPROTO); /* another size */
+  CHECK(shdict_init(mem, min - 4096, NULL) == -EINVAL);
+  CHECK(shdict_init(mem, (size_t)5 << 30, NULL) == -EINVAL); /* > 4 GiB */
+  CHECK(shdict_init(mem, 1 << 20, &bad_page) == -EINVAL);
+  CHECK(shdict_init(mem, 1 << 20, &bad_policy) == -EINVAL);
+  memset(mem, 0, 4096);
+  CHECK(shdict_open(&d, mem, 1 << 20) == -EPROTO);
+  free(mem);
+}
+
 static void test_types_kept_apart(void) {
   struct shdict d;
   void *mem = fresh(&d, 1 << 20, 0, 0);
@@ -580,6 +598,7 @@ int main(void) {
     printf("FAIL: cannot create the region\n");
     return 1;
   }
+  RUN(test_sizes_and_config);
   RUN(test_types_kept_apart);
   RUN(test_add_replace_delete);
   RUN(test_incr_rules);

@@ -30,14 +30,20 @@
  *       bus_qlen() reads it), and
  *   (2) per publisher, the publisher's SO_SNDBUF for that destination:
  *       the kernel charges an unread datagram to its sender's send
- *       buffer (about 1 KiB of "truesize" for a small message; default
- *       net.core.wmem_default, 208 KiB; settable with bus_open's sndbuf).
+ *       buffer by its "truesize" (measured with the default 208 KiB,
+ *       net.core.wmem_default: 278 messages of 100 bytes, 93 of 1 KiB;
+ *       2605 of 100 bytes with sndbuf 1,000,000, which the kernel
+ *       doubles; settable with bus_open's sndbuf, up to wmem_max).
  * Because of (2), a publisher uses a separate unbound socket for each
  * destination: with one socket, a subscriber that stops reading would
  * fill the publisher's send buffer and make every other destination drop
  * too. With (1) at 10, a subscriber that is off the CPU for a moment
  * while others publish fast will drop; raise the sysctl for a deeper
- * queue.
+ * queue (it is per network namespace). Measured between two processes
+ * on a shared 2-core VM (spec/c/bench_shm.c bus): with the publisher
+ * paced to the queue, ~50,000 messages/s at qlen 10 and ~100,000/s at
+ * qlen 512, no loss; unpaced, the subscriber keeps 17,000-53,000/s and
+ * the rest is dropped and counted.
  *
  * Trust: any local process can send to an abstract name, so receivers
  * turn on SO_PASSCRED and refuse datagrams from another uid (counted in

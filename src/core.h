@@ -12,7 +12,8 @@
  *   signal.c fwatch.c proc.c    each other: a server makes sockets)
  *   resolve.c
  *   sched.c                     tasks: spawn, park, wake, resume
- *   loop.c util.c               the loop object; Lua helpers
+ *   loop.c util.c check.c       the loop object; Lua helpers; validators,
+ *   options.c limits.c          option tables and limits (defined once)
  *   buffer.c net.c (+ pure C)   no lua.h at all
  *
  * Ownership: the loop (struct loop, a userdata of class berth.Loop) owns

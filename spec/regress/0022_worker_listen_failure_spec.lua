@@ -6,7 +6,6 @@
 -- timeout that SIGTERM ends): a worker that cannot get its listener gets
 -- the same error as a single process, and goes on.
 local support = require "support"
-local berth = support.berth
 local run = support.run
 
 describe("regress: a failing listen under --workers", function()

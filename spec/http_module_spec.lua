@@ -2,11 +2,11 @@
 -- and response objects, streaming both ways, handler errors, hot reload of
 -- a handler module, berth.http.static and the client. The server runs in
 -- this process; requests go over raw berth sockets.
-local helpers = require "helpers"
-local P = require "proto_helpers"
-local berth = helpers.berth
+local support = require "support"
+local wire = require "support.wire"
+local berth = support.berth
 local http = require "berth.http"
-local run = helpers.run
+local run = support.run
 
 local function serve(handler, opts)
   local t = { host = "127.0.0.1", port = 0, handler = handler }
@@ -29,13 +29,13 @@ local function exchange(sock, req)
 end
 
 describe("berth.http", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("sends a Date header (IMF-fixdate, cached per second) by default", function()
     run(function()
       local server <close> = serve(function(_, res) res:send("x") end)
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       local _, h1 = exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
       local _, h2 = exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
       assert.truthy(h1.date:match("^%a%a%a, %d%d %a%a%a %d%d%d%d %d%d:%d%d:%d%d GMT$"), h1.date)
@@ -50,9 +50,9 @@ describe("berth.http", function()
   it("answers HTTP/1.1 without Host with 400 by default (RFC 9112 §3.2)", function()
     run(function()
       local server <close> = serve(function(_, res) res:send("x") end, { date = false })
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       assert(sock:write("GET / HTTP/1.1\r\n\r\n"))
-      P.expect_close(sock, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+      wire.expect_close(sock, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
         .. "Content-Length: 12\r\nConnection: close\r\n\r\nBad Request\n")
     end)
   end)
@@ -71,7 +71,7 @@ describe("berth.http", function()
         }
         res:send("ok")
       end)
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       local status = exchange(sock, "GET /p%20q?a=1&b=x&b=y&sp=a+b%21&empty HTTP/1.1\r\n"
         .. "Host: example.com:8080\r\nUser-Agent: spec\r\nAccept: a\r\naccept: b\r\n"
         .. "Cookie: c=1\r\nCookie: d=2\r\nX-Multi: 1\r\nx-multi: 2\r\n\r\n")
@@ -95,7 +95,7 @@ describe("berth.http", function()
         counts[#counts + 1] = n
         res:send(tostring(n))
       end)
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       local total = 4 * 1024 * 1024 -- more than max_body: reader() is not bound by it
       berth.spawn(function()
         sock:write(("POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n"):format(total))
@@ -122,11 +122,11 @@ describe("berth.http", function()
         res:write("")
         res:write("def")
       end, { date = false })
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       assert(sock:write("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /len HTTP/1.1\r\nHost: a\r\n\r\n"))
-      P.expect_bytes(sock, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      wire.expect_bytes(sock, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
         .. "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabcdef")
-      P.expect_quiet(sock)
+      wire.expect_quiet(sock)
     end)
   end)
 
@@ -135,11 +135,11 @@ describe("berth.http", function()
       local server <close> = serve(function(req, res)
         if req.path == "/204" then res:status(204) end
       end, { date = false })
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       assert(sock:write("GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /204 HTTP/1.1\r\nHost: a\r\n\r\n"))
-      P.expect_bytes(sock, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+      wire.expect_bytes(sock, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
         .. "HTTP/1.1 204 No Content\r\n\r\n")
-      P.expect_quiet(sock)
+      wire.expect_quiet(sock)
     end)
   end)
 
@@ -150,16 +150,16 @@ describe("berth.http", function()
         if req.path == "/late" then res:write("partial") end
         error("handler broke")
       end, { date = false, onerror = function(err) errors[#errors + 1] = tostring(err) end })
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       assert(sock:write("GET / HTTP/1.1\r\nHost: a\r\n\r\n"))
-      P.expect_close(sock, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+      wire.expect_close(sock, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
         .. "Content-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n")
       -- Once the head is out, the connection just ends.
-      local late <close> = helpers.connect(server:port())
+      local late <close> = support.connect(server:port())
       assert(late:write("GET /late HTTP/1.1\r\nHost: a\r\n\r\n"))
-      local got = P.read_to_end(late)
+      local got = support.read_to_end(late)
       assert.equal("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n7\r\npartial\r\n", got)
-      helpers.wait_until(function() return #errors == 2 end)
+      support.wait_until(function() return #errors == 2 end)
       assert.truthy(errors[1]:find("handler broke", 1, true))
     end)
   end)
@@ -175,7 +175,7 @@ describe("berth.http", function()
         end
         res:send("fine")
       end, { date = false })
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       local status, _, body = exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
       assert.equal(200, status)
       assert.equal("fine", body)
@@ -188,26 +188,26 @@ describe("berth.http", function()
       run(function()
         local server <close> = serve(function(_, res) res:send("x") end,
           { date = false, idle_timeout = 0.2 })
-        local sock <close> = helpers.connect(server:port())
+        local sock <close> = support.connect(server:port())
         assert.equal(200, (exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")))
-        local rest, how = P.read_to_end(sock, 2)
+        local rest, how = support.read_to_end(sock, 2)
         assert.equal("", rest)
         assert.equal("closed", how)
       end)
     end)
 
   it("serves a handler module by name, and a reload swaps it without a restart", function()
-    local dir = helpers.tmpdir()
+    local dir = support.tmpdir()
     local path = dir .. "/spec_http_mod.lua"
-    helpers.write_file(path, 'return { handle = function(req, res, state) '
+    support.write_file(path, 'return { handle = function(req, res, state) '
       .. 'state.n = (state.n or 0) + 1; res:send("v1 " .. state.n) end }')
     local saved = package.path
     package.path = dir .. "/?.lua;" .. package.path
     local ok, err = pcall(run, function()
       local server <close> = serve("spec_http_mod", { date = false })
-      local sock <close> = helpers.connect(server:port())
+      local sock <close> = support.connect(server:port())
       assert.equal("v1 1", select(3, exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")))
-      helpers.write_file(path, 'return { handle = function(req, res, state) '
+      support.write_file(path, 'return { handle = function(req, res, state) '
         .. 'state.n = state.n + 1; res:send("v2 " .. state.n) end }')
       assert(berth.reload.reload("spec_http_mod"))
       assert.equal("v2 2", select(3, exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")))
@@ -219,18 +219,18 @@ describe("berth.http", function()
   describe("static", function()
     local dir
     before_each(function()
-      dir = helpers.tmpdir()
-      os.execute("mkdir -p " .. helpers.shquote(dir .. "/sub"))
-      helpers.write_file(dir .. "/index.html", "<h1>home</h1>")
-      helpers.write_file(dir .. "/sub/a b.txt", "spaced")
-      helpers.write_file(dir .. "/big.bin", helpers.random_bytes(300000, 4))
-      helpers.write_file(dir .. "/../secret.txt", "secret")
+      dir = support.tmpdir()
+      os.execute("mkdir -p " .. support.shquote(dir .. "/sub"))
+      support.write_file(dir .. "/index.html", "<h1>home</h1>")
+      support.write_file(dir .. "/sub/a b.txt", "spaced")
+      support.write_file(dir .. "/big.bin", support.random_bytes(300000, 4))
+      support.write_file(dir .. "/../secret.txt", "secret")
     end)
 
     it("serves files, index.html, HEAD; 404, 405, 301 for a directory; refuses ..", function()
       run(function()
         local server <close> = serve(http.static(dir), { date = false })
-        local sock <close> = helpers.connect(server:port())
+        local sock <close> = support.connect(server:port())
         local function get(target, method)
           return exchange(sock, ("%s %s HTTP/1.1\r\nHost: a\r\n\r\n"):format(method or "GET", target))
         end
@@ -240,7 +240,7 @@ describe("berth.http", function()
         assert.same({ 200, "text/plain; charset=utf-8", "spaced" }, { st, h["content-type"], body })
         st, h, body = get("/big.bin")
         assert.equal(200, st)
-        helpers.assert_bytes(helpers.read_file(dir .. "/big.bin"), body)
+        support.assert_bytes(support.read_file(dir .. "/big.bin"), body)
         assert(sock:write("HEAD /index.html HTTP/1.1\r\nHost: a\r\n\r\n"))
         local head = assert(sock:readuntil("\r\n\r\n", 2))
         assert.truthy(head:find("Content-Length: 13", 1, true))

@@ -3,12 +3,12 @@
 -- the section is named), permessage-deflate (RFC 7692) with its bomb
 -- limit, groups, and the client. The server runs in this process; raw
 -- frames are written and read over berth sockets so every byte is seen.
-local helpers = require "helpers"
-local P = require "proto_helpers"
-local berth = helpers.berth
+local support = require "support"
+local wire = require "support.wire"
+local berth = support.berth
 local http = require "berth.http"
 local websocket = require "berth.websocket"
-local run = helpers.run
+local run = support.run
 
 local KEY, ACCEPT = "dGhlIHNhbXBsZSBub25jZQ==", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" -- RFC 6455 §1.3
 
@@ -71,14 +71,14 @@ local function expect_close(sock, code, what)
   local fin, op, payload = read_frame(sock)
   assert(fin and op == 8, ("%s: expected a close frame, got op %s"):format(what, tostring(op)))
   assert.equal(code, string.unpack(">I2", payload), what)
-  local rest, how = P.read_to_end(sock, 2)
+  local rest, how = support.read_to_end(sock, 2)
   assert.equal("", rest, what)
   assert(how == "closed" or how == "reset", what)
 end
 
 -- A raw client after a successful handshake.
 local function handshake(port, extra)
-  local sock = helpers.connect(port)
+  local sock = support.connect(port)
   assert(sock:write("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
     .. "Sec-WebSocket-Key: " .. KEY .. "\r\nSec-WebSocket-Version: 13\r\n" .. (extra or "") .. "\r\n"))
   local head = assert(sock:readuntil("\r\n\r\n", 2))
@@ -88,8 +88,8 @@ local function handshake(port, extra)
 end
 
 describe("berth.websocket", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   describe("opening handshake (RFC 6455 §4.2)", function()
     it("answers 101 with the accept key of the RFC's example, and nothing else", function()
@@ -98,7 +98,7 @@ describe("berth.websocket", function()
         local sock <close>, head = handshake(server:port())
         assert.equal("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade"
           .. "\r\nSec-WebSocket-Accept: " .. ACCEPT, head)
-        P.expect_quiet(sock, 0.05)
+        wire.expect_quiet(sock, 0.05)
       end)
     end)
 
@@ -115,7 +115,7 @@ describe("berth.websocket", function()
             .. "Sec-WebSocket-Key: " .. KEY .. "\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n", "400" },
           { base .. "Sec-WebSocket-Key: " .. KEY .. "\r\nSec-WebSocket-Version: 8\r\n\r\n", "426" },
         } do
-          local sock <close> = helpers.connect(server:port())
+          local sock <close> = support.connect(server:port())
           assert(sock:write(case[1]))
           local head = assert(sock:readuntil("\r\n\r\n", 2))
           assert.equal("HTTP/1.1 " .. case[2], head:sub(1, 12), case[1])
@@ -154,14 +154,14 @@ describe("berth.websocket", function()
         assert.same({ true, 10, "are you there" }, { read_frame(sock) }) -- the pong first
         assert.same({ true, 1, "fragmented" }, { read_frame(sock) })
         -- 70000 bytes: a 64-bit length, arriving in pieces.
-        local big = helpers.random_bytes(70000, 3)
+        local big = support.random_bytes(70000, 3)
         local f = frame(2, big)
         assert(sock:write(f:sub(1, 1000)))
         berth.sleep(0.02)
         assert(sock:write(f:sub(1001)))
         local fin, op, payload = read_frame(sock)
         assert(fin and op == 2)
-        helpers.assert_bytes(big, payload)
+        support.assert_bytes(big, payload)
       end)
     end)
 
@@ -203,7 +203,7 @@ describe("berth.websocket", function()
         local sock <close> = handshake(server:port())
         assert(sock:write(bytes))
         expect_close(sock, code, what)
-        helpers.wait_until(function() return result end)
+        support.wait_until(function() return result end)
         assert.same({ nil, "closed", code }, { result[1], result[2], result[3] }, what)
       end)
     end
@@ -261,7 +261,7 @@ describe("berth.websocket", function()
         local sock <close> = handshake(server:port())
         assert(sock:write(frame(8, close_payload(3000, "bye"))))
         expect_close(sock, 3000, "echoed close")
-        helpers.wait_until(function() return result end)
+        support.wait_until(function() return result end)
         assert.same({ nil, "closed", 3000, "bye" }, result)
       end)
     end)
@@ -273,7 +273,7 @@ describe("berth.websocket", function()
         local sock <close> = handshake(server:port())
         assert(sock:write(frame(8, "")))
         assert.same({ true, 8, "" }, { read_frame(sock) })
-        helpers.wait_until(function() return result end)
+        support.wait_until(function() return result end)
         assert.same({ nil, "closed", 1005, "" }, result)
       end)
     end)
@@ -287,10 +287,10 @@ describe("berth.websocket", function()
         local sock <close> = handshake(server:port())
         assert.same({ true, 8, close_payload(4000, "done") }, { read_frame(sock) })
         assert(sock:write(frame(1, "ignored"), frame(8, close_payload(4000))))
-        local rest, how = P.read_to_end(sock)
+        local rest, how = support.read_to_end(sock)
         assert.equal("", rest)
         assert.equal("closed", how)
-        helpers.wait_until(function() return closed end)
+        support.wait_until(function() return closed end)
       end)
     end)
 
@@ -300,7 +300,7 @@ describe("berth.websocket", function()
         local server <close> = serve(function(ws) result = { ws:receive(2) } end)
         local sock = handshake(server:port())
         sock:close()
-        helpers.wait_until(function() return result end)
+        support.wait_until(function() return result end)
         assert.same({ nil, "closed", 1006, "" }, result)
       end)
     end)
@@ -320,11 +320,11 @@ describe("berth.websocket", function()
           assert(client:send(text .. i))
           assert.same({ text .. i, "text" }, { client:receive(2) })
         end
-        local bin = helpers.random_bytes(100000, 9)
+        local bin = support.random_bytes(100000, 9)
         assert(client:send(bin, "binary"))
         local got, kind = client:receive(2)
         assert.equal("binary", kind)
-        helpers.assert_bytes(bin, got)
+        support.assert_bytes(bin, got)
         client:close()
         -- A compressed message from the server has RSV1 set (raw client).
         sock:close()
@@ -360,7 +360,7 @@ describe("berth.websocket", function()
         assert.equal(client:socket():stats().bytes_out < 64 * 1024, true)
         local msg, code, close = client:receive(2)
         assert.same({ nil, "closed", 1009 }, { msg, code, close })
-        helpers.wait_until(function() return result end)
+        support.wait_until(function() return result end)
         assert.same({ nil, "closed", 1009 }, { result[1], result[2], result[3] })
       end)
     end)
@@ -388,16 +388,16 @@ describe("berth.websocket", function()
           local a = assert(websocket.connect(url))
           local b = assert(websocket.connect(url))
           local c = assert(websocket.connect(url))
-          helpers.wait_until(function() return group:count() == 3 end)
+          support.wait_until(function() return group:count() == 3 end)
           assert(a:send("from a"))
           assert.same({ "from a", "text" }, { b:receive(2) })
           assert.same({ "from a", "text" }, { c:receive(2) })
           assert.same({ nil, "timeout" }, { a:receive(0.05) })
           c:close()
-          helpers.wait_until(function() return group:count() == 2 end)
+          support.wait_until(function() return group:count() == 2 end)
           a:close()
           b:close()
-          helpers.wait_until(function() return group:count() == 0 end)
+          support.wait_until(function() return group:count() == 0 end)
         end)
       end)
 
@@ -421,7 +421,7 @@ describe("berth.websocket", function()
         local url = "ws://127.0.0.1:" .. server:port() .. "/ws"
         local fast = assert(websocket.connect(url, { max_message = 1 << 20 }))
         local slow = assert(websocket.connect(url))
-        helpers.wait_until(function() return group:count() == 2 end)
+        support.wait_until(function() return group:count() == 2 end)
         local got = 0
         local reader = berth.spawn(function()
           while true do
@@ -431,7 +431,7 @@ describe("berth.websocket", function()
           end
         end)
         local sender = assert(websocket.connect(url, { headers = { ["X-Role"] = "sender" } }))
-        helpers.wait_until(function() return got == 1000 end, 10, "the fast member's 1000 messages")
+        support.wait_until(function() return got == 1000 end, 10, "the fast member's 1000 messages")
         assert(reader)
         -- The slow member was dropped: after what it had buffered, a close 1008.
         local last
@@ -446,7 +446,7 @@ describe("berth.websocket", function()
 
   describe("shutdown", function()
     it("sends 1001 going away to every client (examples/websocket.lua, SIGTERM)", function()
-      local proc, _, port = helpers.start_example("websocket")
+      local proc, _, port = support.start_example("websocket")
       run(function()
         local ws = assert(websocket.connect("ws://127.0.0.1:" .. port .. "/echo"))
         assert(ws:send("hi"))

@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "core.h"
 
 struct sockset {
@@ -566,7 +568,10 @@ static int sock_on(lua_State *L) {
 
 static int sock_settimeout(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  double t = util_opttime(L, 2, -1);
+  /* nil or a negative number: no timeout (as documented before times
+   * were checked everywhere); otherwise a time like any other. */
+  double t = lua_isnumber(L, 2) && lua_tonumber(L, 2) < 0
+                 ? -1 : check_timeout(L, 2, "settimeout: seconds", -1);
   static const char *const which[] = {"both", "read", "write", NULL};
   int w = luaL_checkoption(L, 3, "both", which);
   if (w != 2)
@@ -601,8 +606,8 @@ static int sock_setoption(lua_State *L) {
   case 3: sock_setsize(L, &s->hiwat); break;
   case 4: sock_setsize(L, &s->lowat); break;
   case 5: /* seconds; 0 or false: none (a WebSocket waits for minutes) */
-    s->lim.idle_timeout = lua_toboolean(L, 3) ? util_opttime(L, 3, 0) : 0;
-    if (s->lim.idle_timeout < 0) /* negative or math.huge: none */
+    s->lim.idle_timeout = check_time(L, 3, "setoption: idle_timeout", 0);
+    if (isinf(s->lim.idle_timeout)) /* false or math.huge: none */
       s->lim.idle_timeout = 0;
     sock_timer_arm(s);
     break;
@@ -708,7 +713,7 @@ static int sock_connect_k(lua_State *L, int status, lua_KContext ctx) {
 int sock_connect(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   const char *host = luaL_checkstring(L, 1);
-  double timeout = util_opttime(L, 3, -1);
+  double timeout = check_timeout(L, 3, "connect: timeout", -1);
   struct net_addr a;
   sched_checkwait(L, lp, "connect");
   int rc = lua_isnoneornil(L, 2)

@@ -24,10 +24,9 @@ local Request, Response = C.Request, C.Response
 
 local http = {}
 
--- The options of http.serve that are berth.http's own (the rest go to
--- berth.serve, i.e. berth.listen and its limits).
-local OWN = { handler = true, max_line = true, max_head = true, max_headers = true,
-  max_header_line = true, max_body = true, date = true, require_host = true }
+-- http.serve's options are declared once, in src/options.h (core.options
+-- "http.serve"): berth.serve's and berth.http's own.
+local SERVE_KEYS = core.options.serve
 
 local PIECE = 64 * 1024 -- bytes per piece of a streamed body
 
@@ -159,9 +158,10 @@ end
 -- @treturn[2] string error code
 -- @treturn[2] integer errno
 function http.serve(opts)
-  local kind = type(opts) == "table" and type(opts.handler)
+  core.options.check("http.serve", opts, 2)
+  local kind = type(opts.handler)
   if kind ~= "function" and kind ~= "string" then
-    error("berth.http.serve: expects a table with a handler function or module name", 2)
+    error("http.serve: handler must be a function or a handler module's name (got nil)", 2)
   end
   local conf = C.config(opts)
   local handler = opts.handler
@@ -178,11 +178,12 @@ function http.serve(opts)
       if not req:complete() and not discard(sock, req) then return end
     end
   end
-  local listen = { handler = connection }
+  local t = {}
   for k, v in pairs(opts) do
-    if not OWN[k] then listen[k] = v end
+    if SERVE_KEYS[k] then t[k] = v end
   end
-  return berth.serve(listen)
+  t.handler = connection
+  return berth.serve(t)
 end
 
 --- A handler serving the files under `dir`: GET and HEAD (405 otherwise),

@@ -127,9 +127,8 @@ describe("berth.websocket", function()
     it("chooses the server's preferred subprotocol among the client's", function()
       run(function()
         local server <close> = serve(function(ws) ws:close() end, { protocols = { "v2.chat", "v1.chat" } })
-        local sock <close>, head = handshake(server:port(), "Sec-WebSocket-Protocol: v1.chat, v2.chat\r\n")
+        local _sock <close>, head = handshake(server:port(), "Sec-WebSocket-Protocol: v1.chat, v2.chat\r\n")
         assert(head:find("\r\nSec%-WebSocket%-Protocol: v2%.chat"), head)
-        local ws <close> = nil
         local client, proto = websocket.connect("ws://127.0.0.1:" .. server:port() .. "/ws",
           { protocols = { "v1.chat" } })
         assert(client, proto)
@@ -334,15 +333,15 @@ describe("berth.websocket", function()
     it("honours no_context_takeover and declines what zlib cannot do (8-bit windows)", function()
       run(function()
         local server <close> = serve(nil, { deflate = { server_no_context_takeover = true } })
-        local s1 <close>, h1 = handshake(server:port(),
+        local _s1 <close>, h1 = handshake(server:port(),
           "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8, "
           .. "permessage-deflate; client_no_context_takeover\r\n")
         assert(h1:find("Sec%-WebSocket%-Extensions: permessage%-deflate; "
           .. "server_no_context_takeover; client_no_context_takeover\r?\n?"), h1)
-        local s2 <close>, h2 = handshake(server:port(),
+        local _s2 <close>, h2 = handshake(server:port(),
           "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=8\r\n")
         assert.is_nil(h2:find("Extensions"), h2)
-        local s3 <close>, h3 = handshake(server:port(),
+        local _s3 <close>, h3 = handshake(server:port(),
           "Sec-WebSocket-Extensions: permessage-deflate; unknown_param\r\n")
         assert.is_nil(h3:find("Extensions"), h3)
       end)

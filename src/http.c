@@ -733,7 +733,9 @@ static int put_length(char *p, int64_t n) {
     digits[d++] = (char)('0' + n % 10);
     n /= 10;
   } while (n > 0);
-  memcpy(p, "Content-Length: ", 16);
+  static const char name[16] = {'C', 'o', 'n', 't', 'e', 'n', 't', '-',
+                                 'L', 'e', 'n', 'g', 't', 'h', ':', ' '};
+  memcpy(p, name, sizeof name); /* no NUL: the head is not a C string */
   for (int i = 0; i < d; i++)
     p[16 + i] = digits[d - 1 - i];
   p[16 + d] = '\r';

@@ -921,21 +921,6 @@ static int res_started(lua_State *L) {
   return 1;
 }
 
-static int res_closing(lua_State *L) {
-  struct hres *r = res_check(L, 1);
-  lua_pushboolean(L, r->close || r->upgraded);
-  return 1;
-}
-
-/* res:headers() -> the status and the header lines set so far (tests,
- * logging). */
-static int res_pending(lua_State *L) {
-  struct hres *r = res_check(L, 1);
-  lua_pushinteger(L, r->status);
-  lua_pushlstring(L, r->hdr, r->hlen);
-  return 2;
-}
-
 /* ------------------------------------------------------------ helpers */
 
 /* decode(s [, plus]) -> s percent-decoded, or nil when malformed. */
@@ -947,29 +932,6 @@ static int http_decode(lua_State *L) {
   if (http_pct_decode(s, n, d, &out, lua_toboolean(L, 2)) != 0)
     return 0;
   luaL_pushresultsize(&B, out);
-  return 1;
-}
-
-static int http_reasonf(lua_State *L) {
-  lua_pushstring(L, http_reason((int)luaL_checkinteger(L, 1)));
-  return 1;
-}
-
-/* date([t]) -> the IMF-fixdate of t (default: now) */
-static int http_datef(lua_State *L) {
-  char out[30];
-  time_t t = lua_isnoneornil(L, 1) ? time(NULL)
-                                   : (time_t)luaL_checkinteger(L, 1);
-  if (http_date(t, out) == 0)
-    return 0;
-  lua_pushstring(L, out);
-  return 1;
-}
-
-static int http_tokenf(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  lua_pushboolean(L, http_token_valid(s, n));
   return 1;
 }
 
@@ -987,8 +949,6 @@ static const luaL_Reg res_methods[] = {
   {"write", res_write},
   {"finish", res_finish},
   {"started", res_started},
-  {"closing", res_closing},
-  {"pending", res_pending},
   {NULL, NULL}
 };
 
@@ -1003,9 +963,6 @@ static const luaL_Reg http_funcs[] = {
   {"readbody", http_readbody},
   {"body", http_newbody},
   {"decode", http_decode},
-  {"reason", http_reasonf},
-  {"date", http_datef},
-  {"token", http_tokenf},
   {NULL, NULL}
 };
 

@@ -597,16 +597,6 @@ static int ws_newkey(lua_State *L) {
   return 1;
 }
 
-/* utf8(s) -> whether s is valid UTF-8 (RFC 3629). */
-static int ws_utf8f(lua_State *L) {
-  size_t n;
-  const char *s = luaL_checklstring(L, 1, &n);
-  struct ws_utf8 u = {0};
-  lua_pushboolean(L, ws_utf8_feed(&u, (const uint8_t *)s, n) == 0 &&
-                         ws_utf8_done(&u) == 0);
-  return 1;
-}
-
 static const luaL_Reg ws_meta[] = {
   {"__gc", ws__gc},
   {"__tostring", ws__tostring},
@@ -631,7 +621,6 @@ static const luaL_Reg ws_funcs[] = {
   {"new", ws_new},
   {"accept", ws_acceptf},
   {"newkey", ws_newkey},
-  {"utf8", ws_utf8f},
   {NULL, NULL}
 };
 

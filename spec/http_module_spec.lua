@@ -217,18 +217,20 @@ describe("berth.http", function()
 
   it("serves a handler module by name, and a reload swaps it without a restart", function()
     local dir = support.tmpdir()
-    local path = dir .. "/spec_http_mod.lua"
+    -- A fresh name each run: berth.reload keeps a module for the process.
+    local name = ("spec_http_mod_%d"):format(math.random(1, 1 << 30))
+    local path = dir .. "/" .. name .. ".lua"
     support.write_file(path, 'return { handle = function(req, res, state) '
       .. 'state.n = (state.n or 0) + 1; res:send("v1 " .. state.n) end }')
     local saved = package.path
     package.path = dir .. "/?.lua;" .. package.path
     local ok, err = pcall(run, function()
-      local server <close> = serve("spec_http_mod", { date = false })
+      local server <close> = serve(name, { date = false })
       local sock <close> = support.connect(server:port())
       assert.equal("v1 1", select(3, exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")))
       support.write_file(path, 'return { handle = function(req, res, state) '
         .. 'state.n = state.n + 1; res:send("v2 " .. state.n) end }')
-      assert(berth.reload.reload("spec_http_mod"))
+      assert(berth.reload.reload(name))
       assert.equal("v2 2", select(3, exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")))
     end)
     package.path = saved

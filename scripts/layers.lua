@@ -18,7 +18,7 @@ local LAYERS = {
   { name = "loop", files = { "loop.c", "util.c" } },
   { name = "sched", files = { "sched.c" } },
   { name = "objects", files = { "socket.c", "socket_io.c", "server.c", "timer.c",
-    "signal.c", "fwatch.c", "proc.c", "resolve.c", "tls.c", "dgram.c", "http.c",
+    "signal.c", "fwatch.c", "proc.c", "resolve.c", "tls.c", "dgram.c", "dgram_io.c", "http.c",
     "ws.c", "resp_lua.c", "proxy.c", "shared.c", "bus.c", "metrics.c", "limits.c",
     "check.c" } },
   { name = "shutdown", files = { "shutdown.c" } },

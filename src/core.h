@@ -10,7 +10,7 @@
  *   shutdown.c                  graceful stop: closes the objects below
  *   server.c socket*.c timer.c  the classes (one file each; they may use
  *   signal.c fwatch.c proc.c    each other: a server makes sockets)
- *   resolve.c
+ *   resolve.c dgram.c
  *   sched.c                     tasks: spawn, park, wake, resume
  *   loop.c util.c               the loop object; Lua helpers
  *   buffer.c net.c (+ pure C)   no lua.h at all
@@ -55,6 +55,7 @@
 #define CLS_TIMER  "berth.Timer"
 #define CLS_SIGNAL "berth.Signal"
 #define CLS_FWATCH "berth.FileWatch"
+#define CLS_DGRAM  "berth.Datagram"
 
 /* Invariants (E7): compiled in unless NDEBUG, i.e. in debug and sanitizer
  * builds; the message says what broke. */
@@ -82,10 +83,17 @@ struct limits {
   double idle_timeout;     /* no traffic either way: close, "timeout" */
   double message_timeout;  /* a started line/delimited read: "timeout" */
   double send_timeout;     /* queued output with no progress: close */
+  /* Datagram sockets (dgram.c) take these two from the same table. */
+  size_t max_datagram;     /* bigger datagrams are cut and reported */
+  size_t max_queue;        /* received, not yet handled, per Datagram */
 };
 
-#define LIMITS_DEFAULT {SIZE_MAX, BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60}
-#define LIMITS_NONE {SIZE_MAX, BERTH_MAXLINE, SIZE_MAX, SIZE_MAX, 0, 0, 0}
+#define BERTH_MAXDGRAM (64 * 1024)
+#define BERTH_DGRAMQUEUE 256
+#define LIMITS_DEFAULT {SIZE_MAX, BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60, \
+                        BERTH_MAXDGRAM, BERTH_DGRAMQUEUE}
+#define LIMITS_NONE {SIZE_MAX, BERTH_MAXLINE, SIZE_MAX, SIZE_MAX, 0, 0, 0, \
+                     BERTH_MAXDGRAM, BERTH_DGRAMQUEUE}
 
 /* ------------------------------------------------------------------ loop */
 
@@ -94,6 +102,7 @@ struct sockset;   /* socket.c: open sockets and the byte counters */
 struct srvset;    /* server.c: open servers */
 struct resolver;  /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
+struct dgramset;  /* dgram.c: open Datagrams, the receive batch area */
 struct drain;     /* shutdown.c: the grace timer */
 struct cleanup;   /* loop.c */
 
@@ -114,6 +123,7 @@ struct loop {
   struct srvset *servers;
   struct resolver *resolver;
   struct fwatchset *fwatch;
+  struct dgramset *dgrams; /* made by the first berth.udp */
   struct drain *drain;
 };
 
@@ -357,6 +367,15 @@ void proc_open(lua_State *L); /* [-0, +1, m] the core.proc table */
 
 /* resolve.c */
 int resolve_lookup(lua_State *L);
+
+/* dgram.c: the Datagram class (UDP and unix datagram sockets) */
+void dgram_open(lua_State *L);   /* [-0, +1, m] the method table */
+int dgram_new(lua_State *L);     /* berth.udp{...} */
+/* Shutdown starts: unconnected Datagrams stop receiving (what they read
+ * already is still handed out); sends go on. */
+void dgram_quiesce(lua_State *L, struct loop *lp);
+void dgram_closeall(lua_State *L, struct loop *lp);
+void dgram_stats(lua_State *L, struct loop *lp); /* adds fields */
 
 /* shutdown.c */
 /* Graceful stop: listeners close, idle connections close, tasks get

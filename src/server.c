@@ -431,7 +431,8 @@ static const char *optstr(lua_State *L, const char *k, const char *def) {
 }
 
 static const char *const limit_sizes[] = {"max_connections", "maxline",
-                                          "max_input", "max_output", NULL};
+                                          "max_input", "max_output",
+                                          "max_datagram", "max_queue", NULL};
 static const char *const limit_times[] = {"idle_timeout", "message_timeout",
                                           "send_timeout", NULL};
 
@@ -440,7 +441,9 @@ static size_t *limit_size(struct limits *lim, int i) {
   case 0: return &lim->max_connections;
   case 1: return &lim->maxline;
   case 2: return &lim->max_input;
-  default: return &lim->max_output;
+  case 3: return &lim->max_output;
+  case 4: return &lim->max_datagram;
+  default: return &lim->max_queue;
   }
 }
 
@@ -482,7 +485,7 @@ void srv_readlimits(lua_State *L, int idx, struct limits *lim) {
 /* [-0, +1, m] the limits as a table (false for none) */
 void srv_pushlimits(lua_State *L, const struct limits *lim) {
   struct limits l = *lim;
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 9);
   for (int i = 0; limit_sizes[i]; i++) {
     size_t v = *limit_size(&l, i);
     if (v == (size_t)-1)

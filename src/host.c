@@ -29,7 +29,8 @@ static const char *const limit_options[] = {
   "--max-connections", "max_connections", "--max-line", "maxline",
   "--max-input", "max_input", "--max-output", "max_output",
   "--idle-timeout", "idle_timeout", "--message-timeout", "message_timeout",
-  "--send-timeout", "send_timeout", "--cpu-budget", "cpu_budget", NULL
+  "--send-timeout", "send_timeout", "--cpu-budget", "cpu_budget",
+  "--max-datagram", "max_datagram", "--max-queue", "max_queue", NULL
 };
 
 struct options {
@@ -127,6 +128,9 @@ static const char usage[] =
   "  --message-timeout S  a started line must arrive within S (default 30)\n"
   "  --send-timeout S     close when output makes no progress (default 60)\n"
   "  (0 turns a timeout off)\n"
+  "  --max-datagram N     largest datagram received whole (default 64k)\n"
+  "  --max-queue N        datagrams received, not yet handled, per UDP\n"
+  "                       socket (default 256)\n"
   "\n"
   "  --               stop handling options\n"
   "  -                run the script from stdin\n";
@@ -147,6 +151,15 @@ static const char prelude[] =
   "    if t.path then t.path = os.tmpname(); os.remove(t.path)\n"
   "    else t.host, t.port = '127.0.0.1', 0 end\n"
   "    return listen(t)\n"
+  "  end\n"
+  "  local udp = berth.udp\n"
+  "  function berth.udp(o)\n"
+  "    local t = {}\n"
+  "    for k, v in pairs(o or {}) do t[k] = v end\n"
+  "    t.fd, t.multicast = nil, nil\n"
+  "    if t.path then t.path = os.tmpname(); os.remove(t.path)\n"
+  "    elseif t.host or t.port then t.host, t.port = '127.0.0.1', 0 end\n"
+  "    return udp(t)\n"
   "  end\n"
   "  return\n"
   "end\n"

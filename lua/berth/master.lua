@@ -23,7 +23,7 @@ function master.run(berth, opts)
   local slots = {}        -- slot -> the worker serving it
   local workers = {}      -- pid -> worker
   local failures = {}     -- slot -> consecutive quick deaths
-  local listeners = {}    -- address key -> ServerSocket (never accepted on)
+  local listeners = {}    -- address key -> ServerSocket or Datagram (never read)
   local changed = berth.cond() -- any worker became ready or exited
   local stopping, reloading, first = false, false, true
 
@@ -48,6 +48,35 @@ function master.run(berth, opts)
     proc.send(w.channel:fd(), "ok", server:fd())
   end
 
+  -- A UDP socket for a worker: bound once per address, shared by all.
+  local function handle_udp(w, msg)
+    local o = {}
+    for k, v in msg:gmatch("\n([%w_]+)=([^\n]*)") do
+      if v == "true" then v = true elseif v == "false" then v = false end
+      o[k] = tonumber(v) or v
+    end
+    if o.multicast then
+      local groups = {}
+      for g, i in tostring(o.multicast):gmatch("([^|,]+)|([^,]*)") do
+        groups[#groups + 1] = { group = g, interface = i ~= "" and i or nil }
+      end
+      o.multicast = groups
+    end
+    local key = "udp " .. (o.path or ("%s:%s"):format(o.host or "127.0.0.1", o.port or 0))
+    local d = listeners[key]
+    if not d then
+      local ok, made, err, errno = pcall(berth.udp, o)
+      if not ok or not made then
+        return proc.send(w.channel:fd(), ("err\n%s\n%s"):format(ok and err or "invalid",
+          ok and errno or ""))
+      end
+      d = made
+      listeners[key] = d
+      log.info("master: UDP on %s:%s for the workers", d:address())
+    end
+    proc.send(w.channel:fd(), "ok", d:fd())
+  end
+
   -- Messages from one worker until its channel closes (it exited).
   local function serve_worker(w)
     while true do
@@ -58,6 +87,8 @@ function master.run(berth, opts)
         changed:broadcast()
       elseif msg:sub(1, 7) == "listen\n" then
         handle_listen(w, msg)
+      elseif msg:sub(1, 4) == "udp\n" then
+        handle_udp(w, msg)
       end
     end
   end

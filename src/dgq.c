@@ -2,7 +2,7 @@
  * dgq.c -- the datagram FIFO. See dgq.h for the contract. No lua.h here.
  *
  * A record is a 16-byte header (data length, real size, address length,
- * unused) followed by the address and the data, each rounded up to 8
+ * padding) followed by the address and the data, each rounded up to 8
  * bytes. struct buf keeps records contiguous and consumes from the front
  * in O(1); since every record is a multiple of 8 bytes and buf slides its
  * bytes to offset 0 of a malloc'ed block, every record starts 8-aligned.
@@ -14,20 +14,21 @@
 #include <string.h>
 
 struct dgq_head {
-  uint32_t len, size, alen, unused;
+  uint32_t len, size, alen;
 };
 
 #define ALIGN8(n) (((n) + 7) & ~(size_t)7)
+#define HEAD ALIGN8(sizeof(struct dgq_head)) /* 16 */
 
 static size_t rec_size(const struct dgq_head *h) {
-  return sizeof *h + ALIGN8(h->alen) + ALIGN8(h->len);
+  return HEAD + ALIGN8(h->alen) + ALIGN8(h->len);
 }
 
 int dgq_push(struct dgq *q, const void *addr, size_t alen, const void *data,
              size_t len, size_t size) {
   if (alen > DGQ_ADDRMAX || size < len || size > UINT32_MAX)
     return -EINVAL;
-  struct dgq_head h = {(uint32_t)len, (uint32_t)size, (uint32_t)alen, 0};
+  struct dgq_head h = {(uint32_t)len, (uint32_t)size, (uint32_t)alen};
   size_t n = rec_size(&h);
   char *p = buf_reserve(&q->b, n);
   if (p == NULL)
@@ -35,9 +36,9 @@ int dgq_push(struct dgq *q, const void *addr, size_t alen, const void *data,
   memset(p, 0, n); /* padding too: nothing uninitialised is ever copied */
   memcpy(p, &h, sizeof h);
   if (alen > 0)
-    memcpy(p + sizeof h, addr, alen);
+    memcpy(p + HEAD, addr, alen);
   if (len > 0)
-    memcpy(p + sizeof h + ALIGN8(alen), data, len);
+    memcpy(p + HEAD + ALIGN8(alen), data, len);
   buf_commit(&q->b, n);
   q->count++;
   q->bytes += len;
@@ -49,10 +50,10 @@ static size_t rec_item(const char *p, struct dgq_item *it) {
   struct dgq_head h;
   memcpy(&h, p, sizeof h);
   it->alen = h.alen;
-  it->addr = h.alen > 0 ? p + sizeof h : NULL;
+  it->addr = h.alen > 0 ? p + HEAD : NULL;
   it->len = h.len;
   it->size = h.size;
-  it->data = p + sizeof h + ALIGN8(h.alen);
+  it->data = p + HEAD + ALIGN8(h.alen);
   return rec_size(&h);
 }
 

@@ -107,9 +107,11 @@ static unsigned dgram_area(struct dgramset *set, size_t slot, size_t want) {
 static int dgram_take(struct dgram *d, struct dgramset *set, unsigned i,
                       size_t slot) {
   struct mmsghdr *m = &set->msgs[i];
-  size_t size = m->msg_len, len = size < slot ? size : slot;
-  if ((m->msg_hdr.msg_flags & MSG_TRUNC) && size <= len)
-    size = len + 1; /* cut, real size unknown: at least one byte more */
+  size_t size = m->msg_len;
+  if ((m->msg_hdr.msg_flags & MSG_TRUNC) && size <= slot)
+    size = slot + 1; /* cut, real size unknown: at least one byte more */
+  int cut = size > slot;
+  size_t len = cut ? slot : size;
   struct net_addr a;
   memset(&a, 0, sizeof a);
   a.len = m->msg_hdr.msg_namelen <= sizeof a.ss ? m->msg_hdr.msg_namelen : 0;
@@ -119,8 +121,7 @@ static int dgram_take(struct dgram *d, struct dgramset *set, unsigned i,
     return -ENOMEM;
   d->received++;
   d->bytes_in += len;
-  if (size > len)
-    d->truncated++;
+  d->truncated += (uint64_t)cut;
   return 0;
 }
 

@@ -127,10 +127,10 @@ static const char usage[] =
   "  --idle-timeout S     close a connection idle S seconds (default 60)\n"
   "  --message-timeout S  a started line must arrive within S (default 30)\n"
   "  --send-timeout S     close when output makes no progress (default 60)\n"
-  "  (0 turns a timeout off)\n"
   "  --max-datagram N     largest datagram received whole (default 64k)\n"
   "  --max-queue N        datagrams received, not yet handled, per UDP\n"
   "                       socket (default 256)\n"
+  "  (0 turns a timeout off)\n"
   "\n"
   "  --               stop handling options\n"
   "  -                run the script from stdin\n";

@@ -163,6 +163,12 @@ describe("Datagram", function()
         local st = r:stats()
         assert.equal(64, st.received)
         assert.is_true(st.recv_calls <= 4, "recv_calls " .. st.recv_calls)
+        -- max_queue = 1: nothing is read ahead, one call per datagram
+        local one <close> = udp { max_queue = 1 }
+        for i = 1, 10 do assert(s:sendto(tostring(i), "127.0.0.1", one:port())) end
+        for i = 1, 10 do assert.equal(tostring(i), (one:recvfrom(2))) end
+        assert.equal(10, one:stats().recv_calls)
+        assert.equal(0, one:stats().queued)
       end)
     end)
 
@@ -506,6 +512,26 @@ describe("Datagram", function()
         end
         assert.equal(200, sent)
       end, 10)
+    end)
+
+    it("bounds a task's wait for room by settimeout", function()
+      run(function()
+        local dir = helpers.tmpdir()
+        local reader <close> = assert(berth.udp { path = dir .. "/r", recvbuf = 4096 })
+        local sender <close> = assert(berth.udp { path = dir .. "/s" })
+        sender:settimeout(0.05)
+        local ok, err
+        for _ = 1, 1000 do
+          ok, err = sender:sendto(("z"):rep(200), dir .. "/r")
+          if not ok then break end
+        end
+        assert.is_nil(ok)
+        assert.equal("timeout", err)
+        -- the reader catches up: the queue drains and sending works again
+        berth.spawn(function() while reader:recvfrom(0.2) do end end)
+        helpers.wait_until(function() return sender:stats().sending == 0 end)
+        assert(sender:sendto("again", dir .. "/r"))
+      end)
     end)
   end)
 

@@ -577,8 +577,9 @@ static int dgram_connect(lua_State *L) {
   int rc = net_udp_connect(d->fd, &a);
   if (rc < 0)
     return util_failerr(L, -rc);
+  /* Datagrams read ahead from anyone before stay, as the kernel keeps
+   * those it had queued: they arrived while anyone was welcome. */
   d->connected = 1;
-  dgq_free(&d->rq); /* read from anyone before: not this peer's */
   lua_settop(L, 1);
   return 1;
 }

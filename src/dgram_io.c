@@ -552,8 +552,8 @@ static int dgram_deliverable(const struct dgram *d) {
 }
 
 /* Readable in callback or handler mode, run protected: up to DGRAM_ROUNDS
- * recvmmsg batches, each datagram delivered, then the replies go out with
- * one sendmmsg. Lua runs between deliveries, and may close or pause d:
+ * recvmmsg batches, each datagram delivered, then that batch's replies go
+ * out with one sendmmsg. Lua runs between deliveries, and may close or pause d:
  * the state is looked at again every time. */
 static int dgram_dispatch(lua_State *L) {
   struct dgram *d = lua_touserdata(L, 1);
@@ -567,6 +567,8 @@ static int dgram_dispatch(lua_State *L) {
     if (!dgram_deliverable(d) || d->quiet || !d->readable ||
         fills++ == DGRAM_ROUNDS)
       break;
+    if (d->sq.count > 0)
+      dgram_sendqueue(d); /* this batch's replies go before the next read */
     size_t want = dgram_room(d);
     int rc = want > 0 ? dgram_fill(d, want) : -EAGAIN;
     if (rc < 0) {

@@ -448,6 +448,7 @@ describe("Datagram", function()
         local other <close> = udp()
         local peer <close> = udp()
         for i = 1, 3 do assert(other:sendto("early" .. i, "127.0.0.1", r:port())) end
+        berth.sleep(0.01) -- all three in r's kernel buffer
         assert.equal("early1", (r:recvfrom(2)))
         assert.equal(2, r:stats().queued)
         assert(r:connect("127.0.0.1", peer:port()))
@@ -477,6 +478,38 @@ describe("Datagram", function()
         assert_fail("invalid", nil, s:sendto("x", "::1", 9))
         local s6 <close> = udp { host = "::1" }
         assert_fail("toolarge", nil, s6:sendto(("x"):rep(65528), "::1", 9))
+      end)
+    end)
+
+    it("sends a task's burst with one sendmmsg, in order, before the loop waits", function()
+      run(function()
+        local r <close> = udp()
+        local s <close> = udp()
+        for i = 1, 50 do assert(s:sendto(("b%02d"):format(i), "127.0.0.1", r:port())) end
+        -- the first went at once; the other 49 wait for the end of this round
+        assert.equal(49, s:stats().sending)
+        for i = 1, 50 do assert.equal(("b%02d"):format(i), (r:recvfrom(2))) end
+        local st = s:stats()
+        assert.same({ 50, 0, 2 }, { st.sent, st.sending, st.send_calls })
+        -- one send per round of callbacks goes at once every time
+        for i = 1, 3 do
+          assert(s:sendto("lone", "127.0.0.1", r:port()))
+          assert.equal(0, s:stats().sending)
+          assert.equal(2 + i, s:stats().send_calls)
+          berth.sleep(0)
+        end
+      end)
+    end)
+
+    it("reports a lone send's error at once, and counts a queued one's", function()
+      run(function()
+        local r <close> = assert(berth.udp { host = "*", port = 0 })
+        local s <close> = assert(berth.udp { host = "*", port = 0 })
+        assert_fail("permission", nil, s:sendto("1", "127.255.255.255", r:port()))
+        assert.is_true(s:sendto("2", "127.255.255.255", r:port())) -- queued
+        berth.sleep(0)
+        assert.equal(1, s:stats().dropped)
+        assert.equal("permission", s:stats().last_error)
       end)
     end)
 

@@ -38,6 +38,7 @@
 
 static void dgramset_free(struct loop *lp, void *ud) {
   struct dgramset *set = ud;
+  dgram_stopflusher(lp, set);
   free(set->area);
   free(set);
   lp->dgrams = NULL;
@@ -51,6 +52,8 @@ static struct dgramset *dgram_set(lua_State *L, struct loop *lp) {
   if (set == NULL)
     luaL_error(L, "not enough memory");
   link_init(&set->open);
+  link_init(&set->dirty);
+  dgram_startflusher(lp, set);
   lp->dgrams = set;
   loop_atclose(L, lp, dgramset_free, set);
   return set;
@@ -115,6 +118,7 @@ static struct dgram *dgram_alloc(lua_State *L, struct loop *lp) {
   d->max_datagram = BERTH_MAXDGRAM;
   d->max_queue = BERTH_DGRAMQUEUE;
   link_init(&d->link);
+  link_init(&d->dirty);
   luaL_setmetatable(L, CLS_DGRAM);
   return d;
 }
@@ -151,6 +155,8 @@ void dgram_destroy(lua_State *L, struct dgram *d, int wake) {
   }
   dgq_free(&d->rq);
   dgq_free(&d->sq);
+  link_remove(&d->dirty);
+  d->deferred = 0;
   link_remove(&d->link);
   lp->dgrams->nopen--;
   if (wake) {

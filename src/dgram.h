@@ -34,7 +34,9 @@ struct dgram {
   unsigned batching : 1;  /* inside a dispatch: sends wait for one sendmmsg */
   unsigned paused : 1;
   unsigned quiet : 1;     /* shutdown: takes nothing more from the kernel */
+  unsigned deferred : 1;  /* a burst waits in sq for the flusher (dirty) */
   unsigned char anchored;
+  unsigned send_epoch;    /* 1 + the flusher pass of the last send */
   int serr;               /* a connected socket's pending send error */
   size_t max_datagram;    /* bigger ones are cut and reported */
   size_t max_queue;       /* read ahead + running handlers (SIZE_MAX: none) */
@@ -50,6 +52,7 @@ struct dgram {
   uint64_t received, sent, truncated, dropped;
   uint64_t bytes_in, bytes_out, recv_calls, send_calls;
   struct link link;       /* on the loop's open Datagrams, for shutdown */
+  struct link dirty;      /* on the loop's list for the flusher */
 };
 
 /* The loop's Datagram state. The receive area is shared by every
@@ -59,6 +62,13 @@ struct dgram {
 struct dgramset {
   struct link open;
   long nopen;
+  /* The flusher: Datagrams with a burst of sends queued (dirty) are sent
+   * by a prepare and a check watcher of the lowest priority, that is at
+   * the end of each round of callbacks, before the loop waits again. */
+  struct link dirty;
+  unsigned epoch;         /* flusher passes */
+  ev_prepare flush_prepare;
+  ev_check flush_check;
   char *area;
   size_t areasize;
   struct mmsghdr msgs[DGRAM_BATCH];
@@ -78,6 +88,8 @@ int dgram_checkaddr(lua_State *L, struct dgram *d, int hidx,
 
 /* dgram_io.c */
 void dgram_initwatchers(struct dgram *d);
+void dgram_startflusher(struct loop *lp, struct dgramset *set);
+void dgram_stopflusher(struct loop *lp, struct dgramset *set);
 /* How many more datagrams may be taken from the kernel now. */
 size_t dgram_room(const struct dgram *d);
 /* One non-blocking attempt to send the queue (close, __gc: no Lua). */

@@ -16,12 +16,16 @@
  *
  * Sending. sendto/send try sendto(2) at once. What the kernel refuses with
  * EAGAIN goes into the socket's send queue, drained by the write watcher.
- * Inside a dispatch (on("packet") callbacks and the first run of handler
- * tasks) sends are queued on purpose, and one sendmmsg sends the replies
- * to a whole batch. The queue holds DGRAM_BATCH datagrams and
- * DGRAM_SENDQ_BYTES bytes; when it is full a task waits for room
- * (backpressure) and a callback gets nil, "wouldblock". Sends never block
- * the loop.
+ * Bursts are batched: inside a dispatch (on("packet") callbacks and the
+ * first run of handler tasks) every send is queued and one sendmmsg sends
+ * the replies to a whole batch; elsewhere the first send on a socket in a
+ * round of callbacks (I/O callbacks after a poll, or the tasks the
+ * scheduler resumes before one) goes at once and reports its error at
+ * once, and the next ones are queued and sent together by the flusher at
+ * the end of that round. The
+ * queue holds DGRAM_BATCH datagrams and DGRAM_SENDQ_BYTES bytes; when it
+ * is full a task waits for room (backpressure) and a callback gets nil,
+ * "wouldblock". Sends never block the loop.
  */
 #define _GNU_SOURCE /* struct mmsghdr */
 #include <errno.h>
@@ -323,6 +327,74 @@ void dgram_flushnow(struct dgram *d) {
   dgram_sendqueue(d);
 }
 
+/* After the queue was sent from a watcher: what the kernel did not take
+ * keeps the write watcher running (C keeps holding the Datagram, L1);
+ * empty, C lets go. A waiting writer goes on once the queue is half
+ * empty; its task holds the Datagram, so it outlives the resume. No Lua
+ * runs but the resume, and letting go cannot raise. */
+static void dgram_drained(struct dgram *d) {
+  struct loop *lp = d->loop;
+  if (d->sq.count > 0) {
+    if (!ev_is_active(&d->wio))
+      ev_io_start(lp->ev, &d->wio);
+  } else {
+    ev_io_stop(lp->ev, &d->wio);
+    dgram_keep(lp->L, d, 0);
+  }
+  if (d->writer.task != NULL && d->sq.count <= DGRAM_BATCH / 2 &&
+      d->sq.bytes <= DGRAM_SENDQ_BYTES / 2) {
+    struct task *t = waiter_take(&d->writer);
+    dgram_timer_arm(d); /* its deadline no longer counts */
+    sched_resume(lp, t);
+  }
+}
+
+static void dgram_flush_all(struct loop *lp) {
+  struct dgramset *set = lp->dgrams;
+  set->epoch++; /* a new round: the next send on each socket goes at once */
+  while (!link_empty(&set->dirty)) {
+    struct dgram *d = link_entry(set->dirty.next, struct dgram, dirty);
+    link_remove(&d->dirty);
+    d->deferred = 0;
+    dgram_sendqueue(d);
+    dgram_drained(d);
+  }
+}
+
+static void dgram_flush_prepare_cb(struct ev_loop *ev, ev_prepare *w,
+                                   int revents) {
+  (void)ev; (void)revents;
+  dgram_flush_all(w->data);
+}
+
+static void dgram_flush_check_cb(struct ev_loop *ev, ev_check *w,
+                                 int revents) {
+  (void)ev; (void)revents;
+  dgram_flush_all(w->data);
+}
+
+/* Lowest priority: after the scheduler's prepare watcher has resumed the
+ * queued tasks, and after the I/O callbacks of an iteration. Unref'd:
+ * they alone must not keep run() going. */
+void dgram_startflusher(struct loop *lp, struct dgramset *set) {
+  ev_prepare_init(&set->flush_prepare, dgram_flush_prepare_cb);
+  ev_check_init(&set->flush_check, dgram_flush_check_cb);
+  set->flush_prepare.data = set->flush_check.data = lp;
+  ev_set_priority(&set->flush_prepare, EV_MINPRI);
+  ev_set_priority(&set->flush_check, EV_MINPRI);
+  ev_prepare_start(lp->ev, &set->flush_prepare);
+  ev_check_start(lp->ev, &set->flush_check);
+  ev_unref(lp->ev);
+  ev_unref(lp->ev);
+}
+
+void dgram_stopflusher(struct loop *lp, struct dgramset *set) {
+  ev_ref(lp->ev); /* balance the unrefs */
+  ev_ref(lp->ev);
+  ev_prepare_stop(lp->ev, &set->flush_prepare);
+  ev_check_stop(lp->ev, &set->flush_check);
+}
+
 /* The write watcher runs while the queue holds something, and C holds the
  * Datagram meanwhile (L1). idx: its stack index. [-0, +0, m] */
 static void dgram_armwrite(lua_State *L, struct dgram *d, int idx) {
@@ -339,13 +411,26 @@ static void dgram_flush(lua_State *L, struct dgram *d, int idx) {
   dgram_armwrite(L, d, idx);
 }
 
+/* Queue a datagram. A dispatch sends its batch, and arms, at its end; a
+ * full kernel (`full`, or the write watcher already running) is the write
+ * watcher's business; a burst is the flusher's. */
 static int dgram_enqueue(lua_State *L, struct dgram *d, int idx,
-                         const char *p, size_t len, const struct net_addr *to) {
+                         const char *p, size_t len, const struct net_addr *to,
+                         int full) {
   if (dgq_push(&d->sq, to ? (const void *)&to->ss : NULL, to ? to->len : 0, p,
                len, len) < 0)
     return luaL_error(L, "not enough memory");
-  if (!d->batching) /* a dispatch flushes, and arms, at its end */
+  if (d->batching)
+    return 0;
+  if (full || ev_is_active(&d->wio)) {
     dgram_armwrite(L, d, idx);
+    return 0;
+  }
+  if (!d->deferred) {
+    d->deferred = 1;
+    link_push(&d->loop->dgrams->dirty, &d->dirty);
+  }
+  dgram_keep(L, d, idx);
   return 0;
 }
 
@@ -357,12 +442,15 @@ static int dgram_post(lua_State *L, struct dgram *d, int idx, const char *p,
   if ((d->family == AF_INET && len > MAX_UDP4) ||
       (d->family == AF_INET6 && len > MAX_UDP6))
     return -EMSGSIZE; /* said now, not when a queued batch goes out */
-  if (d->batching || d->sq.count > 0) {
-    if (!dgram_sqroom(d, len) && d->batching)
+  unsigned epoch = d->loop->dgrams->epoch + 1;
+  int burst = d->send_epoch == epoch; /* a second send in this round */
+  d->send_epoch = epoch;
+  if (d->batching || d->sq.count > 0 || burst) {
+    if (!dgram_sqroom(d, len) && (d->batching || d->deferred))
       dgram_flush(L, d, idx);
     if (!dgram_sqroom(d, len))
       return -EAGAIN;
-    return dgram_enqueue(L, d, idx, p, len, to);
+    return dgram_enqueue(L, d, idx, p, len, to, 0);
   }
   long n = net_sendto(d->fd, p, len, to);
   d->send_calls++;
@@ -372,27 +460,16 @@ static int dgram_post(lua_State *L, struct dgram *d, int idx, const char *p,
     return 0;
   }
   if (n == -EAGAIN)
-    return dgram_enqueue(L, d, idx, p, len, to);
+    return dgram_enqueue(L, d, idx, p, len, to, 1);
   return (int)n;
 }
 
-/* Writable: drain the queue; a waiting writer goes on once it is half
- * empty. The writer's task holds the Datagram, so it outlives the resume. */
+/* Writable: send the queue. */
 static void dgram_wio_cb(struct ev_loop *ev, ev_io *w, int revents) {
-  (void)revents;
+  (void)ev; (void)revents;
   struct dgram *d = w->data;
-  struct loop *lp = d->loop;
   dgram_sendqueue(d);
-  if (d->sq.count == 0) {
-    ev_io_stop(ev, w);
-    dgram_keep(lp->L, d, 0); /* only ever lets go here: cannot raise */
-  }
-  if (d->writer.task != NULL && d->sq.count <= DGRAM_BATCH / 2 &&
-      d->sq.bytes <= DGRAM_SENDQ_BYTES / 2) {
-    struct task *t = waiter_take(&d->writer);
-    dgram_timer_arm(d); /* its deadline no longer counts */
-    sched_resume(lp, t);
-  }
+  dgram_drained(d);
 }
 
 static int dgram_send_k(lua_State *L, int status, lua_KContext ctx);

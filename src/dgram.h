@@ -64,11 +64,15 @@ struct dgramset {
   long nopen;
   /* The flusher: Datagrams with a burst of sends queued (dirty) are sent
    * by a prepare and a check watcher of the lowest priority, that is at
-   * the end of each round of callbacks, before the loop waits again. */
+   * the end of each round of callbacks, before the loop waits again; an
+   * idle watcher runs while the list is not empty, so the loop cannot
+   * block before a flush (say the burst came from a task resumed in the
+   * prepare phase in which the flusher itself was started). */
   struct link dirty;
   unsigned epoch;         /* flusher passes */
   ev_prepare flush_prepare;
   ev_check flush_check;
+  ev_idle flush_idle;
   char *area;
   size_t areasize;
   struct mmsghdr msgs[DGRAM_BATCH];

@@ -359,6 +359,12 @@ static void dgram_flush_all(struct loop *lp) {
     dgram_sendqueue(d);
     dgram_drained(d);
   }
+  ev_idle_stop(lp->ev, &set->flush_idle);
+}
+
+static void dgram_flush_idle_cb(struct ev_loop *ev, ev_idle *w, int revents) {
+  (void)ev; (void)revents;
+  dgram_flush_all(w->data);
 }
 
 static void dgram_flush_prepare_cb(struct ev_loop *ev, ev_prepare *w,
@@ -379,7 +385,8 @@ static void dgram_flush_check_cb(struct ev_loop *ev, ev_check *w,
 void dgram_startflusher(struct loop *lp, struct dgramset *set) {
   ev_prepare_init(&set->flush_prepare, dgram_flush_prepare_cb);
   ev_check_init(&set->flush_check, dgram_flush_check_cb);
-  set->flush_prepare.data = set->flush_check.data = lp;
+  ev_idle_init(&set->flush_idle, dgram_flush_idle_cb);
+  set->flush_prepare.data = set->flush_check.data = set->flush_idle.data = lp;
   ev_set_priority(&set->flush_prepare, EV_MINPRI);
   ev_set_priority(&set->flush_check, EV_MINPRI);
   ev_prepare_start(lp->ev, &set->flush_prepare);
@@ -393,6 +400,7 @@ void dgram_stopflusher(struct loop *lp, struct dgramset *set) {
   ev_ref(lp->ev);
   ev_prepare_stop(lp->ev, &set->flush_prepare);
   ev_check_stop(lp->ev, &set->flush_check);
+  ev_idle_stop(lp->ev, &set->flush_idle);
 }
 
 /* The write watcher runs while the queue holds something, and C holds the
@@ -427,8 +435,11 @@ static int dgram_enqueue(lua_State *L, struct dgram *d, int idx,
     return 0;
   }
   if (!d->deferred) {
+    struct dgramset *set = d->loop->dgrams;
     d->deferred = 1;
-    link_push(&d->loop->dgrams->dirty, &d->dirty);
+    link_push(&set->dirty, &d->dirty);
+    if (!ev_is_active(&set->flush_idle)) /* the poll must not block now */
+      ev_idle_start(d->loop->ev, &set->flush_idle);
   }
   dgram_keep(L, d, idx);
   return 0;

@@ -3,31 +3,26 @@
 -- and a reloadable UDP handler module under a stream of datagrams, in one
 -- process (SIGHUP) and with `--workers 2` (a rolling reload): no datagram
 -- the server received goes unanswered. Every process is stopped by PID.
-local helpers = require "helpers"
-local lib = require "fixtures.reload_lib"
-local berth = helpers.berth
-local run = helpers.run
+local support = require "support"
+local reload = require "support.reload"
+local berth = support.berth
+local run = support.run
 
 local function handler_source(version)
-  local src = assert(helpers.read_file("spec/fixtures/udp_handler.lua"))
+  local src = assert(support.read_file("spec/fixtures/udp_handler.lua"))
   return (src:gsub("@VERSION@", version))
 end
 
 -- A temp dir with server.lua (udp_server.lua) and app/udp.lua at `version`.
 local function make_dir(version)
-  local dir = helpers.tmpdir()
-  assert(os.execute("mkdir " .. helpers.shquote(dir .. "/app")))
-  lib.copy("udp_server", dir, "server.lua")
-  helpers.write_file(dir .. "/app/udp.lua", handler_source(version))
+  local dir = support.tmpdir()
+  assert(os.execute("mkdir " .. support.shquote(dir .. "/app")))
+  reload.copy("udp_server", dir, "server.lua")
+  support.write_file(dir .. "/app/udp.lua", handler_source(version))
   return dir
 end
 
--- Stops `proc` with SIGTERM and checks that it exited 0.
-local function stop(proc)
-  proc:kill("TERM")
-  local _, how, code = proc:wait()
-  assert.same({ "exit", 0 }, { how, code }, proc:stderr())
-end
+local stop = support.stop_clean -- SIGTERM, and it must exit 0
 
 -- Task only: a stream of datagrams to `port`, one about every millisecond,
 -- while `during()` runs (in its own task) and 0.2 s after it returns; then
@@ -56,7 +51,7 @@ local function stream(port, during)
     assert(c:sendto(tostring(sent), "127.0.0.1", port))
     berth.sleep(0.001)
   end
-  helpers.wait_until(function()
+  support.wait_until(function()
     for i = 1, sent do if not replies[i] then return false end end
     return true
   end, 5, "a reply to each of the " .. sent .. " datagrams")
@@ -82,32 +77,28 @@ local function count(set)
 end
 
 describe("UDP in the host", function()
-  before_each(helpers.before)
-  after_each(function()
-    local left = lib.cleanup()
-    helpers.after()
-    assert.same({}, left, "workers left running by the test (killed now)")
-  end)
+  before_each(support.before)
+  after_each(support.after) -- workers left running fail the test too
 
   describe("examples/udp_echo.lua", function()
     for _, host in ipairs { "127.0.0.1", "::1" } do
       it("echoes every datagram to its sender on " .. host, function()
-        local proc, h, port = helpers.start_example("udp_echo", { HOST = host })
+        local proc, h, port = support.start_example("udp_echo", { HOST = host })
         assert.equal(host, h)
         run(function()
           local a <close> = assert(berth.udp { host = host })
           local b <close> = assert(berth.udp { host = host })
           for i = 1, 20 do
-            local blob = helpers.random_bytes(i * 97, i)
+            local blob = support.random_bytes(i * 97, i)
             assert(a:sendto("a" .. blob, host, port))
             assert(b:sendto("b" .. blob, host, port))
             local got, code = a:recvfrom(2)
             assert.equal("a" .. blob, got, ("datagram %d: %s"):format(i, tostring(code)))
             assert.equal("b" .. blob, (b:recvfrom(2)))
           end
-          local big = helpers.random_bytes(host == "::1" and 65527 or 65507, 7)
+          local big = support.random_bytes(host == "::1" and 65527 or 65507, 7)
           assert(a:sendto(big, host, port))
-          helpers.assert_bytes(big, (a:recvfrom(2)))
+          support.assert_bytes(big, (a:recvfrom(2)))
         end)
         stop(proc)
       end)
@@ -146,9 +137,12 @@ describe("UDP in the host", function()
       return table.concat(parts) .. "\0" .. string.pack(">I2I2", qtype, 1)
     end
 
-    -- Each test starts its own server (helpers.after stops every process
+    -- Each test starts its own server (support.after stops every process
     -- a test started) and checks that it exits 0 on SIGTERM.
-    before_each(function() proc, _, port = helpers.start_example("dns") end)
+    before_each(function()
+      local p, _, n = support.start_example("dns")
+      proc, port = p, n
+    end)
     after_each(function() stop(proc) end)
 
     it("answers A, AAAA and TXT queries authoritatively", function()
@@ -229,7 +223,7 @@ describe("UDP in the host", function()
       run(function()
         local c <close> = assert(berth.udp())
         for i = 1, 300 do
-          assert(c:sendto(helpers.random_bytes(i % 97, i), "127.0.0.1", port))
+          assert(c:sendto(support.random_bytes(i % 97, i), "127.0.0.1", port))
         end
         berth.sleep(0.2)
       end)
@@ -244,7 +238,7 @@ describe("UDP in the host", function()
       run(function()
         local held <close> = assert(berth.udp { host = "127.0.0.1", port = 0 })
         local held2 <close> = assert(berth.udp { host = "127.0.0.1", port = 0 })
-        local out, code, err = helpers.run_host({ "--check", dir .. "/server.lua" },
+        local out, code, err = support.run_host({ "--check", dir .. "/server.lua" },
           { env = { LUA_PATH = dir .. "/?.lua;;", PORT = tostring(held:port()),
                     UDP_PORT2 = tostring(held2:port()) } })
         assert.equal(0, code, err)
@@ -255,8 +249,8 @@ describe("UDP in the host", function()
 
     it("fails on a broken UDP handler module", function()
       local dir = make_dir("v1")
-      helpers.write_file(dir .. "/app/udp.lua", "return function(data)\n  return data +\nend\n")
-      local _, code, err = helpers.run_host({ "--check", dir .. "/server.lua" },
+      support.write_file(dir .. "/app/udp.lua", "return function(data)\n  return data +\nend\n")
+      local _, code, err = support.run_host({ "--check", dir .. "/server.lua" },
         { env = { LUA_PATH = dir .. "/?.lua;;" } })
       assert.equal(1, code)
       assert.matches("app/udp%.lua:3:", err)
@@ -266,14 +260,14 @@ describe("UDP in the host", function()
   describe("hot reload under a stream of datagrams", function()
     it("SIGHUP reloads the handler module; every datagram gets one reply", function()
       local dir = make_dir("v1")
-      local proc, port = lib.start(dir)
+      local proc, port = reload.start(dir)
       local replies, sent
       run(function()
         replies, sent = stream(port, function()
           berth.sleep(0.3)
-          helpers.write_file(dir .. "/app/udp.lua", handler_source("v2"))
+          support.write_file(dir .. "/app/udp.lua", handler_source("v2"))
           proc:kill("HUP")
-          lib.wait_log(proc, "reloaded app.udp", 1, 5)
+          proc:wait_log("reloaded app.udp", 1, 5)
           berth.sleep(0.2)
         end)
       end, 20)
@@ -287,18 +281,18 @@ describe("UDP in the host", function()
 
     it("--workers 2: both share one socket, and a rolling reload loses nothing", function()
       local dir = make_dir("v1")
-      local proc, port = lib.start(dir, { "--workers", "2" })
-      local deadline = helpers.clock() + 3
-      while #lib.workers(proc) < 2 and helpers.clock() < deadline do os.execute("sleep 0.01") end
-      local old = lib.workers(proc)
+      local proc, port = reload.start(dir, { "--workers", "2" })
+      local deadline = support.clock() + 3
+      while #reload.workers(proc) < 2 and support.clock() < deadline do os.execute("sleep 0.01") end
+      local old = reload.workers(proc)
       assert.equal(2, #old, proc:describe())
       local replies, sent
       run(function()
         replies, sent = stream(port, function()
           berth.sleep(0.3)
-          helpers.write_file(dir .. "/app/udp.lua", handler_source("v2"))
+          support.write_file(dir .. "/app/udp.lua", handler_source("v2"))
           proc:kill("HUP")
-          lib.wait_log(proc, "rolling reload done", 1, 15)
+          proc:wait_log("rolling reload done", 1, 15)
           berth.sleep(0.2)
         end)
       end, 40)
@@ -309,9 +303,9 @@ describe("UDP in the host", function()
       end
       print(("\n[udp workers] %d datagrams across a rolling reload, each answered once; "
         .. "v1 from %d worker(s), v2 from %d"):format(sent, count(seen.v1), count(seen.v2)))
-      local workers = lib.workers(proc)
+      local workers = reload.workers(proc)
       stop(proc)
-      for _, pid in ipairs(workers) do assert.is_false(lib.is_worker(pid)) end
+      for _, pid in ipairs(workers) do assert.is_false(reload.is_worker(pid)) end
     end)
   end)
 end)

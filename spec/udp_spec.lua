@@ -4,10 +4,10 @@
 -- shutdown, hot reload of a packet handler under a stream of datagrams
 -- (README "API reference" > Datagram). Real sockets on 127.0.0.1, ::1 and
 -- temporary unix paths only.
-local helpers = require "helpers"
-local berth = helpers.berth
-local run, expect = helpers.run, helpers.expect
-local assert_fail, assert_raises = helpers.assert_fail, helpers.assert_raises
+local support = require "support"
+local berth = support.berth
+local run, expect = support.run, support.expect
+local assert_fail, assert_raises = support.assert_fail, support.assert_raises
 
 -- A server socket on host (default 127.0.0.1), port 0; asserts.
 local function udp(opts)
@@ -34,14 +34,14 @@ local function ask(c, server, data)
 end
 
 local function after()
-  helpers.after()
+  support.after()
   collectgarbage()
   collectgarbage()
   assert.equal(0, berth.stats().datagrams, "leak: Datagram sockets left open")
 end
 
 describe("Datagram", function()
-  before_each(helpers.before)
+  before_each(support.before)
   after_each(after)
 
   describe("berth.udp", function()
@@ -89,7 +89,7 @@ describe("Datagram", function()
 
     it("adopts a datagram descriptor (fd =) and refuses a stream one", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         assert_fail("error", nil, berth.udp { fd = server:fd() })
         local a = udp()
         local b = assert(berth.udp { fd = a:fd() })
@@ -114,9 +114,9 @@ describe("Datagram", function()
           local r <close> = udp { host = host }
           local s <close> = udp { host = host }
           for i, n in ipairs(sizes) do
-            local blob = helpers.random_bytes(n, i)
+            local blob = support.random_bytes(n, i)
             local data, from, port = roundtrip(s, r, blob)
-            helpers.assert_bytes(blob, data)
+            support.assert_bytes(blob, data)
             assert.equal(host, from)
             assert.equal(s:port(), port)
           end
@@ -130,9 +130,9 @@ describe("Datagram", function()
       run(function()
         local r <close> = udp()
         local s <close> = udp()
-        local t0 = helpers.clock()
+        local t0 = support.clock()
         assert_fail("timeout", nil, r:recvfrom(0.05))
-        assert.is_true(helpers.clock() - t0 < 2)
+        assert.is_true(support.clock() - t0 < 2)
         r:settimeout(0.05)
         assert_fail("timeout", nil, r:recv())
         assert.equal("later", (roundtrip(s, r, "later")))
@@ -210,7 +210,7 @@ describe("Datagram", function()
         assert_raises("port out of range", r.sendto, r, "x", "127.0.0.1", 65536)
         assert_raises("not connected", r.send, r, "x")
         r:close()
-        helpers.wait_until(function() return coroutine.status(waiting) == "dead" end)
+        support.wait_until(function() return coroutine.status(waiting) == "dead" end)
       end)
     end)
   end)
@@ -247,10 +247,10 @@ describe("Datagram", function()
           return "ok"
         end)
         for i = 1, 50 do
-          assert(c:sendto(helpers.random_bytes(i, i), "127.0.0.1", server:port()))
+          assert(c:sendto(support.random_bytes(i, i), "127.0.0.1", server:port()))
         end
         assert.equal("ok", (ask(c, server, "good")))
-        helpers.wait_until(function() return #errors == 50 end)
+        support.wait_until(function() return #errors == 50 end)
         assert.matches("bad datagram: 1 bytes", errors[1])
       end)
     end)
@@ -321,7 +321,7 @@ describe("Datagram", function()
         local c <close> = udp()
         assert(c:sendto("boom", "127.0.0.1", server:port()))
         assert.equal("fine", (ask(c, server, "fine")))
-        helpers.wait_until(function() return #errs == 1 end)
+        support.wait_until(function() return #errs == 1 end)
         assert.matches("boom!", errs[1])
       end)
     end)
@@ -375,7 +375,7 @@ describe("Datagram", function()
         done = done + 1
       end)
     end
-    helpers.wait_until(function() return done == senders end, 30, "10 senders")
+    support.wait_until(function() return done == senders end, 30, "10 senders")
   end
 
   describe("10,000 datagrams from 10 senders", function()
@@ -408,7 +408,7 @@ describe("Datagram", function()
             done = done + 1
           end)
         end
-        helpers.wait_until(function() return done == senders end, 30, "10 senders")
+        support.wait_until(function() return done == senders end, 30, "10 senders")
         assert.equal(10000, server:stats().received)
       end, 40)
     end)
@@ -517,7 +517,7 @@ describe("Datagram", function()
     -- kernel buffer fill (EAGAIN); over UDP the loopback would just drop.
     it("queues when the kernel is full: a callback gets 'wouldblock', a task waits", function()
       run(function()
-        local dir = helpers.tmpdir()
+        local dir = support.tmpdir()
         local reader <close> = assert(berth.udp { path = dir .. "/r", recvbuf = 4096 })
         local sender <close> = assert(berth.udp { path = dir .. "/s" })
         local trigger <close> = assert(berth.udp { path = dir .. "/t" })
@@ -530,7 +530,7 @@ describe("Datagram", function()
           end
         end)
         assert(trigger:sendto("go", dir .. "/s"))
-        helpers.wait_until(function() return #results == 1 end)
+        support.wait_until(function() return #results == 1 end)
         assert.equal("wouldblock", results[1])
         local queued = sender:stats().sending
         assert.is_true(queued > 0, "the kernel was full: some are queued")
@@ -563,7 +563,7 @@ describe("Datagram", function()
 
     it("bounds a task's wait for room by settimeout", function()
       run(function()
-        local dir = helpers.tmpdir()
+        local dir = support.tmpdir()
         local reader <close> = assert(berth.udp { path = dir .. "/r", recvbuf = 4096 })
         local sender <close> = assert(berth.udp { path = dir .. "/s" })
         sender:settimeout(0.05)
@@ -576,7 +576,7 @@ describe("Datagram", function()
         assert.equal("timeout", err)
         -- the reader catches up: the queue drains and sending works again
         berth.spawn(function() while reader:recvfrom(0.2) do end end)
-        helpers.wait_until(function() return sender:stats().sending == 0 end)
+        support.wait_until(function() return sender:stats().sending == 0 end)
         assert(sender:sendto("again", dir .. "/r"))
       end)
     end)
@@ -585,22 +585,22 @@ describe("Datagram", function()
   describe("unix datagram sockets", function()
     it("bind a path, reply to the sender's path, and remove the file on close", function()
       run(function()
-        local dir = helpers.tmpdir()
+        local dir = support.tmpdir()
         local server = assert(berth.udp { path = dir .. "/server" })
         server:on("packet", function(data, path, port)
           assert.equal(dir .. "/client", path)
           assert.equal(0, port)
           return "unix:" .. data
         end)
-        assert.is_true(helpers.is_socket_file(dir .. "/server"))
+        assert.is_true(support.is_socket_file(dir .. "/server"))
         assert.same({ dir .. "/server", 0 }, { server:address() })
         local c <close> = assert(berth.udp { path = dir .. "/client" })
         assert(c:sendto("hi", dir .. "/server"))
         assert.same({ "unix:hi", dir .. "/server", 0 }, { c:recvfrom(2) })
         server:close()
-        assert.is_false(helpers.exists(dir .. "/server"))
+        assert.is_false(support.exists(dir .. "/server"))
         -- a stale file is replaced; a live one is not taken
-        helpers.write_file(dir .. "/plain", "")
+        support.write_file(dir .. "/plain", "")
         assert_fail("addrinuse", nil, berth.udp { path = dir .. "/plain" })
         assert_fail("addrinuse", nil, berth.udp { path = dir .. "/client" })
       end)
@@ -657,7 +657,7 @@ describe("Datagram", function()
         berth.sleep(0.01)
         assert.is_true(r:close())
         assert.is_true(r:close())
-        helpers.wait_until(function() return result ~= nil end)
+        support.wait_until(function() return result ~= nil end)
         assert.same({ nil, "closed" }, result)
         assert_fail("closed", nil, r:recvfrom(0.1))
         assert_fail("closed", nil, r:sendto("x", "127.0.0.1", 9))
@@ -719,9 +719,9 @@ describe("Datagram", function()
   describe("hot reload", function()
     it("loses no received datagram while the handler module is reloaded", function()
       run(function()
-        local dir = helpers.tmpdir()
+        local dir = support.tmpdir()
         local file = dir .. "/udpmod.lua"
-        helpers.write_file(file, "return function(data) return 'v1 ' .. data end")
+        support.write_file(file, "return function(data) return 'v1 ' .. data end")
         local saved = package.path
         package.path = dir .. "/?.lua;" .. saved
         local ok, err = pcall(function()
@@ -737,7 +737,7 @@ describe("Datagram", function()
             replies[#replies + 1] = tonumber(k)
             versions[v] = (versions[v] or 0) + 1
             if #replies == n // 2 then
-              helpers.write_file(file, "return { handle = function(data) return 'v2 ' .. data end }")
+              support.write_file(file, "return { handle = function(data) return 'v2 ' .. data end }")
               assert.is_true(berth.reload.reload("udpmod"))
             end
             if sent < n then send() end

@@ -31,8 +31,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "core.h"
 #include "dgram.h"
+#include "options.h"
 
 /* ------------------------------------------------------------- the set */
 
@@ -115,8 +117,8 @@ static struct dgram *dgram_alloc(lua_State *L, struct loop *lp) {
   d->rq = (struct dgq)DGQ_INIT;
   d->sq = (struct dgq)DGQ_INIT;
   d->timeout = -1;
-  d->max_datagram = BERTH_MAXDGRAM;
-  d->max_queue = BERTH_DGRAMQUEUE;
+  d->max_datagram = DGRAM_MAXSIZE;
+  d->max_queue = DGRAM_BATCH; /* both set by dgram_new */
   link_init(&d->link);
   link_init(&d->dirty);
   luaL_setmetatable(L, CLS_DGRAM);
@@ -199,26 +201,6 @@ void dgram_stats(lua_State *L, struct loop *lp) {
 
 /* ------------------------------------------------------------- options */
 
-static const char *const dgram_options[] = {
-  "host", "port", "path", "fd", "reuseaddr", "reuseport", "broadcast",
-  "multicast", "recvbuf", "sendbuf", "max_datagram", "max_queue", NULL
-};
-
-/* Unknown keys are mistakes (a misspelt "reuseport" would silently do
- * nothing): raise, naming them. */
-static void dgram_checkkeys(lua_State *L, int idx) {
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    int ok = 0;
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (int i = 0; dgram_options[i] && !ok; i++)
-        ok = strcmp(lua_tostring(L, -1), dgram_options[i]) == 0;
-    if (!ok)
-      luaL_error(L, "udp: unknown option %s", luaL_tolstring(L, -1, NULL));
-  }
-}
-
 static int optbool(lua_State *L, int idx, const char *k, int def) {
   int t = lua_getfield(L, idx, k);
   int v = t == LUA_TNIL ? def : lua_toboolean(L, -1);
@@ -248,25 +230,6 @@ static const char *optstr(lua_State *L, int idx, const char *k) {
   const char *v = lua_tostring(L, -1);
   lua_pop(L, 1);
   return v;
-}
-
-/* A size limit from the options, else the loop's default; false (or the
- * loop's "none") means `none`. */
-static size_t optsize(lua_State *L, int idx, const char *k, size_t def,
-                      size_t none) {
-  int t = lua_getfield(L, idx, k);
-  size_t v = def;
-  if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-    v = SIZE_MAX;
-  } else if (t != LUA_TNIL) {
-    int isint;
-    lua_Integer n = lua_tointegerx(L, -1, &isint);
-    if (!isint || n <= 0)
-      luaL_error(L, "udp: %s must be a positive integer or false", k);
-    v = (size_t)n;
-  }
-  lua_pop(L, 1);
-  return v == SIZE_MAX ? none : v;
 }
 
 /* The address a new socket binds. No host, port or path: a client, bound
@@ -353,8 +316,8 @@ static int dgram_joinall(lua_State *L, struct dgram *d, int idx) {
 
 /* Options set on the open socket: buffer sizes, multicast groups. */
 static int dgram_setup(lua_State *L, struct dgram *d, int idx) {
-  lua_Integer rb = optint(L, idx, "recvbuf", 0, 1, INT32_MAX);
-  lua_Integer sb = optint(L, idx, "sendbuf", 0, 1, INT32_MAX);
+  lua_Integer rb = optint(L, idx, "recvbuf", 0, 0, INT32_MAX); /* 0: as is */
+  lua_Integer sb = optint(L, idx, "sendbuf", 0, 0, INT32_MAX);
   int rc = 0;
   if (rb > 0)
     rc = net_set_int(d->fd, SOL_SOCKET, SO_RCVBUF, (int)rb);
@@ -366,19 +329,21 @@ static int dgram_setup(lua_State *L, struct dgram *d, int idx) {
 }
 
 /* berth.udp{...} -> Datagram | nil, code, errno. Programming errors (an
- * unknown option, a bad value) raise before anything is opened. */
+ * unknown option, a bad value: core.options "udp") raise before anything
+ * is opened. */
 int dgram_new(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   if (lua_isnoneornil(L, 1)) {
     lua_settop(L, 0);
     lua_newtable(L);
   }
-  luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
-  dgram_checkkeys(L, 1);
-  size_t maxd = optsize(L, 1, "max_datagram", lp->limits.max_datagram,
-                        BERTH_MAXDGRAM);
-  size_t maxq = optsize(L, 1, "max_queue", lp->limits.max_queue, SIZE_MAX);
+  options_check(L, 1, OPT_UDP); /* every key and value: opt* can trust */
+  struct limits lim = lp->limits;
+  limits_read(L, 1, &lim, LIMITS_SCOPE_DATAGRAM, "udp");
+  size_t maxd = lim.max_datagram == LIMITS_NONE_SIZE ? DGRAM_MAXSIZE
+                                                     : lim.max_datagram;
+  size_t maxq = lim.max_queue;
   if (maxd > UINT32_MAX)
     return luaL_error(L, "udp: max_datagram is too large");
   dgram_set(L, lp);
@@ -503,7 +468,9 @@ static int dgram_resume(lua_State *L) {
 
 static int dgram_settimeout(lua_State *L) {
   struct dgram *d = dgram_check(L, 1);
-  d->timeout = util_opttime(L, 2, -1);
+  /* nil or a negative number: none, as Socket:settimeout says */
+  d->timeout = lua_isnumber(L, 2) && lua_tonumber(L, 2) < 0
+                   ? -1 : check_timeout(L, 2, "settimeout: seconds", -1);
   lua_settop(L, 1);
   return 1;
 }

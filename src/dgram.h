@@ -16,6 +16,7 @@
 #define DGRAM_ROUNDS 4            /* recvmmsg calls per readiness event (R9) */
 #define DGRAM_AREA (4u << 20)     /* the receive area, unless one slot is more */
 #define DGRAM_SENDQ_BYTES (1u << 20) /* the send queue: this, DGRAM_BATCH */
+#define DGRAM_MAXSIZE (64 * 1024) /* max_datagram "none": the UDP maximum */
 
 enum dgram_uv { DGRAM_UV_PACKET = 2, DGRAM_UV_HANDLER, DGRAM_UV_ONERROR,
                 DGRAM_UV_TRUNC, DGRAM_UV_PATH, DGRAM_NUV = DGRAM_UV_PATH };

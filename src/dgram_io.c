@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "core.h"
 #include "dgram.h"
 
@@ -234,7 +235,8 @@ static int dgram_recv_k(lua_State *L, int status, lua_KContext ctx);
 
 static int dgram_doread(lua_State *L, int withaddr, int retry) {
   struct dgram *d = dgram_check(L, 1);
-  double timeout = util_opttime(L, 2, d->timeout);
+  double timeout = check_timeout(L, 2, withaddr ? "recvfrom: timeout"
+                                                : "recv: timeout", d->timeout);
   struct loop *lp = d->loop;
   if (d->fd < 0)
     return util_fail(L, "closed");

@@ -9,6 +9,7 @@ local sync = require "berth.sync"
 local reload = require "berth.reload"
 
 local Socket, ServerSocket, Datagram = core.Socket, core.ServerSocket, core.Datagram
+local check = core.check
 
 
 --- Iterate over lines (`fmt` "l" or "L") until EOF or an error.
@@ -89,11 +90,15 @@ local function bind(c)
   -- @treturn[2] string error code
   -- @treturn[2] integer errno
   function api.serve(opts)
-    local kind = type(opts) == "table" and type(opts.handler)
-    if kind ~= "function" and kind ~= "string" then
-      error("berth.serve: expects a table with a handler function or module name", 2)
+    c.options.check("serve", opts, 2)
+    if opts.handler == nil then
+      error("serve: handler must be a function or a handler module's name (got nil)", 2)
     end
-    local server, err, errno = api.listen(opts)
+    local t = {} -- listen's own keys: all but handler and onerror
+    for k, v in pairs(opts) do
+      if c.options.listen[k] then t[k] = v end
+    end
+    local server, err, errno = api.listen(t)
     if not server then return nil, err, errno end
     if opts.onerror then server:on("error", opts.onerror) end
     return server:on("connection", opts.handler)
@@ -110,16 +115,16 @@ local function bind(c)
   -- @treturn[2] string error code
   -- @treturn[2] integer errno
   function api.serve_udp(opts)
-    local kind = type(opts) == "table" and type(opts.handler)
-    if kind ~= "function" and kind ~= "string" then
-      error("berth.serve_udp: expects a table with a handler function or module name", 2)
+    c.options.check("serve_udp", opts, 2)
+    if opts.handler == nil then
+      error("serve_udp: handler must be a function or a handler module's name (got nil)", 2)
     end
-    local t = {}
+    local t = {} -- udp's own keys: all but handler and onerror
     for k, v in pairs(opts) do
-      if k ~= "handler" and k ~= "onerror" then t[k] = v end
+      if c.options.udp[k] then t[k] = v end
     end
     local handler = opts.handler
-    if kind == "string" then handler = reload.packet_handler(handler) end
+    if type(handler) == "string" then handler = reload.packet_handler(handler) end
     local d, err, errno = api.udp(t)
     if not d then return nil, err, errno end
     if opts.onerror then d:on("error", opts.onerror) end
@@ -128,7 +133,8 @@ local function bind(c)
 
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=}`. Must run in a task.
+  -- path=, timeout=}`. Must run in a task. A port is an integer 0..65535;
+  -- it, an unknown key or a bad timeout raises (core.options "connect").
   -- @function connect
   -- @treturn[1] Socket
   -- @treturn[2] nil
@@ -140,13 +146,14 @@ local function bind(c)
       host, port = opts.host, opts.port
     end
     opts = opts or {}
+    c.options.check("connect", opts, 2)
     local timeout = opts.timeout
-    if timeout ~= timeout then error("berth.connect: timeout is NaN", 2) end
-    if timeout == math.huge then timeout = nil end
+    if timeout == math.huge or timeout == false then timeout = nil end
     if opts.path then return c.connect(opts.path, nil, timeout) end
-    if type(host) ~= "string" then error("berth.connect: host expected", 2) end
-    port = math.tointeger(port)
-    if not port then error("berth.connect: port expected", 2) end
+    if host == nil then error("connect: host must be a string (got nil)", 2) end
+    check.string(host, "connect: host", 2)
+    if port == nil then error("connect: port must be an integer 0..65535 (got nil)", 2) end
+    port = check.port(port, "connect: port", 2)
     local deadline = timeout and c.now() + timeout
     local addrs, err, extra = c.resolve(host)
     if not addrs then return nil, err, extra end
@@ -203,7 +210,9 @@ end
 -- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
 -- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
 -- `path` (unix socket), `fd` (adopt a listening descriptor), and any limit
--- of `berth.limits`.
+-- of `berth.limits` but `cpu_budget`. An unknown key or a bad value raises,
+-- naming it: "listen: port must be an integer 0..65535 (got 70000)",
+-- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
 -- @treturn[1] ServerSocket
 -- @treturn[2] nil
 -- @treturn[2] string "addrinuse", "permission", "invalid", …
@@ -268,7 +277,9 @@ end
 --- Set and get the default limits of new servers and the CPU budget.
 -- @function limits
 -- @tparam[opt] table t max_connections, maxline, max_input, max_output,
--- idle_timeout, message_timeout, send_timeout, cpu_budget (false: off)
+-- idle_timeout, message_timeout, send_timeout, cpu_budget (false: off;
+-- sizes are positive integers; times are seconds >= 0, 0 and math.huge
+-- also off; anything else, or an unknown key, raises)
 -- @treturn table the limits in force
 
 --- The loop's epoll descriptor, for embedding in a foreign loop.

@@ -9,14 +9,14 @@
 -- ASan, whose slowness let a reply arrive before the next send. Class:
 -- while anything is queued for the flusher an idle watcher keeps the poll
 -- from blocking, so a flush always comes before the loop waits.
-local helpers = require "helpers"
+local support = require "support"
 
 describe("regress: a burst queued for the flusher", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("is sent before the loop waits, even in the round that made the first Datagram", function()
-    local l = helpers.berth.loop() -- a fresh loop: no Datagram state yet
+    local l = support.berth.loop() -- a fresh loop: no Datagram state yet
     local got, code
     l.spawn(function() -- resumed by the scheduler's prepare watcher
       local a <close> = assert(l.udp { host = "127.0.0.1", port = 0 })
@@ -27,9 +27,9 @@ describe("regress: a burst queued for the flusher", function()
       assert.equal(1, a:stats().sending)
       got, code = b:recvfrom(1)
     end)
-    local t0 = helpers.clock()
+    local t0 = support.clock()
     l.run()
     assert.equal("two", got, "recvfrom said " .. tostring(code))
-    assert.is_true(helpers.clock() - t0 < 1)
+    assert.is_true(support.clock() - t0 < 1)
   end)
 end)

@@ -716,6 +716,72 @@ describe("Datagram", function()
     end)
   end)
 
+  describe("option and limit tables", function()
+    local core = require "berth.core"
+
+    it("core.options describes udp{} and serve_udp{}: bind keys and the datagram limits", function()
+      local bind = {}
+      for key, o in pairs(core.options.udp) do
+        if o.bind then bind[#bind + 1] = key end
+      end
+      table.sort(bind)
+      assert.same({ "broadcast", "host", "multicast", "path", "port", "recvbuf", "reuseaddr",
+        "reuseport", "sendbuf" }, bind)
+      assert.equal("datagram", core.options.udp.max_datagram.scope)
+      assert.equal("datagram", core.options.limits.max_queue.scope)
+      assert.equal(65536, core.options.limits.max_datagram.default)
+      assert.is_nil(core.options.listen.max_datagram) -- not a stream limit
+      assert.equal("handler", core.options.serve_udp.handler.kind)
+      assert_raises('serve_udp: unknown option "prot"', berth.serve_udp,
+        { port = 0, prot = 1, handler = function() end })
+      assert_raises("serve_udp: handler must be", berth.serve_udp, { port = 0 })
+      assert_raises("listen: unknown option", berth.listen, { port = 0, max_queue = 1 })
+    end)
+
+    it("berth.limits{} sets the defaults of Datagrams made afterwards", function()
+      local saved = berth.limits()
+      berth.limits { max_datagram = 1000, max_queue = 7 }
+      local ok, err = pcall(function()
+        local d <close> = udp()
+        assert.same({ 1000, 7 }, { d:stats().max_datagram, d:stats().max_queue })
+        local e <close> = udp { max_datagram = false, max_queue = false }
+        assert.same({ 65536, -1 }, { e:stats().max_datagram, e:stats().max_queue })
+      end)
+      berth.limits { max_datagram = saved.max_datagram, max_queue = saved.max_queue }
+      assert(ok, err)
+    end)
+
+    it("the master's udp request carries the bind keys and multicast groups", function()
+      local channel = require "berth.channel"
+      local opts = { host = "0.0.0.0", port = 53, reuseport = true, recvbuf = 65536,
+        multicast = { { group = "239.1.2.3", interface = "lo" }, { group = "ff02::1" } },
+        max_queue = 9, fd = 3 }
+      local kind, id, fields = channel.decode(channel.udp_request(7, opts))
+      assert.same({ "udp", 7 }, { kind, id })
+      assert.same({ host = "0.0.0.0", port = 53, reuseport = true, recvbuf = 65536,
+        multicast = { { group = "239.1.2.3", interface = "lo" }, { group = "ff02::1" } } },
+        channel.udp_options(fields))
+      local one = channel.udp_options(select(3, channel.decode(channel.udp_request(1,
+        { port = 1, multicast = { group = "239.9.9.9" } }))))
+      assert.same({ { group = "239.9.9.9" } }, one.multicast)
+      assert.same({ max_queue = 9, fd = 11 }, channel.adopted_udp_options(opts, 11))
+    end)
+
+    it("--check moves a UDP server socket to loopback, keeps a client a client", function()
+      local host = require "berth.host"
+      local seen = {}
+      local udp_check = host.check_udp(function(t) seen[#seen + 1] = t; return true end,
+        function() return "/tmp/x" end)
+      udp_check { host = "0.0.0.0", port = 53, fd = 4, multicast = { group = "239.1.1.1" },
+        max_queue = 3 }
+      udp_check { path = "/run/app.sock" }
+      udp_check()
+      assert.same({ host = "127.0.0.1", port = 0, max_queue = 3 }, seen[1])
+      assert.same({ path = "/tmp/x" }, seen[2])
+      assert.same({}, seen[3])
+    end)
+  end)
+
   describe("hot reload", function()
     it("loses no received datagram while the handler module is reloaded", function()
       run(function()

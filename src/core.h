@@ -10,7 +10,7 @@
  *   shutdown.c                  graceful stop: closes the objects below
  *   server.c socket*.c timer.c  the classes (one file each; they may use
  *   signal.c fwatch.c proc.c    each other: a server makes sockets)
- *   resolve.c
+ *   resolve.c dgram*.c
  *   sched.c                     tasks: spawn, park, wake, resume
  *   loop.c util.c check.c       the loop object; Lua helpers; validators,
  *   options.c limits.c          option tables and limits (defined once)
@@ -58,6 +58,7 @@
 #define CLS_TIMER  "berth.Timer"
 #define CLS_SIGNAL "berth.Signal"
 #define CLS_FWATCH "berth.FileWatch"
+#define CLS_DGRAM  "berth.Datagram"
 
 /* Invariants (E7): compiled in unless NDEBUG, i.e. in debug and sanitizer
  * builds; the message says what broke. */
@@ -93,6 +94,7 @@ void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
 
 /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
+struct dgramset;  /* dgram.c: open Datagrams, the receive batch area */
 struct drain;     /* shutdown.c: the grace timer */
 struct cleanup;   /* loop.c */
 
@@ -113,6 +115,7 @@ struct loop {
   struct srvset *servers;
   struct resolver *resolver;
   struct fwatchset *fwatch;
+  struct dgramset *dgrams; /* made by the first berth.udp */
   struct drain *drain;
 };
 
@@ -409,6 +412,15 @@ void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
 
 /* resolve.c */
 int resolve_lookup(lua_State *L);
+
+/* dgram.c: the Datagram class (UDP and unix datagram sockets) */
+void dgram_open(lua_State *L);   /* [-0, +1, m] the method table */
+int dgram_new(lua_State *L);     /* berth.udp{...} */
+/* Shutdown starts: unconnected Datagrams stop receiving (what they read
+ * already is still handed out); sends go on. */
+void dgram_quiesce(lua_State *L, struct loop *lp);
+void dgram_closeall(lua_State *L, struct loop *lp);
+void dgram_stats(lua_State *L, struct loop *lp); /* adds fields */
 
 /* shutdown.c */
 /* Graceful stop: listeners close, idle connections close, tasks get

@@ -8,7 +8,7 @@ local log = require "berth.log"
 local sync = require "berth.sync"
 local reload = require "berth.reload"
 
-local Socket, ServerSocket = core.Socket, core.ServerSocket
+local Socket, ServerSocket, Datagram = core.Socket, core.ServerSocket, core.Datagram
 local check = core.check
 
 
@@ -32,6 +32,32 @@ function ServerSocket:on(event, fn)
   return c_on(self, event, fn)
 end
 
+--- Iterate over received datagrams: `data, host, port` until a timeout or
+-- close. Datagrams cut by max_datagram are skipped (they are counted and
+-- reported: on("truncated") or the log).
+-- @function Datagram:packets
+function Datagram:packets(timeout)
+  return function()
+    while true do
+      local data, host, port = self:recvfrom(timeout)
+      if data then return data, host, port end
+      if host ~= "toolarge" then return nil end
+    end
+  end
+end
+
+-- on("packet", "module.name") and serve("module.name"): a reloadable
+-- packet handler (berth.reload).
+local d_on, d_serve = Datagram.on, Datagram.serve
+function Datagram:on(event, fn)
+  if event == "packet" and type(fn) == "string" then fn = reload.packet_handler(fn) end
+  return d_on(self, event, fn)
+end
+function Datagram:serve(fn)
+  if type(fn) == "string" then fn = reload.packet_handler(fn) end
+  return d_serve(self, fn)
+end
+
 -- The default handler for errors raised in tasks (E6).
 local function log_task_error(err, traceback, sock)
   local where = ""
@@ -47,7 +73,7 @@ local function bind(c)
   local api = {
     version = c.version, log = log,
     cond = function() return sync.cond(c) end,
-    listen = c.listen, spawn = c.spawn, sleep = c.sleep, now = c.now,
+    listen = c.listen, udp = c.udp, spawn = c.spawn, sleep = c.sleep, now = c.now,
     timer = c.timer, signal = c.signal, run = c.run, step = c.step,
     stop = c.stop, shutdown = c.shutdown, stats = c.stats, draining = c.draining,
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
@@ -76,6 +102,33 @@ local function bind(c)
     if not server then return nil, err, errno end
     if opts.onerror then server:on("error", opts.onerror) end
     return server:on("connection", opts.handler)
+  end
+
+  --- A Datagram socket that runs `opts.handler(data, host, port, dgram)`
+  -- in a new task per datagram; a string the handler returns is sent back
+  -- to the sender.
+  -- @function serve_udp
+  -- @tparam table opts `berth.udp` options plus `handler` (a function or a
+  -- module name) and `onerror`
+  -- @treturn[1] Datagram
+  -- @treturn[2] nil
+  -- @treturn[2] string error code
+  -- @treturn[2] integer errno
+  function api.serve_udp(opts)
+    c.options.check("serve_udp", opts, 2)
+    if opts.handler == nil then
+      error("serve_udp: handler must be a function or a handler module's name (got nil)", 2)
+    end
+    local t = {} -- udp's own keys: all but handler and onerror
+    for k, v in pairs(opts) do
+      if c.options.udp[k] then t[k] = v end
+    end
+    local handler = opts.handler
+    if type(handler) == "string" then handler = reload.packet_handler(handler) end
+    local d, err, errno = api.udp(t)
+    if not d then return nil, err, errno end
+    if opts.onerror then d:on("error", opts.onerror) end
+    return d:serve(handler)
   end
 
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
@@ -161,6 +214,18 @@ end
 -- naming it: "listen: port must be an integer 0..65535 (got 70000)",
 -- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
 -- @treturn[1] ServerSocket
+-- @treturn[2] nil
+-- @treturn[2] string "addrinuse", "permission", "invalid", …
+-- @treturn[2] integer errno
+
+--- A datagram socket (UDP over IPv4 or IPv6, or a unix datagram socket).
+-- @function udp
+-- @tparam[opt] table opts `host`, `port` (a server: host defaults to
+-- "127.0.0.1"; neither: a client bound to the wildcard on an ephemeral
+-- port), `path` (unix), `fd` (adopt), `reuseaddr`, `reuseport`,
+-- `broadcast`, `multicast` ({group=, interface=} or a list), `recvbuf`,
+-- `sendbuf`, `max_datagram`, `max_queue`. An unknown key raises.
+-- @treturn[1] Datagram
 -- @treturn[2] nil
 -- @treturn[2] string "addrinuse", "permission", "invalid", …
 -- @treturn[2] integer errno
@@ -334,6 +399,49 @@ end
 
 --- The limits its connections get.
 -- @function ServerSocket:limits
+
+--- Datagram: a UDP or unix datagram socket (berth.udp).
+-- @type Datagram
+
+--- Receive one datagram (task only).
+-- @function Datagram:recvfrom
+-- @tparam[opt] number timeout
+-- @treturn[1] string data
+-- @treturn[1] string host (or the unix path)
+-- @treturn[1] integer port
+-- @treturn[2] nil
+-- @treturn[2] string "timeout", "closed", "refused", or "toolarge" (then
+-- the real size, host and port follow)
+
+--- Receive one datagram's data (task only; for a connected socket).
+-- @function Datagram:recv
+-- @tparam[opt] number timeout
+
+--- Send one datagram; queued when the kernel is full. A task waits when
+-- the queue is full too; a callback gets nil, "wouldblock".
+-- @function Datagram:sendto
+-- @tparam string data
+-- @tparam string host a numeric address (or a unix path)
+-- @tparam integer port
+-- @treturn[1] boolean true
+-- @treturn[2] nil
+-- @treturn[2] string "wouldblock", "toolarge", "refused", "closed", …
+
+--- Send to the connected peer.
+-- @function Datagram:send
+-- @tparam string data
+
+--- Take datagrams from one peer only; send/recv need no address.
+-- @function Datagram:connect
+-- @tparam string host
+-- @tparam integer port
+
+--- Callbacks: "packet" fn(data, host, port, dgram) (a returned string is
+-- the reply), "truncated" fn(size, host, port), "error" fn(err, traceback, dgram).
+-- @function Datagram:on
+
+--- A handler task per datagram: fn(data, host, port, dgram).
+-- @function Datagram:serve
 
 
 return bind(core)

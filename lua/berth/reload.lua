@@ -75,6 +75,26 @@ local function failed(rec, err)
   return nil, err
 end
 
+-- The record of module `name`, loaded on first use (raising on any error
+-- at the caller's caller's level).
+local function record(name)
+  local rec = modules[name]
+  if not rec then
+    local path, err = package.searchpath(name, package.path)
+    if not path then error(("handler module %s not found:%s"):format(name, err), 3) end
+    local src = assert(read_file(path))
+    local mod, berr = build(name, path, src)
+    if not mod then error(berr, 3) end
+    rec = { name = name, path = path, source = src, current = mod, state = {}, version = 1 }
+    local ok, herr = run_hook(mod, "init", rec.state)
+    if not ok then error(herr, 3) end
+    modules[name] = rec
+    order[#order + 1] = name
+    if watching then reload.watchmodule(rec) end
+  end
+  return rec
+end
+
 --- The handler for module `name`: loads it on first use (raising on any
 -- error) and returns a function that runs the current version.
 -- @tparam string name a module name, as for require
@@ -82,24 +102,20 @@ end
 -- (`handle(sock, state)`) or 2 (berth.http: `handle(req, res, state)`)
 -- @treturn function handler(sock) (or handler(req, res))
 function reload.handler(name, nargs)
-  local rec = modules[name]
-  if not rec then
-    local path, err = package.searchpath(name, package.path)
-    if not path then error(("handler module %s not found:%s"):format(name, err), 2) end
-    local src = assert(read_file(path))
-    local mod, berr = build(name, path, src)
-    if not mod then error(berr, 2) end
-    rec = { name = name, path = path, source = src, current = mod, state = {}, version = 1 }
-    local ok, herr = run_hook(mod, "init", rec.state)
-    if not ok then error(herr, 2) end
-    modules[name] = rec
-    order[#order + 1] = name
-    if watching then reload.watchmodule(rec) end
-  end
+  local rec = record(name)
   if nargs == 2 then
     return function(a, b) return rec.current.handle(a, b, rec.state) end
   end
   return function(sock) return rec.current.handle(sock, rec.state) end
+end
+
+--- The same for a datagram handler: the module's
+-- `handle(data, host, port, dgram, state)` (its result is the reply).
+-- @tparam string name a module name, as for require
+-- @treturn function handler(data, host, port, dgram)
+function reload.packet_handler(name)
+  local rec = record(name)
+  return function(data, host, port, d) return rec.current.handle(data, host, port, d, rec.state) end
 end
 
 --- Reload module `name` from its file.

@@ -17,7 +17,7 @@ local LAYERS = {
   { name = "pure", files = {} }, -- filled in: files without lua.h
   { name = "loop", files = { "loop.c", "util.c" } },
   { name = "sched", files = { "sched.c" } },
-  { name = "objects", files = { "socket.c", "socket_io.c", "server.c", "timer.c",
+  { name = "objects", files = { "socket.c", "socket_io.c", "socket_tls.c", "server.c", "timer.c",
     "signal.c", "fwatch.c", "proc.c", "resolve.c", "tls.c", "dgram.c", "http.c",
     "ws.c", "resp_lua.c", "proxy.c", "shared.c", "bus.c", "metrics.c", "limits.c",
     "check.c" } },

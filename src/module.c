@@ -217,6 +217,9 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "version");
   proc_open(L);
   lua_setfield(L, -2, "proc");
+  lua_pushvalue(L, -2);
+  stls_open(L);
+  lua_setfield(L, -2, "tls");
   lua_remove(L, -2);
 }
 
@@ -239,6 +242,7 @@ int luaopen_berth_core(lua_State *L) {
   sock_open(L);
   srv_open(L);
   lua_pop(L, 2);
+  stls_classes(L);
   timer_open(L);
   signal_open(L);
   fwatch_open(L);

@@ -67,6 +67,7 @@ struct tls_named {           /* an SNI certificate */
 struct tls_ctx {
   int refs;
   int server;
+  int verify;                /* enum tls_verify */
   SSL_CTX *ssl;              /* the default certificate's */
   struct tls_named *sni;
   size_t nsni;
@@ -469,6 +470,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err,
   }
   c->refs = 1;
   c->server = o->server;
+  c->verify = o->verify;
   if (o->alpn) {
     memcpy(c->alpn, o->alpn, o->alpnlen);
     c->alpnlen = o->alpnlen;
@@ -502,6 +504,10 @@ void tls_ctx_unref(struct tls_ctx *c) {
 
 int tls_ctx_isserver(const struct tls_ctx *c) {
   return c->server;
+}
+
+int tls_ctx_verifies(const struct tls_ctx *c) {
+  return c->verify != TLS_VERIFY_NONE;
 }
 
 /* ---------------------------------------------------------- connections */

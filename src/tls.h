@@ -79,6 +79,8 @@ struct tls_ctx *tls_ctx_new(const struct tls_opts *o, char *err,
 void tls_ctx_ref(struct tls_ctx *c);
 void tls_ctx_unref(struct tls_ctx *c);
 int tls_ctx_isserver(const struct tls_ctx *c);
+/* Whether it checks the peer's certificate. */
+int tls_ctx_verifies(const struct tls_ctx *c);
 
 /* Ticket keys from `len` bytes (a multiple of TLS_TICKET_KEY_SIZE, at most
  * TLS_TICKET_KEYS_MAX keys); NULL if the length is wrong or out of

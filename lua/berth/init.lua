@@ -7,6 +7,7 @@ local core = require "berth.core"
 local log = require "berth.log"
 local sync = require "berth.sync"
 local reload = require "berth.reload"
+local tls = require "berth.tls"
 
 local Socket, ServerSocket = core.Socket, core.ServerSocket
 
@@ -51,6 +52,8 @@ local function bind(c)
     stop = c.stop, shutdown = c.shutdown, stats = c.stats, draining = c.draining,
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
   }
+  api.tls = tls.bind(c, api)
+  api.tls.fromenv = tls.fromenv
   local shutdown_hooks = {}
   c.setlogger(log.write)
   c.onerror(log_task_error)
@@ -73,27 +76,12 @@ local function bind(c)
     return server:on("connection", opts.handler)
   end
 
-  --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
-  -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=}`. Must run in a task.
-  -- @function connect
-  -- @treturn[1] Socket
-  -- @treturn[2] nil
-  -- @treturn[2] string error code
-  -- @treturn[2] any errno or message
-  function api.connect(host, port, opts)
-    if type(host) == "table" then
-      opts = host
-      host, port = opts.host, opts.port
-    end
-    opts = opts or {}
-    local timeout = opts.timeout
-    if timeout ~= timeout then error("berth.connect: timeout is NaN", 2) end
-    if timeout == math.huge then timeout = nil end
+  -- The TCP (or unix) connection of api.connect; errors blame its caller.
+  local function connect(host, port, opts, timeout)
     if opts.path then return c.connect(opts.path, nil, timeout) end
-    if type(host) ~= "string" then error("berth.connect: host expected", 2) end
+    if type(host) ~= "string" then error("berth.connect: host expected", 3) end
     port = math.tointeger(port)
-    if not port then error("berth.connect: port expected", 2) end
+    if not port then error("berth.connect: port expected", 3) end
     local deadline = timeout and c.now() + timeout
     local addrs, err, extra = c.resolve(host)
     if not addrs then return nil, err, extra end
@@ -104,6 +92,34 @@ local function bind(c)
       if sock or err == "timeout" then return sock, err, extra end
     end
     return nil, err, extra
+  end
+
+  --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
+  -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
+  -- path=, timeout=, tls=}`. Must run in a task. With `tls` (true, a table
+  -- of options or a TLSContext) the TLS handshake follows, verifying the
+  -- server's certificate for `host` (or `tls.servername`) against the
+  -- system CA store (or `tls.ca`) unless `tls.verify` is false; `timeout`
+  -- covers both.
+  -- @function connect
+  -- @treturn[1] Socket
+  -- @treturn[2] nil
+  -- @treturn[2] string error code ("tls" for a failed handshake)
+  -- @treturn[2] any errno or message
+  function api.connect(host, port, opts)
+    if type(host) == "table" then
+      opts = host
+      host, port = opts.host, opts.port
+    end
+    opts = opts or {}
+    local timeout = opts.timeout
+    if timeout ~= timeout then error("berth.connect: timeout is NaN", 2) end
+    if timeout == math.huge then timeout = nil end
+    local started = c.now()
+    local sock, err, extra = connect(host, port, opts, timeout)
+    if not sock or not opts.tls then return sock, err, extra end
+    local left = timeout and math.max(0, timeout - (c.now() - started))
+    return api.tls.client(sock, opts.tls, host, left)
   end
 
   --- Counters: active, total, bytes_in, bytes_out, tasks, sockets,

@@ -29,7 +29,8 @@ static const char *const limit_options[] = {
   "--max-connections", "max_connections", "--max-line", "maxline",
   "--max-input", "max_input", "--max-output", "max_output",
   "--idle-timeout", "idle_timeout", "--message-timeout", "message_timeout",
-  "--send-timeout", "send_timeout", "--cpu-budget", "cpu_budget", NULL
+  "--send-timeout", "send_timeout", "--handshake-timeout", "handshake_timeout",
+  "--cpu-budget", "cpu_budget", NULL
 };
 
 struct options {
@@ -126,6 +127,8 @@ static const char usage[] =
   "  --idle-timeout S     close a connection idle S seconds (default 60)\n"
   "  --message-timeout S  a started line must arrive within S (default 30)\n"
   "  --send-timeout S     close when output makes no progress (default 60)\n"
+  "  --handshake-timeout S  close a TLS connection whose handshake is not\n"
+  "                       done S seconds after the accept (default 10)\n"
   "  (0 turns a timeout off)\n"
   "\n"
   "  --               stop handling options\n"

@@ -200,8 +200,10 @@ int tls_random(unsigned char *out, size_t len) {
 }
 
 /* Encrypt a new ticket with the first key, or find the key a ticket names:
- * 1 (decrypted with the current key), 2 (an older key: OpenSSL issues a
- * fresh ticket), 0 (unknown key: a full handshake), -1 (failure). */
+ * 1 (decrypted with the current key), 2 (renew: an older key, or TLS 1.3,
+ * where a resumption without it would send the client no new ticket and
+ * its next connection would do a full handshake), 0 (unknown key: a full
+ * handshake), -1 (failure). */
 static int tls_ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
                          EVP_CIPHER_CTX *ectx, EVP_MAC_CTX *hctx, int enc) {
   const struct tls_ctx *c =
@@ -233,7 +235,7 @@ static int tls_ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
       !(enc ? EVP_EncryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, aes, iv)
             : EVP_DecryptInit_ex(ectx, EVP_aes_256_cbc(), NULL, aes, iv)))
     return -1;
-  return enc || i == 0 ? 1 : 2;
+  return enc || (i == 0 && SSL_version(ssl) < TLS1_3_VERSION) ? 1 : 2;
 }
 
 /* ------------------------------------------------------------- contexts */

@@ -5,7 +5,10 @@
 -- accept queue), restarts a worker that dies (after 0.1 s, backing off to
 -- 10 s while it keeps crashing), forwards SIGTERM/SIGINT for a graceful
 -- shutdown, and on SIGHUP replaces the workers one at a time: a new worker
--- starts and reports ready before the old one is told to drain.
+-- starts and reports ready before the old one is told to drain. It also
+-- makes the TLS session ticket keys every worker uses (so a ticket from
+-- one worker resumes on any other), and rotates them on SIGHUP: the new
+-- workers encrypt with a new key and still accept the previous one.
 -- @module berth.master
 local core = require "berth.core"
 local proc = core.proc
@@ -26,6 +29,7 @@ function master.run(berth, opts)
   local listeners = {}    -- address key -> ServerSocket (never accepted on)
   local changed = berth.cond() -- any worker became ready or exited
   local stopping, reloading, first = false, false, true
+  local ticket_keys = berth.tls.newkeys(1) -- the first encrypts
 
   -- A listen request from a worker: bind once per address, send the fd.
   local function handle_listen(w, msg)
@@ -58,6 +62,8 @@ function master.run(berth, opts)
         changed:broadcast()
       elseif msg:sub(1, 7) == "listen\n" then
         handle_listen(w, msg)
+      elseif msg == "tickets" then
+        proc.send(w.channel:fd(), "tickets\n" .. ticket_keys)
       end
     end
   end
@@ -125,6 +131,7 @@ function master.run(berth, opts)
   local function rolling_reload()
     if reloading or stopping then return end
     reloading = true
+    ticket_keys = berth.tls.newkeys(1) .. ticket_keys:sub(1, 80)
     log.info("master: rolling reload of %d workers", #slots)
     for slot = 1, #slots do
       local old, new = slots[slot], start(slot)

@@ -5,6 +5,8 @@
 -- that replace them on a rolling reload, then share one accept queue, so
 -- no connection waiting in it is lost when a worker goes away.
 -- Once the script has run, the worker tells the master it is ready.
+-- TLS session ticket keys come from the master too, so that every worker
+-- resumes the sessions of every other.
 -- @module berth.worker
 local proc = require("berth.core").proc
 
@@ -28,6 +30,11 @@ end
 
 --- Route `berth.listen` of the API table through the master on `channel`.
 function worker.start(berth, channel)
+  assert(proc.send(channel, "tickets"))
+  local keys = proc.recv(channel)
+  if type(keys) == "string" and keys:sub(1, 8) == "tickets\n" then
+    berth.tls.ticketkeys(keys:sub(9))
+  end
   local listen = berth.listen
   function berth.listen(opts)
     if type(opts) ~= "table" then error("berth.listen: expects a table", 2) end

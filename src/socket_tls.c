@@ -465,11 +465,15 @@ static int stls_handshake_m(lua_State *L) {
 static struct stls_ctx *stls_startctx(lua_State *L, struct sock *s) {
   if (lua_type(L, 2) != LUA_TTABLE)
     return luaL_checkudata(L, 2, CLS_TLSCTX);
-  if (lua_isnoneornil(L, 3) && lua_getfield(L, 2, "servername") != LUA_TNIL)
-    lua_replace(L, 3);
-  if (lua_isnoneornil(L, 4) && lua_getfield(L, 2, "timeout") != LUA_TNIL)
-    lua_replace(L, 4);
   lua_settop(L, 4);
+  if (lua_isnil(L, 3)) {
+    lua_getfield(L, 2, "servername");
+    lua_replace(L, 3);
+  }
+  if (lua_isnil(L, 4)) {
+    lua_getfield(L, 2, "timeout");
+    lua_replace(L, 4);
+  }
   int server = s->srv != NULL;
   if (lua_getfield(L, 2, "server") != LUA_TNIL)
     server = lua_toboolean(L, -1);

@@ -345,13 +345,14 @@ static void stls_peername(const struct sock *s, char *buf, size_t len) {
  * deadline): close the socket; a server's connection is counted and
  * logged. Pushes false (handler), or nil, code, reason. */
 static int stls_failed(lua_State *L, struct sock *s, int rc, int mode) {
-  char why[STLS_ERRLEN], peer[NET_ADDRSTRLEN + 8];
+  char why[STLS_ERRLEN];
   const char *code = rc == -ETIMEDOUT ? "timeout" : sock_errcode(rc);
   if (rc == -ETIMEDOUT)
     snprintf(why, sizeof why, "handshake timeout");
   else
     tls_why(s->tls, why, sizeof why);
   if (s->srv != NULL) {
+    char peer[NET_ADDRSTRLEN + 8];
     s->srv->tls_failed++;
     stls_peername(s, peer, sizeof peer);
     loop_log(s->loop, "debug", "tls: handshake with %s failed: %s", peer,

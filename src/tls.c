@@ -218,7 +218,8 @@ static int tls_ticket_cb(SSL *ssl, unsigned char *name, unsigned char *iv,
       return -1;
   } else {
     while (i < k->n &&
-           memcmp(name, k->bytes + i * TLS_TICKET_KEY_SIZE, TLS_TICKET_NAME))
+           memcmp(name, k->bytes + i * TLS_TICKET_KEY_SIZE, TLS_TICKET_NAME)
+               != 0)
       i++;
     if (i == k->n)
       return 0;

@@ -197,6 +197,31 @@ describe("TLS with real clients", function()
     stop(proc)
   end)
 
+  it("every TCP example serves TLS with TLS_CERT/TLS_KEY (same listening line)", function()
+    local env = { PORT = "0", TLS_CERT = C("server.crt"), TLS_KEY = C("server.key") }
+    local upstream, up_port = start({ helpers.host_binary(), "examples/echo.lua" }, env)
+    local exchanges = {
+      echo = { "hello\n", "hello" },
+      chat = { nil, "welcome" },
+      http = { "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n", "HTTP/1.1 200 OK" },
+      resp = { "PING\r\n", "+PONG" },
+      proxy = { "through\n", "through" }, -- to the TLS echo, over TLS
+    }
+    for name, x in pairs(exchanges) do
+      local e = { UPSTREAM = "localhost:" .. up_port, UPSTREAM_TLS = "1", UPSTREAM_CA = C("ca.crt") }
+      for k, v in pairs(env) do e[k] = v end
+      local proc, port = start({ helpers.host_binary(), "examples/" .. name .. ".lua" }, e)
+      helpers.run(function()
+        local sock <close> = assert(helpers.berth.connect("localhost", port,
+          { tls = { ca = C("ca.crt") }, timeout = 5 }))
+        if x[1] then assert(sock:write(x[1])) end
+        assert.equal(x[2], sock:read("l", 5), name)
+      end)
+      stop(proc)
+    end
+    stop(upstream)
+  end)
+
   it("two processes sharing a ticket key file resume each other's sessions", function()
     local keys = helpers.tmpdir() .. "/ticket.key"
     assert(os.execute("openssl rand 80 > " .. sh(keys)))

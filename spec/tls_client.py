@@ -15,6 +15,9 @@ result line and exits 0, or prints "error ..." and exits 1):
                 "closed BYTES" (bytes the server sent before closing)
   nocert        verify the server, offer no client certificate, send a line;
                 print "refused" if the server rejects us, "accepted" if not
+  truncate      send "partial" and close without close_notify (after
+                reading the session tickets, so the close is a FIN, not a
+                reset); print "sent"
   hold FILE     handshake, round-trip a line, print "ready SUBJECT", then
                 wait until FILE exists and round-trip again on the same
                 connection: print "again SUBJECT" (the certificate of the
@@ -117,6 +120,18 @@ def nocert(port, ca):
         return "refused"
 
 
+def truncate(port, ca):
+    s = connect(port, ca)
+    s.sendall(b"partial")
+    s.settimeout(0.3)
+    try:
+        s.recv(100)  # processes the tickets; nothing else comes
+    except (socket.timeout, ssl.SSLError):
+        pass
+    s.close()  # Python's close() sends no close_notify
+    return "sent"
+
+
 def hold(port, ca, flag):
     s = connect(port, ca)
     s.sendall(b"one\n")
@@ -145,6 +160,8 @@ def main():
             out = garbage(port)
         elif mode == "nocert":
             out = nocert(port, ca)
+        elif mode == "truncate":
+            out = truncate(port, ca)
         elif mode == "hold":
             out = hold(port, ca, sys.argv[4])
         else:

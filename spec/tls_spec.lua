@@ -225,6 +225,23 @@ describe("TLS", function()
     end)
   end)
 
+  it("reports a stream cut without close_notify as \"truncated\", data kept", function()
+    run(function()
+      local got
+      local done = berth.cond()
+      local server = helpers.serve(function(sock)
+        got = table.pack(sock:read("a", 5))
+        done:signal()
+      end, { tls = server_tls() })
+      local py = helpers.start({ "python3", "spec/tls_client.py", "truncate",
+        tostring(server:port()), C("ca.crt") })
+      done:wait(8)
+      assert.same({ nil, "truncated", "partial", n = 3 }, got)
+      server:close()
+      py:close()
+    end, 10)
+  end)
+
   it("half-closes: shutdown(\"w\") sends close_notify, the other way stays open", function()
     run(function()
       local server = helpers.serve(function(sock)

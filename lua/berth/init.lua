@@ -165,8 +165,8 @@ end
 -- @function listen
 -- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
 -- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
--- `path` (unix socket), `fd` (adopt a listening descriptor), and any limit
--- of `berth.limits`.
+-- `path` (unix socket), `fd` (adopt a listening descriptor), `tls` (TLS
+-- options or a TLSContext: README "TLS"), and any limit of `berth.limits`.
 -- @treturn[1] ServerSocket
 -- @treturn[2] nil
 -- @treturn[2] string "addrinuse", "permission", "invalid", …

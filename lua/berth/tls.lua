@@ -164,4 +164,32 @@ end
 
 tls.is_context = is_context
 
+-- Reference of the TLS methods the C core provides (for LDoc).
+
+--- Switch to TLS now (STARTTLS): server side on an accepted socket, client
+-- side on a connected one. Bytes read but not consumed yet are the start
+-- of the TLS stream. Task only; on failure the socket is closed.
+-- @function Socket:starttls
+-- @param opts a table of TLS options (may hold `server`, `servername`,
+-- `timeout`) or a TLSContext
+-- @tparam[opt] string servername the name to verify (clients)
+-- @tparam[opt] number timeout seconds (default: handshake_timeout)
+-- @treturn[1] Socket
+-- @treturn[2] nil
+-- @treturn[2] string "tls", "timeout", "closed", "reset"...
+-- @treturn[2] string why
+
+--- Complete the handshake of a socket from a TLS server's `accept()`.
+-- @function Socket:handshake
+-- @tparam[opt] number timeout
+-- @treturn[1] Socket
+-- @treturn[2] nil
+-- @treturn[2] string code
+-- @treturn[2] string why
+
+--- What the TLS connection negotiated: `version`, `cipher`, `alpn`, `sni`,
+-- `resumed`, `verified`, `peer` (certificate subject, when verified).
+-- @function Socket:tlsinfo
+-- @treturn table|nil nil for a plain or closed socket
+
 return tls

@@ -15,12 +15,11 @@ local want_graph = arg[1] == "--graph" or arg[2] == "--graph"
 
 local LAYERS = {
   { name = "pure", files = {} }, -- filled in: files without lua.h
-  { name = "loop", files = { "loop.c", "util.c" } },
+  { name = "loop", files = { "loop.c", "util.c", "check.c", "options.c", "limits.c" } },
   { name = "sched", files = { "sched.c" } },
   { name = "objects", files = { "socket.c", "socket_io.c", "socket_tls.c", "server.c", "timer.c",
     "signal.c", "fwatch.c", "proc.c", "resolve.c", "tls.c", "dgram.c", "http.c",
-    "ws.c", "resp_lua.c", "proxy.c", "shared.c", "bus.c", "metrics.c", "limits.c",
-    "check.c" } },
+    "ws.c", "resp_lua.c", "proxy.c", "shared.c", "bus_lua.c", "metrics.c" } },
   { name = "shutdown", files = { "shutdown.c" } },
   { name = "module", files = { "module.c" } },
   { name = "api", files = { "api.c" } },

@@ -2,8 +2,8 @@
 -- interpreter, driven by step() from the application's own loop; the C API
 -- example; an install into a prefix that alone makes `require "berth"`
 -- work; libberth found through pkg-config.
-local helpers = require "helpers"
-local berth = helpers.berth
+local support = require "support"
+local berth = support.berth
 
 local function sh(cmd)
   local h = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
@@ -14,11 +14,11 @@ local function sh(cmd)
 end
 
 describe("embedding", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("serves and connects from a plain while loop with step(), on the default loop and on berth.loop()", function()
-    local out, code, err = helpers.run_fixture("embed_step_loop")
+    local out, code, err = support.run_fixture("embed_step_loop")
     assert.equal(0, code, err)
     assert.equal("default:ping\tother:ping\t0\t0\ttrue\n", out)
   end)
@@ -27,16 +27,16 @@ describe("embedding", function()
     local fd, other = berth.fd(), berth.loop().fd()
     assert.is_true(math.type(fd) == "integer" and fd >= 0)
     assert.are_not.equal(fd, other)
-    local target = sh("readlink /proc/" .. helpers.pid() .. "/fd/" .. fd)
+    local target = sh("readlink /proc/" .. support.pid() .. "/fd/" .. fd)
     assert.equal("anon_inode:[eventpoll]\n", target)
   end)
 
   it("step() returns false once nothing is left, and does not block with timeout 0", function()
     local l = berth.loop()
     assert.is_false(l.step(0))
-    local t0 = helpers.clock()
+    local t0 = support.clock()
     l.step(0)
-    assert.is_true(helpers.clock() - t0 < 0.5)
+    assert.is_true(support.clock() - t0 < 0.5)
   end)
 
   it("runs the C embedding example: a C function called from a Lua handler over a real connection", function()
@@ -45,9 +45,10 @@ describe("embedding", function()
     assert.is_truthy(out:match("^reply: htreb ,olleh %(after %d+ turns%)\n$"), out)
   end)
 
-  it("installs into a prefix from which stock lua5.4 requires berth, and libberth builds a C program via pkg-config", function()
-    local prefix = helpers.tmpdir()
-    local out, rc = sh("cmake --install build --prefix " .. helpers.shquote(prefix))
+  it("installs into a prefix from which stock lua5.4 requires berth, and libberth builds a C "
+    .. "program via pkg-config", function()
+    local prefix = support.tmpdir()
+    local out, rc = sh("cmake --install build --prefix " .. support.shquote(prefix))
     assert.equal(0, rc, out)
     local env = ("LUA_PATH=%q LUA_CPATH=%q "):format(
       prefix .. "/share/lua/5.4/?.lua;" .. prefix .. "/share/lua/5.4/?/init.lua",

@@ -1,41 +1,34 @@
 -- examples/echo.lua and examples/chat.lua, run by the host as child
 -- processes (PORT=0) and driven over real sockets from this process.
-local helpers = require "helpers"
-local berth = helpers.berth
-local run, expect = helpers.run, helpers.expect
+local support = require "support"
+local berth = support.berth
+local run, expect = support.run, support.expect
 
--- Starts an example, checks its listening line, stops it after `fn(port)`
--- and checks that it printed nothing else and exited 0 after SIGTERM.
--- Returns what it wrote to stderr.
+-- Starts an example (its listening line checked), stops it after
+-- `fn(port)` and checks that it exited 0 after SIGTERM and printed nothing
+-- else. Returns what it wrote to stderr.
 local function with_example(name, env, fn)
-  local proc, host, port = helpers.start_example(name, env)
-  assert.equal(env and env.HOST or "127.0.0.1", host)
-  assert.is_true(port > 0 and port < 65536)
-  local ok, err = pcall(fn, port, host)
-  proc:kill("TERM")
-  local rest, how, code = proc:wait()
-  if not ok then error(err, 0) end
+  local stderr, rest = support.with_example(name, env, fn)
   assert.equal("", rest, "the example printed more than its listening line")
-  assert.same({ "exit", 0 }, { how, code }, proc:stderr())
-  return proc:stderr()
+  return stderr
 end
 
 describe("examples", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   describe("echo.lua", function()
     it("echoes lines and 1 MiB of random bytes back exactly", function()
       with_example("echo", nil, function(port)
         run(function()
-          local sock <close> = helpers.connect(port)
-          assert.equal("hello", helpers.roundtrip(sock, "hello"))
+          local sock <close> = support.connect(port)
+          assert.equal("hello", support.roundtrip(sock, "hello"))
           assert(sock:write("crlf\r\n"))
           assert.equal("crlf\r\n", sock:read("L", 2))
           -- Far more than one read: echo.lua relays bytes, not lines.
-          local blob = helpers.random_bytes(1024 * 1024, 5)
+          local blob = support.random_bytes(1024 * 1024, 5)
           berth.spawn(function() assert(sock:write(blob)) end)
-          helpers.assert_bytes(blob, sock:read(#blob, 10))
+          support.assert_bytes(blob, sock:read(#blob, 10))
         end)
       end)
     end)
@@ -47,15 +40,15 @@ describe("examples", function()
           local done = expect(function() finished = finished + 1 end, n)
           for i = 1, n do
             berth.spawn(function()
-              local sock <close> = helpers.connect(port)
+              local sock <close> = support.connect(port)
               for j = 1, 3 do
                 local line = ("client %d line %d"):format(i, j)
-                assert.equal(line, helpers.roundtrip(sock, line, 10))
+                assert.equal(line, support.roundtrip(sock, line, 10))
               end
               done()
             end)
           end
-          helpers.wait_until(function() return finished == n end, 20, "all clients")
+          support.wait_until(function() return finished == n end, 20, "all clients")
         end, 30)
       end)
     end)
@@ -64,7 +57,7 @@ describe("examples", function()
       with_example("echo", { HOST = "::1" }, function(port)
         run(function()
           local sock <close> = assert(berth.connect("::1", port, { timeout = 2 }))
-          assert.equal("over v6", helpers.roundtrip(sock, "over v6"))
+          assert.equal("over v6", support.roundtrip(sock, "over v6"))
         end)
       end)
     end)
@@ -73,7 +66,7 @@ describe("examples", function()
   describe("chat.lua", function()
     -- Task only: connects a chat client and takes its welcome line.
     local function join(port)
-      local sock = helpers.connect(port)
+      local sock = support.connect(port)
       assert.equal("welcome", sock:read("l", 2))
       return sock
     end
@@ -90,8 +83,8 @@ describe("examples", function()
           assert(bob:write("hi alice\n"))
           assert.equal("hi alice", alice:read("l", 2))
           assert.equal("hi alice", carol:read("l", 2))
-          helpers.assert_fail("timeout", nil, alice:read("l", 0.2))
-          helpers.assert_fail("timeout", nil, bob:read("l", 0.01))
+          support.assert_fail("timeout", nil, alice:read("l", 0.2))
+          support.assert_fail("timeout", nil, bob:read("l", 0.01))
         end)
       end)
     end)
@@ -115,10 +108,10 @@ describe("examples", function()
           for i = 1, n do
             assert(alice:write(line(i)))
             if i % 16 == 0 then
-              helpers.wait_until(function() return got == i end, 5, "bob to read line " .. i)
+              support.wait_until(function() return got == i end, 5, "bob to read line " .. i)
             end
           end
-          helpers.wait_until(function() return got == n end, 5, "bob to receive every line")
+          support.wait_until(function() return got == n end, 5, "bob to receive every line")
           local rest = mallory:read("a", 10)
           assert.is_true(#rest < n * 4096,
             "mallory received all " .. #rest .. " bytes: it was never disconnected")

@@ -1,10 +1,10 @@
 -- examples/http.lua, run by the host as a child process (PORT=0) and driven
 -- over raw berth sockets: every response is compared byte for byte.
-local helpers = require "helpers"
-local P = require "proto_helpers"
-local berth = helpers.berth
-local run = helpers.run
-local expect_bytes, expect_quiet, expect_close = P.expect_bytes, P.expect_quiet, P.expect_close
+local support = require "support"
+local wire = require "support.wire"
+local berth = support.berth
+local run = support.run
+local expect_bytes, expect_quiet, expect_close = wire.expect_bytes, wire.expect_quiet, wire.expect_close
 
 local MiB = 1024 * 1024
 
@@ -47,18 +47,18 @@ end
 
 -- Runs examples/http.lua for the test; `fn(port)` runs as a berth task.
 local function with_http(fn, limit)
-  P.with_example("http", nil, function(port)
+  support.with_example("http", nil, function(port)
     run(function() fn(port) end, limit or 10)
   end)
 end
 
 describe("examples/http.lua", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("GET / answers 200 \"Hello, World!\" (13 bytes, text/plain, Content-Length)", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write(GET))
       expect_bytes(sock, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
         .. "\r\nHello, World!")
@@ -68,7 +68,7 @@ describe("examples/http.lua", function()
 
   it("keeps an HTTP/1.1 connection alive across sequential requests", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       for i = 1, 5 do
         assert(sock:write(GET))
         expect_bytes(sock, HELLO, 2, "request " .. i)
@@ -82,7 +82,7 @@ describe("examples/http.lua", function()
 
   it("answers pipelined requests in order, in one write", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write(GET, "GET /missing HTTP/1.1\r\n\r\n", post("one\r\n\r\ntwo"),
         "HEAD / HTTP/1.1\r\n\r\n", post(""), GET))
       expect_bytes(sock, HELLO .. NOT_FOUND .. echoed("one\r\n\r\ntwo") .. HELLO_HEAD
@@ -93,7 +93,7 @@ describe("examples/http.lua", function()
 
   it("answers 200 pipelined requests in order", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       local reqs, want = {}, {}
       for i = 1, 200 do
         if i % 3 == 0 then
@@ -112,7 +112,7 @@ describe("examples/http.lua", function()
 
   it("answers 404 for unknown paths and methods, keeping the connection", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       for _, req in ipairs {
         "GET /missing HTTP/1.1\r\n\r\n",
         "GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -132,7 +132,7 @@ describe("examples/http.lua", function()
 
   it("HEAD sends GET's headers and no body", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write("HEAD / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"))
       expect_bytes(sock, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n")
       expect_quiet(sock, 0.1, "no body after a HEAD response")
@@ -155,9 +155,9 @@ describe("examples/http.lua", function()
           { "HEAD / HTTP/1.0\r\n\r\n", HELLO_HEAD_CLOSE },
           { "HEAD /missing HTTP/1.0\r\n\r\n", NOT_FOUND_HEAD_CLOSE },
         } do
-          local sock <close> = helpers.connect(port)
+          local sock <close> = support.connect(port)
           assert(sock:write(case[1]))
-          local ok, err = pcall(expect_close, sock, case[2], 2, P.show(case[1]))
+          local ok, err = pcall(expect_close, sock, case[2], 2, wire.show(case[1]))
           if not ok then failures[#failures + 1] = err end
         end
         assert(#failures == 0, table.concat(failures, "\n"))
@@ -166,7 +166,7 @@ describe("examples/http.lua", function()
 
   it("POST /echo echoes a Content-Length body, binary safe", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       local binary = "\0\1\2\r\n\r\nGET / HTTP/1.1\r\n\r\n\255"
       assert(sock:write(post(binary)))
       expect_bytes(sock, echoed(binary))
@@ -179,7 +179,7 @@ describe("examples/http.lua", function()
       expect_bytes(sock, echoed(""))
       -- A body sent in pieces after the headers.
       assert(sock:write("POST /echo HTTP/1.1\r\nContent-Length: 11\r\n\r\nhel"))
-      berth.sleep(0.05)
+      berth.sleep(0.05) -- a slow client on purpose: the rest comes later
       assert(sock:write("lo world"))
       expect_bytes(sock, echoed("hello world"))
       expect_quiet(sock)
@@ -188,23 +188,23 @@ describe("examples/http.lua", function()
 
   it("POST /echo takes a body of exactly 1 MiB", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
-      local body = helpers.random_bytes(MiB, 11)
+      local sock <close> = support.connect(port)
+      local body = support.random_bytes(MiB, 11)
       berth.spawn(function() assert(sock:write(post(body))) end)
       local want = echoed(body)
       local got = sock:read(#want, 10)
-      helpers.assert_bytes(want, got)
+      support.assert_bytes(want, got)
       expect_quiet(sock)
     end, 20)
   end)
 
   it("POST /echo with a body over 1 MiB answers 413 and closes", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n"))
       expect_close(sock, "HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain\r\n"
         .. "Content-Length: 18\r\nConnection: close\r\n\r\nContent Too Large\n")
-      local sock2 <close> = helpers.connect(port)
+      local sock2 <close> = support.connect(port)
       assert(sock2:write("POST /echo HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"))
       expect_close(sock2, TOO_LARGE)
     end)
@@ -213,17 +213,17 @@ describe("examples/http.lua", function()
   it("honours Connection: close: answers with Connection: close, then closes", function()
     with_http(function(port)
       for _, value in ipairs { "close", "Close", "CLOSE" } do
-        local sock <close> = helpers.connect(port)
+        local sock <close> = support.connect(port)
         assert(sock:write(("GET / HTTP/1.1\r\nHost: x\r\nConnection: %s\r\n\r\n"):format(value)))
         expect_close(sock, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n"
           .. "Connection: close\r\n\r\nHello, World!", 2, value)
       end
       -- Pipelined: the requests after the closing one are not answered.
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write(GET, post("x", "Connection: close\r\n"), GET, GET))
       expect_close(sock, HELLO .. echoed("x", true))
       -- 404 with Connection: close.
-      local sock3 <close> = helpers.connect(port)
+      local sock3 <close> = support.connect(port)
       assert(sock3:write("GET /nope HTTP/1.1\r\nconnection: close\r\n\r\n"))
       expect_close(sock3, response(404, "Not Found", "Not Found\n", true))
     end)
@@ -231,13 +231,13 @@ describe("examples/http.lua", function()
 
   it("closes an HTTP/1.0 connection unless it asks for keep-alive", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write("GET / HTTP/1.0\r\n\r\n"))
       expect_close(sock, HELLO_CLOSE, 2, "HTTP/1.0 without headers")
-      local sock2 <close> = helpers.connect(port)
+      local sock2 <close> = support.connect(port)
       assert(sock2:write("GET / HTTP/1.0\r\nHost: x\r\n\r\n"))
       expect_close(sock2, HELLO_CLOSE, 2, "HTTP/1.0 with a header")
-      local ka <close> = helpers.connect(port)
+      local ka <close> = support.connect(port)
       for i = 1, 3 do
         assert(ka:write("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"))
         expect_bytes(ka, HELLO, 2, "HTTP/1.0 keep-alive request " .. i)
@@ -260,13 +260,13 @@ describe("examples/http.lua", function()
         "POST /echo HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
         "POST /echo HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
       } do
-        local sock <close> = helpers.connect(port)
+        local sock <close> = support.connect(port)
         assert(sock:write(req))
         expect_close(sock, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-          .. "Content-Length: 12\r\nConnection: close\r\n\r\nBad Request\n", 2, P.show(req))
+          .. "Content-Length: 12\r\nConnection: close\r\n\r\nBad Request\n", 2, wire.show(req))
       end
       -- In a pipeline: the good request before it is answered, nothing after.
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write(GET, "BAD\r\n\r\n", GET))
       expect_close(sock, HELLO .. BAD_REQUEST, 2, "pipelined", { closed = true, reset = true })
     end)
@@ -275,18 +275,18 @@ describe("examples/http.lua", function()
   it("answers a header line over 8 KiB with 431 and closes", function()
     with_http(function(port)
       -- "X: " + 8189 bytes = 8192: the limit itself is fine.
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write("GET / HTTP/1.1\r\nX: " .. ("x"):rep(8189) .. "\r\n\r\n"))
       expect_bytes(sock, HELLO, 2, "a header line of exactly 8 KiB")
       expect_quiet(sock)
       -- One byte more.
-      local sock2 <close> = helpers.connect(port)
+      local sock2 <close> = support.connect(port)
       assert(sock2:write("GET / HTTP/1.1\r\nX: " .. ("x"):rep(8190) .. "\r\n\r\n"))
       expect_close(sock2, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: "
         .. "text/plain\r\nContent-Length: 32\r\nConnection: close\r\n\r\n"
         .. "Request Header Fields Too Large\n", 2, "a header line of 8 KiB + 1")
       -- A request line over 8 KiB too.
-      local sock3 <close> = helpers.connect(port)
+      local sock3 <close> = support.connect(port)
       assert(sock3:write("GET /" .. ("a"):rep(9000) .. " HTTP/1.1\r\n\r\n"))
       expect_close(sock3, LINE_TOO_LONG, 2, "a request line over 8 KiB")
     end)
@@ -294,17 +294,17 @@ describe("examples/http.lua", function()
 
   it("answers a header block over 64 KiB with 431 and closes", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write(block_of(64 * 1024), "\r\n\r\n"))
       expect_bytes(sock, HELLO, 2, "a header block of exactly 64 KiB")
       expect_quiet(sock)
-      local sock2 <close> = helpers.connect(port)
+      local sock2 <close> = support.connect(port)
       assert(sock2:write(block_of(64 * 1024 + 1), "\r\n\r\n"))
       expect_close(sock2, "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: "
         .. "text/plain\r\nContent-Length: 23\r\nConnection: close\r\n\r\n"
         .. "header block too large\n", 2, "a header block of 64 KiB + 1")
       -- A header block that never ends: answered once it passes 64 KiB.
-      local sock3 <close> = helpers.connect(port)
+      local sock3 <close> = support.connect(port)
       assert(sock3:write(block_of(70000), "\r\n"))
       expect_close(sock3, BLOCK_TOO_LARGE, 2, "an endless header block")
     end)
@@ -317,12 +317,12 @@ describe("examples/http.lua", function()
         "POST /echo HTTP/1.1\r\ntransfer-encoding: gzip, chunked\r\n\r\n",
         "GET / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\n\r\n",
       } do
-        local sock <close> = helpers.connect(port)
+        local sock <close> = support.connect(port)
         assert(sock:write(req))
         expect_close(sock, "HTTP/1.1 501 Not Implemented\r\nContent-Type: text/plain\r\n"
-          .. "Content-Length: 16\r\nConnection: close\r\n\r\nNot Implemented\n", 2, P.show(req))
+          .. "Content-Length: 16\r\nConnection: close\r\n\r\nNot Implemented\n", 2, wire.show(req))
       end
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write(GET, "POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"))
       expect_close(sock, HELLO .. NOT_IMPLEMENTED)
     end)
@@ -330,18 +330,18 @@ describe("examples/http.lua", function()
 
   it("answers a request dribbled one byte per TCP segment", function()
     with_http(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       local req = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: dribble\r\n\r\n"
-      P.dribble(sock, req:sub(1, -2))
+      wire.dribble(sock, req:sub(1, -2))
       expect_quiet(sock, 0.1, "nothing before the last byte of the request")
-      P.dribble(sock, req:sub(-1))
+      wire.dribble(sock, req:sub(-1))
       expect_bytes(sock, HELLO)
       local body = "a\r\n\r\nb"
-      P.dribble(sock, post(body))
+      wire.dribble(sock, post(body))
       expect_bytes(sock, echoed(body))
-      P.dribble(sock, "HEAD / HTTP/1.1\r\n\r\n")
+      wire.dribble(sock, "HEAD / HTTP/1.1\r\n\r\n")
       expect_bytes(sock, HELLO_HEAD)
-      P.dribble(sock, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+      wire.dribble(sock, "GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
       expect_close(sock, HELLO_CLOSE)
     end)
   end)
@@ -351,7 +351,7 @@ describe("examples/http.lua", function()
       local n, finished = 50, 0
       for i = 1, n do
         berth.spawn(function()
-          local sock <close> = helpers.connect(port)
+          local sock <close> = support.connect(port)
           for j = 1, 10 do
             local body = ("client %d request %d"):format(i, j)
             assert(sock:write(GET, post(body)))
@@ -360,7 +360,7 @@ describe("examples/http.lua", function()
           finished = finished + 1
         end)
       end
-      helpers.wait_until(function() return finished == n end, 10, "all clients")
+      support.wait_until(function() return finished == n end, 10, "all clients")
     end, 20)
   end)
 end)

@@ -2,10 +2,10 @@
 -- UPSTREAM pointing at a listener in this process: the spec holds both ends
 -- (the client and the upstream's accepted socket) and checks the bytes that
 -- cross, half-close, backpressure (the proxy's RSS) and upstream failures.
-local helpers = require "helpers"
-local P = require "proto_helpers"
-local berth = helpers.berth
-local run = helpers.run
+local support = require "support"
+local wire = require "support.wire"
+local berth = support.berth
+local run = support.run
 
 local KiB, MiB = 1024, 1024 * 1024
 
@@ -13,8 +13,8 @@ local KiB, MiB = 1024, 1024 * 1024
 -- proc)` runs as a berth task, with `upstream` the in-process listener
 -- (accept from it, or set on("connection")). Returns the proxy's stderr.
 local function with_proxy(fn, limit)
-  local upstream = helpers.listen()
-  local ok, stderr = pcall(P.with_example, "proxy",
+  local upstream = support.listen()
+  local ok, stderr = pcall(support.with_example, "proxy",
     { UPSTREAM = "127.0.0.1:" .. upstream:port() }, function(port, proc)
       run(function() fn(port, upstream, proc) end, limit or 10)
     end)
@@ -26,12 +26,12 @@ end
 -- Task only: a client connected through the proxy and the upstream side of
 -- the same connection, checked with a round trip each way.
 local function through(port, upstream)
-  local client = helpers.connect(port)
+  local client = support.connect(port)
   local up = assert(upstream:accept(2), "the proxy did not connect to the upstream")
   assert(client:write("ping"))
-  P.expect_bytes(up, "ping")
+  wire.expect_bytes(up, "ping")
   assert(up:write("pong"))
-  P.expect_bytes(client, "pong")
+  wire.expect_bytes(client, "pong")
   return client, up
 end
 
@@ -45,18 +45,18 @@ end
 
 -- A port on 127.0.0.1 that nothing listens on (it was just bound and closed).
 local function dead_port()
-  local probe = helpers.listen()
+  local probe = support.listen()
   local port = probe:port()
   probe:close()
   return port
 end
 
 describe("examples/proxy.lua", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("refuses to start without UPSTREAM", function()
-    local out, code, stderr = helpers.run_host({ "examples/proxy.lua" }, { env = { PORT = "0" } })
+    local out, code, stderr = support.run_host({ "examples/proxy.lua" }, { env = { PORT = "0" } })
     assert.equal("", out)
     assert.equal(2, code)
     assert.truthy(stderr:find("set UPSTREAM=host:port", 1, true), stderr)
@@ -64,14 +64,14 @@ describe("examples/proxy.lua", function()
 
   it("relays 1 MiB of random bytes byte-exact through an echo upstream", function()
     with_proxy(function(port, upstream)
-      upstream:on("connection", helpers.echo)
-      local client <close> = helpers.connect(port)
-      local blob = helpers.random_bytes(MiB, 21)
+      upstream:on("connection", support.echo)
+      local client <close> = support.connect(port)
+      local blob = support.random_bytes(MiB, 21)
       local wrote = false
       berth.spawn(function() assert(client:write(blob)); wrote = true end)
-      helpers.assert_bytes(blob, client:read(#blob, 10))
+      support.assert_bytes(blob, client:read(#blob, 10))
       assert.is_true(wrote)
-      P.expect_quiet(client)
+      wire.expect_quiet(client)
     end, 20)
   end)
 
@@ -79,18 +79,18 @@ describe("examples/proxy.lua", function()
     with_proxy(function(port, upstream)
       local client, up = through(port, upstream)
       local _ <close> = closing(client, up)
-      local a = helpers.random_bytes(MiB, 22)
-      local b = helpers.random_bytes(MiB, 23)
+      local a = support.random_bytes(MiB, 22)
+      local b = support.random_bytes(MiB, 23)
       local done = 0
       berth.spawn(function() assert(client:write(a)); done = done + 1 end)
       berth.spawn(function() assert(up:write(b)); done = done + 1 end)
       local got_up
       berth.spawn(function() got_up = up:read(#a, 10); done = done + 1 end)
-      helpers.assert_bytes(b, client:read(#b, 10))
-      helpers.wait_until(function() return done == 3 end, 10, "both writers and the reader")
-      helpers.assert_bytes(a, got_up)
-      P.expect_quiet(client, 0.05)
-      P.expect_quiet(up, 0.05)
+      support.assert_bytes(b, client:read(#b, 10))
+      support.wait_until(function() return done == 3 end, 10, "both writers and the reader")
+      support.assert_bytes(a, got_up)
+      wire.expect_quiet(client, 0.05)
+      wire.expect_quiet(up, 0.05)
     end, 20)
   end)
 
@@ -100,15 +100,15 @@ describe("examples/proxy.lua", function()
       local _ <close> = closing(client, up)
       assert(client:write("request body"))
       assert(client:shutdown("w"))
-      local got, code = P.read_to_end(up, 2)
+      local got, code = support.read_to_end(up, 2)
       assert.equal("request body", got)
       assert.equal("closed", code, "the upstream did not see EOF after the client's shutdown")
       assert(up:write("the reply"))
       assert(up:write(", after EOF"))
-      P.expect_bytes(client, "the reply, after EOF")
-      P.expect_quiet(client, 0.05, "the reply direction stays open until the upstream ends it")
+      wire.expect_bytes(client, "the reply, after EOF")
+      wire.expect_quiet(client, 0.05, "the reply direction stays open until the upstream ends it")
       up:close()
-      P.expect_close(client, "")
+      wire.expect_close(client, "")
     end)
   end)
 
@@ -118,13 +118,13 @@ describe("examples/proxy.lua", function()
       local _ <close> = closing(client, up)
       assert(up:write("greeting"))
       assert(up:shutdown("w"))
-      local got, code = P.read_to_end(client, 2)
+      local got, code = support.read_to_end(client, 2)
       assert.equal("greeting", got)
       assert.equal("closed", code, "the client did not see EOF after the upstream's shutdown")
-      local blob = helpers.random_bytes(256 * KiB, 24)
+      local blob = support.random_bytes(256 * KiB, 24)
       berth.spawn(function() assert(client:write(blob)); client:shutdown("w") end)
-      local rest, end_code = P.read_to_end(up, 5)
-      helpers.assert_bytes(blob, rest)
+      local rest, end_code = support.read_to_end(up, 5)
+      support.assert_bytes(blob, rest)
       assert.equal("closed", end_code)
     end)
   end)
@@ -133,12 +133,12 @@ describe("examples/proxy.lua", function()
   -- while `reader` does not read; checks that the writer stalls and that the
   -- proxy's RSS stays under +16 MiB; then reads and checks all of it.
   local function slow_reader(pid, writer, reader)
-    local chunk = helpers.random_bytes(64 * KiB, 25)
+    local chunk = support.random_bytes(64 * KiB, 25)
     local chunks = 64 * MiB // #chunk
     local limit = 16 * MiB
-    local base = P.rss(pid)
+    local base = support.rss(pid)
     local peak = base
-    local function sample() peak = math.max(peak, P.rss(pid)) end
+    local function sample() peak = math.max(peak, support.rss(pid)) end
     local sent = 0
     local writer_done = false
     berth.spawn(function()
@@ -149,6 +149,7 @@ describe("examples/proxy.lua", function()
       writer_done = true
     end)
     -- Wait until the writer stalls: no progress for 0.3 s (at most 5 s).
+    -- The 0.1 s samples are the measurement: a stall is progress absent.
     local last, still, deadline = -1, 0, berth.now() + 5
     while berth.now() < deadline and still < 3 do
       berth.sleep(0.1)
@@ -168,7 +169,7 @@ describe("examples/proxy.lua", function()
       end
       if i % 64 == 0 then sample() end
     end
-    helpers.wait_until(function() return writer_done end, 5, "the writer to finish")
+    support.wait_until(function() return writer_done end, 5, "the writer to finish")
     assert.equal(chunks, sent)
     sample()
     assert.is_true(peak - base < limit, ("the proxy's RSS grew by %.1f MiB (limit 16) "
@@ -193,39 +194,39 @@ describe("examples/proxy.lua", function()
 
   it("serves 20 concurrent clients, each relayed to its own upstream connection", function()
     with_proxy(function(port, upstream)
-      upstream:on("connection", helpers.echo)
+      upstream:on("connection", support.echo)
       local n, finished = 20, 0
       for i = 1, n do
         berth.spawn(function()
-          local sock <close> = helpers.connect(port)
-          local blob = helpers.random_bytes(64 * KiB + i, 100 + i)
+          local sock <close> = support.connect(port)
+          local blob = support.random_bytes(64 * KiB + i, 100 + i)
           berth.spawn(function() assert(sock:write(blob)) end)
-          helpers.assert_bytes(blob, sock:read(#blob, 10))
+          support.assert_bytes(blob, sock:read(#blob, 10))
           finished = finished + 1
         end)
       end
-      helpers.wait_until(function() return finished == n end, 15, "all clients")
+      support.wait_until(function() return finished == n end, 15, "all clients")
     end, 20)
   end)
 
   it("closes the client within 1 s when the upstream refuses, and stays up", function()
     local port_down = dead_port()
-    local stderr = P.with_example("proxy", { UPSTREAM = "127.0.0.1:" .. port_down }, function(port)
+    local stderr = support.with_example("proxy", { UPSTREAM = "127.0.0.1:" .. port_down }, function(port)
       run(function()
         for i = 1, 3 do
-          local client <close> = helpers.connect(port)
+          local client <close> = support.connect(port)
           local t0 = berth.now()
-          local got, code = P.read_to_end(client, 1)
+          local got, code = support.read_to_end(client, 1)
           assert.equal("", got)
           assert.is_true(code == "closed" or code == "reset",
             ("attempt %d: the client was not closed within 1 s (%s)"):format(i, code))
           assert.is_true(berth.now() - t0 < 1)
         end
         -- The upstream comes up: the same proxy now relays.
-        local upstream <close> = helpers.listen { port = port_down }
-        upstream:on("connection", helpers.echo)
-        local client <close> = helpers.connect(port)
-        assert.equal("back up", helpers.roundtrip(client, "back up"))
+        local upstream <close> = support.listen { port = port_down }
+        upstream:on("connection", support.echo)
+        local client <close> = support.connect(port)
+        assert.equal("back up", support.roundtrip(client, "back up"))
       end, 10)
     end)
     assert.truthy(stderr:find("upstream 127.0.0.1:" .. port_down .. ": refused", 1, true),
@@ -238,13 +239,10 @@ describe("examples/proxy.lua", function()
       local _ <close> = closing(client, up)
       -- Unread bytes in the upstream socket make close() send a RST.
       assert(client:write("unread"))
-      local _, up_port = up:localaddr()
-      local _, proxy_port = up:peer()
-      helpers.wait_until(function() return (P.tcp_rx_queue(up_port, proxy_port) or 0) > 0 end,
-        2, "the bytes to reach the upstream socket")
+      support.wait_unread(up, 2)
       up:close()
       local t0 = berth.now()
-      local got, code = P.read_to_end(client, 1)
+      local got, code = support.read_to_end(client, 1)
       assert.equal("", got)
       assert.is_true(code == "closed" or code == "reset",
         "the client saw neither EOF nor a reset within 1 s: " .. code)
@@ -258,48 +256,39 @@ describe("examples/proxy.lua", function()
 
   it("when the upstream resets, the proxy closes the client's connection", function()
     with_proxy(function(port, upstream, proc)
-      local idle = P.fd_count(proc.pid)
+      local idle = support.fds(proc.pid)
       local client, up = through(port, upstream)
       local _ <close> = closing(client, up)
-      assert.equal(idle + 2, P.fd_count(proc.pid), "a proxied connection holds two descriptors")
+      assert.equal(idle + 2, support.fds(proc.pid), "a proxied connection holds two descriptors")
       assert(client:write("unread"))
-      local _, up_port = up:localaddr()
-      local _, proxy_port = up:peer()
-      helpers.wait_until(function() return (P.tcp_rx_queue(up_port, proxy_port) or 0) > 0 end,
-        2, "the bytes to reach the upstream socket")
+      support.wait_unread(up, 2)
       up:close()
-      local got, code = P.read_to_end(client, 1)
+      local got, code = support.read_to_end(client, 1)
       assert.equal("", got)
       assert.is_true(code == "closed" or code == "reset", code)
       -- The client stays connected and idle, as a client waiting for the
       -- server to speak would: the proxy must still let go of it.
-      local deadline = berth.now() + 1
-      while P.fd_count(proc.pid) > idle and berth.now() < deadline do berth.sleep(0.02) end
-      assert.equal(idle, P.fd_count(proc.pid),
+      pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 1)
+      assert.equal(idle, support.fds(proc.pid),
         "1 s after the upstream's reset the proxy still holds the connection open")
     end)
   end)
 
   it("when the client resets, the upstream connection is closed", function()
     with_proxy(function(port, upstream, proc)
-      local idle = P.fd_count(proc.pid)
+      local idle = support.fds(proc.pid)
       local client, up = through(port, upstream)
       local _ <close> = closing(client, up)
       -- Unread bytes in the client socket make close() send a RST.
       assert(up:write("unread"))
-      local _, client_port = client:localaddr()
-      local _, proxy_port = client:peer()
-      helpers.wait_until(function()
-        return (P.tcp_rx_queue(client_port, proxy_port) or 0) > 0
-      end, 2, "the bytes to reach the client socket")
+      support.wait_unread(client, 2)
       client:close()
-      local got, code = P.read_to_end(up, 1)
+      local got, code = support.read_to_end(up, 1)
       assert.equal("", got)
       assert.is_true(code == "closed" or code == "reset",
         "the upstream saw neither EOF nor a reset within 1 s: " .. code)
-      local deadline = berth.now() + 1
-      while P.fd_count(proc.pid) > idle and berth.now() < deadline do berth.sleep(0.02) end
-      assert.equal(idle, P.fd_count(proc.pid),
+      pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 1)
+      assert.equal(idle, support.fds(proc.pid),
         "1 s after the client's reset the proxy still holds the connection open")
     end)
   end)

@@ -4,28 +4,22 @@
 -- spec/fixtures/reload_* files into a temp dir, runs the host on them as a
 -- child process (stopped by its PID) and drives it from this process's
 -- loop over 127.0.0.1.
-local helpers = require "helpers"
-local lib = require "fixtures.reload_lib"
-local berth = helpers.berth
-local run = helpers.run
+local support = require "support"
+local lib = require "support.reload"
+local berth = support.berth
+local run = support.run
+
+local MiB = 1024 * 1024
 
 local RELOADED = "reloaded app.h"
+local SLEEPING = "sleep: started" -- logged by the handler's "sleep" request
 local FAILED = "reload of app.h failed, the previous version keeps serving: "
 
--- Signals the child and waits for it; returns exit code, seconds taken.
-local function stop(proc, sig)
-  local t0 = helpers.clock()
-  proc:kill(sig or "TERM")
-  local _, how, code = proc:wait()
-  if how == "signal" then code = 128 + code end
-  return code, helpers.clock() - t0
-end
-
 -- Asserts a clean exit 0 on SIGTERM and no handler error in the log.
-local function stop_clean(proc)
-  local code = stop(proc)
+local function stop_checked(proc)
+  local code = proc:stop()
   assert.equal(0, code, proc:stderr())
-  assert.equal(0, lib.count(proc, "handler error"), proc:stderr())
+  assert.equal(0, proc:count("handler error"), proc:stderr())
 end
 
 local function v(k) return lib.handler_source("v" .. k) end
@@ -37,8 +31,8 @@ local function version_of_new(port)
 end
 
 describe("hot reload", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("--watch: new connections get the edited module, open ones keep theirs, none is dropped",
     function()
@@ -47,37 +41,37 @@ describe("hot reload", function()
       run(function()
         local old = {}
         for i = 1, 3 do
-          old[i] = helpers.connect(port)
-          assert.equal(lib.reply("ok", "v1", "a" .. i), helpers.roundtrip(old[i], "a" .. i))
+          old[i] = support.connect(port)
+          assert.equal(lib.reply("ok", "v1", "a" .. i), support.roundtrip(old[i], "a" .. i))
         end
         lib.save(h, v(2))
-        local took = lib.wait_log(proc, RELOADED, 1, 1)
+        local took = proc:wait_log(RELOADED, 1, 1)
         print(("\n[reload] edit seen and reloaded %.0f ms after the save"):format(took * 1000))
-        local mid = helpers.connect(port)
-        assert.equal(lib.reply("ok", "v2", "b"), helpers.roundtrip(mid, "b"))
+        local mid = support.connect(port)
+        assert.equal(lib.reply("ok", "v2", "b"), support.roundtrip(mid, "b"))
         for round = 1, 3 do
           for i = 1, 3 do
             local line = ("a%d-%d"):format(i, round)
-            assert.equal(lib.reply("ok", "v1", line), helpers.roundtrip(old[i], line),
+            assert.equal(lib.reply("ok", "v1", line), support.roundtrip(old[i], line),
               "a connection opened before the edit")
           end
         end
         lib.save(h, v(3))
-        lib.wait_log(proc, RELOADED, 2, 1)
-        local new = helpers.connect(port)
-        assert.equal(lib.reply("ok", "v3", "c"), helpers.roundtrip(new, "c"))
-        assert.equal(lib.reply("ok", "v2", "b2"), helpers.roundtrip(mid, "b2"))
+        proc:wait_log(RELOADED, 2, 1)
+        local new = support.connect(port)
+        assert.equal(lib.reply("ok", "v3", "c"), support.roundtrip(new, "c"))
+        assert.equal(lib.reply("ok", "v2", "b2"), support.roundtrip(mid, "b2"))
         for i = 1, 3 do
-          assert.equal(lib.reply("ok", "v1", "z"), helpers.roundtrip(old[i], "z"))
+          assert.equal(lib.reply("ok", "v1", "z"), support.roundtrip(old[i], "z"))
           old[i]:close()
         end
         mid:close()
         new:close()
         assert.equal("v3", version_of_new(port))
       end)
-      stop_clean(proc)
-      assert.equal(2, lib.count(proc, RELOADED), proc:stderr())
-      assert.equal(0, lib.count(proc, FAILED), proc:stderr())
+      stop_checked(proc)
+      assert.equal(2, proc:count(RELOADED), proc:stderr())
+      assert.equal(0, proc:count(FAILED), proc:stderr())
     end)
 
   it("--watch: each editor save style gives exactly one reload, once the file is complete",
@@ -100,21 +94,21 @@ describe("hot reload", function()
           local during
           if gap and gap >= 0.2 then -- the file is missing for a while
             berth.spawn(function()
-              berth.sleep(gap / 2)
+              berth.sleep(gap / 2) -- halfway through the gap: the file is missing
               during = version_of_new(port)
             end)
           end
-          local t0 = helpers.clock()
+          local t0 = support.clock()
           lib.save(h, v(k), style, { gap = gap })
-          local saved = helpers.clock() - t0
-          lib.wait_log(proc, RELOADED, i, 1.5)
-          local took = helpers.clock() - t0
+          local saved = support.clock() - t0
+          proc:wait_log(RELOADED, i, 1.5)
+          local took = support.clock() - t0
           berth.sleep(0.5) -- any second reload of the same save would show by now
           print(("\n[save %-8s] %s: reloaded %.0f ms after the save began (save took %.0f ms)")
             :format(style, what, took * 1000, saved * 1000))
-          assert.equal(i, lib.count(proc, RELOADED), "reloads after save " .. i .. ": " .. what
+          assert.equal(i, proc:count(RELOADED), "reloads after save " .. i .. ": " .. what
             .. "\n" .. proc:stderr())
-          assert.equal(0, lib.count(proc, FAILED), "a half-written file was loaded: " .. what
+          assert.equal(0, proc:count(FAILED), "a half-written file was loaded: " .. what
             .. "\n" .. proc:stderr())
           assert.equal("v" .. k, version_of_new(port), what)
           if during then
@@ -122,12 +116,12 @@ describe("hot reload", function()
           end
         end
         -- Saving the very same bytes again: the source is unchanged, no reload.
-        local same = assert(helpers.read_file(h))
+        local same = assert(support.read_file(h))
         lib.save(h, same, "inplace", { exact = true })
-        berth.sleep(0.6)
-        assert.equal(#saves, lib.count(proc, RELOADED), "a save without a change reloaded")
+        berth.sleep(0.6) -- a quiet period: a reload would show by now
+        assert.equal(#saves, proc:count(RELOADED), "a save without a change reloaded")
       end, 20)
-      stop_clean(proc)
+      stop_checked(proc)
     end)
 
   it("--watch: three same-size saves within one second are each reloaded once", function()
@@ -142,13 +136,14 @@ describe("hot reload", function()
     run(function()
       assert.equal("v1", version_of_new(port))
       berth.sleep(1.1) -- the first save must not be in the file's creation second
-      local polling = true
+      local polling, polled = true, false
       berth.spawn(function() -- when each version is first served
         while polling do
           local version = version_of_new(port)
-          first_seen[version] = first_seen[version] or helpers.clock()
-          berth.sleep(0.01)
+          first_seen[version] = first_seen[version] or support.clock()
+          berth.sleep(0.01) -- the poll's interval
         end
+        polled = true
       end)
       local s = os.time()
       while os.time() == s do berth.sleep(0.002) end -- the start of a second
@@ -156,15 +151,15 @@ describe("hot reload", function()
         local f = assert(io.open(h, "r+b"))
         assert(f:write(v(k)))
         assert(f:close())
-        saved[k], seconds[#seconds + 1] = helpers.clock(), os.time()
-        berth.sleep(0.3)
+        saved[k], seconds[#seconds + 1] = support.clock(), os.time()
+        berth.sleep(0.3) -- the saves under test are 0.3 s apart
       end
-      helpers.wait_until(function() return first_seen.v4 end, 3, "v4 to be served")
+      support.wait_until(function() return first_seen.v4 end, 3, "v4 to be served")
       berth.sleep(1.5) -- any later reload would show by now
       polling = false
-      berth.sleep(0.05)
+      support.wait_until(function() return polled end, 3, "the poller to stop")
     end, 10)
-    stop_clean(proc)
+    stop_checked(proc)
     local after = {}
     for k = 2, 4 do
       local t = first_seen["v" .. k]
@@ -173,8 +168,8 @@ describe("hot reload", function()
     end
     print(("\n[same size] saves at whole seconds %s; first served: %s")
       :format(table.concat(seconds, ","), table.concat(after, ", ")))
-    assert.equal(3, lib.count(proc, RELOADED), proc:stderr())
-    assert.equal(0, lib.count(proc, FAILED), proc:stderr())
+    assert.equal(3, proc:count(RELOADED), proc:stderr())
+    assert.equal(0, proc:count(FAILED), proc:stderr())
     for k = 2, 4 do
       assert.is_truthy(first_seen["v" .. k], "v" .. k .. " was never served")
       local late = first_seen["v" .. k] - saved[k]
@@ -202,25 +197,25 @@ describe("hot reload", function()
       end
       run(function()
         lib.save(h, v(2))
-        lib.wait_log(proc, RELOADED, 1, 1)
+        proc:wait_log(RELOADED, 1, 1)
         local n = 1
         for _, offset in ipairs { 0.3, 0.95, 0.3, 0.95 } do
-          local reloaded = helpers.clock()
-          berth.sleep(offset)
+          local reloaded = support.clock()
+          berth.sleep(offset) -- when the save starts is what is under test
           n = n + 1
-          local started = helpers.clock()
+          local started = support.clock()
           slow_save(v(n + 1))
-          lib.wait_log(proc, RELOADED, n, 1)
-          assert.equal(0, lib.count(proc, FAILED),
+          proc:wait_log(RELOADED, n, 1)
+          assert.equal(0, proc:count(FAILED),
             ("save %d, started %.2f s after the reload before it, was loaded half-written\n%s")
               :format(n, started - reloaded, proc:stderr()))
           assert.equal("v" .. (n + 1), version_of_new(port))
         end
-        berth.sleep(1.3)
-        assert.equal(n, lib.count(proc, RELOADED), proc:stderr())
+        berth.sleep(1.3) -- a quiet period: a late second reload would show by now
+        assert.equal(n, proc:count(RELOADED), proc:stderr())
       end, 15)
-      stop_clean(proc)
-      assert.equal(0, lib.count(proc, FAILED), proc:stderr())
+      stop_checked(proc)
+      assert.equal(0, proc:count(FAILED), proc:stderr())
     end)
 
   it("a broken module keeps the old version serving and logs file:line within 1 s; "
@@ -228,13 +223,13 @@ describe("hot reload", function()
     local dir, h = lib.setup("v1")
     local proc, port = lib.start(dir, { "--watch" })
     run(function()
-      local keep = helpers.connect(port)
-      assert.equal(lib.reply("ok", "v1", "k"), helpers.roundtrip(keep, "k"))
+      local keep = support.connect(port)
+      assert.equal(lib.reply("ok", "v1", "k"), support.roundtrip(keep, "k"))
       local function broken(fixture, n, want)
-        local t0 = helpers.clock()
+        local t0 = support.clock()
         lib.save(h, lib.fixture(fixture))
-        lib.wait_log(proc, FAILED, n, 1)
-        local took = helpers.clock() - t0
+        proc:wait_log(FAILED, n, 1)
+        local took = support.clock() - t0
         local err = proc:stderr()
         assert.is_truthy(err:find(FAILED .. want, 1, true),
           ("%s: log lacks %q\n%s"):format(fixture, FAILED .. want, err))
@@ -242,7 +237,7 @@ describe("hot reload", function()
         assert.is_true(took < 1, ("took %.2f s"):format(took))
         -- The old version keeps serving, old and new connections alike.
         assert.equal("v" .. (n == 1 and 1 or 2), version_of_new(port))
-        assert.equal(lib.reply("ok", "v1", "k" .. n), helpers.roundtrip(keep, "k" .. n))
+        assert.equal(lib.reply("ok", "v1", "k" .. n), support.roundtrip(keep, "k" .. n))
         local last = assert(lib.request(port, "lasterror"))
         assert.equal("lasterror " .. want, last:sub(1, 10 + #want))
       end
@@ -251,7 +246,7 @@ describe("hot reload", function()
       assert.same({ 0, 1, 1, 0 }, { s.reloads, s.failures, s.inits, s.hooks })
 
       lib.save(h, v(2))
-      lib.wait_log(proc, RELOADED, 1, 1)
+      proc:wait_log(RELOADED, 1, 1)
       assert.equal("v2", version_of_new(port))
       assert.equal("lasterror none", lib.request(port, "lasterror"))
       s = lib.stats(port)
@@ -264,66 +259,66 @@ describe("hot reload", function()
       assert.same({ 1, 3, 1, 1 }, { s.reloads, s.failures, s.inits, s.hooks })
 
       lib.save(h, v(3))
-      lib.wait_log(proc, RELOADED, 2, 1)
+      proc:wait_log(RELOADED, 2, 1)
       assert.equal("v3", version_of_new(port))
       s = lib.stats(port)
       assert.same({ 2, 3, 1, 2 }, { s.reloads, s.failures, s.inits, s.hooks })
-      assert.equal(lib.reply("ok", "v1", "end"), helpers.roundtrip(keep, "end"))
+      assert.equal(lib.reply("ok", "v1", "end"), support.roundtrip(keep, "end"))
       keep:close()
     end, 15)
-    stop_clean(proc)
+    stop_checked(proc)
   end)
 
   it("keeps the module's state across reloads: init once, reload(state) each time", function()
     local dir, h = lib.setup(nil, "reload_state_v1")
     local proc, port = lib.start(dir, { "--watch" })
     run(function()
-      local a = helpers.connect(port)
+      local a = support.connect(port)
       for i = 1, 3 do
-        assert.equal(("v1 count=%d inits=1"):format(i), helpers.roundtrip(a, "x"))
+        assert.equal(("v1 count=%d inits=1"):format(i), support.roundtrip(a, "x"))
       end
       a:close()
       lib.save(h, lib.fixture("reload_state_v2"))
-      lib.wait_log(proc, RELOADED, 1, 1)
+      proc:wait_log(RELOADED, 1, 1)
       assert.equal("v2 total=4 inits=1 migrations=1", lib.request(port, "x"))
       assert.equal("v2 total=5 inits=1 migrations=1", lib.request(port, "x"))
       -- A reload hook that raises fails the reload: v2 and its state stay.
       lib.save(h, lib.fixture("reload_state_badhook"))
-      lib.wait_log(proc, FAILED, 1, 1)
+      proc:wait_log(FAILED, 1, 1)
       assert.is_truthy(proc:stderr():find("reload hook refused", 1, true), proc:stderr())
       assert.equal("v2 total=6 inits=1 migrations=1", lib.request(port, "x"))
     end)
-    stop_clean(proc)
-    assert.equal(1, lib.count(proc, RELOADED), proc:stderr())
-    assert.equal(0, lib.count(proc, "init ran on a reload"), proc:stderr())
+    stop_checked(proc)
+    assert.equal(1, proc:count(RELOADED), proc:stderr())
+    assert.equal(0, proc:count("init ran on a reload"), proc:stderr())
   end)
 
   it("SIGHUP reloads a single process without --watch; an unchanged file is skipped", function()
     local dir, h = lib.setup("v1")
     local proc, port = lib.start(dir)
     run(function()
-      local old = helpers.connect(port)
-      assert.equal(lib.reply("ok", "v1", "o"), helpers.roundtrip(old, "o"))
+      local old = support.connect(port)
+      assert.equal(lib.reply("ok", "v1", "o"), support.roundtrip(old, "o"))
       lib.save(h, v(2))
-      berth.sleep(0.5)
+      berth.sleep(0.5) -- a quiet period: without --watch nothing may reload
       assert.equal("v1", version_of_new(port), "reloaded without --watch or SIGHUP")
-      assert.equal(0, lib.count(proc, RELOADED))
-      local t0 = helpers.clock()
+      assert.equal(0, proc:count(RELOADED))
+      local t0 = support.clock()
       proc:kill("HUP")
-      lib.wait_log(proc, RELOADED, 1, 1)
-      print(("\n[SIGHUP] reloaded %.0f ms after the signal"):format((helpers.clock() - t0) * 1000))
+      proc:wait_log(RELOADED, 1, 1)
+      print(("\n[SIGHUP] reloaded %.0f ms after the signal"):format((support.clock() - t0) * 1000))
       assert.equal("v2", version_of_new(port))
-      assert.equal(lib.reply("ok", "v1", "o2"), helpers.roundtrip(old, "o2"))
+      assert.equal(lib.reply("ok", "v1", "o2"), support.roundtrip(old, "o2"))
       proc:kill("HUP") -- nothing changed
-      berth.sleep(0.5)
-      assert.equal(1, lib.count(proc, RELOADED), proc:stderr())
+      berth.sleep(0.5) -- a quiet period: an unchanged module logs nothing either way
+      assert.equal(1, proc:count(RELOADED), proc:stderr())
       assert.equal("v2", version_of_new(port))
       old:close()
       local s = lib.stats(port)
       assert.same({ 1, 0 }, { s.reloads, s.failures })
     end)
-    stop_clean(proc)
-    assert.equal(0, lib.count(proc, FAILED), proc:stderr())
+    stop_checked(proc)
+    assert.equal(0, proc:count(FAILED), proc:stderr())
   end)
 
   it("50 reloads in 30 s under ~2000 requests/s: nothing fails, every reply exact, "
@@ -341,20 +336,20 @@ describe("hot reload", function()
       for k = 2, RELOADS + 1 do
         local at = t0 + (k - 1.5) * interval
         if at > berth.now() then berth.sleep(at - berth.now()) end
-        if not rss_warm and berth.now() - t0 >= WARMUP then rss_warm = lib.rss(proc.pid) end
+        if not rss_warm and berth.now() - t0 >= WARMUP then rss_warm = support.rss(proc.pid) end
         load.max = k
         lib.save(h, v(k))
         -- Every other reload by SIGHUP right after the save: the watch
         -- then finds the source unchanged and must not reload it again.
         if k % 2 == 0 then proc:kill("HUP") end
-        local took = lib.wait_log(proc, RELOADED, k - 1, 2)
+        local took = proc:wait_log(RELOADED, k - 1, 2)
         local list = k % 2 == 0 and waits.hup or waits.watch
         list[#list + 1] = took
         load.min = k -- connections made from now on must get v<k>
       end
       local left = t0 + DURATION - berth.now()
       if left > 0 then berth.sleep(left) end
-      rss_end = lib.rss(proc.pid)
+      rss_end = support.rss(proc.pid)
       load:stop()
       stats = lib.stats(port)
     end, DURATION + 30)
@@ -366,25 +361,25 @@ describe("hot reload", function()
       .. "median/max %s), %d by --watch (%s)\n[load] server RSS %.1f MiB after %d s "
       .. "warm-up, %.1f MiB at the end (%+.2f MiB); Lua heap %d KiB; %d requests served")
       :format(load:summary(), stats.reloads, #waits.hup, ms(waits.hup), #waits.watch,
-        ms(waits.watch), rss_warm / 1024, WARMUP,
-        rss_end / 1024, (rss_end - rss_warm) / 1024, stats.lua_kib, stats.served))
+        ms(waits.watch), rss_warm / MiB, WARMUP,
+        rss_end / MiB, (rss_end - rss_warm) / MiB, stats.lua_kib, stats.served))
     load:assert_clean()
     assert.is_true(load.sent >= 0.9 * 2000 * DURATION,
       ("only %d requests in %d s"):format(load.sent, DURATION))
     assert.equal(RELOADS, stats.reloads)
     assert.equal(0, stats.failures)
     assert.equal("v" .. (RELOADS + 1), stats.version)
-    assert.is_true(rss_end - rss_warm < 4 * 1024,
-      ("RSS grew by %.1f MiB"):format((rss_end - rss_warm) / 1024))
-    stop_clean(proc)
-    assert.equal(RELOADS, lib.count(proc, RELOADED), proc:stderr())
-    assert.equal(0, lib.count(proc, FAILED), proc:stderr())
+    assert.is_true(rss_end - rss_warm < 4 * MiB,
+      ("RSS grew by %.1f MiB"):format((rss_end - rss_warm) / MiB))
+    stop_checked(proc)
+    assert.equal(RELOADS, proc:count(RELOADED), proc:stderr())
+    assert.equal(0, proc:count(FAILED), proc:stderr())
   end)
 end)
 
 describe("graceful shutdown", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("SIGTERM: the in-flight request completes, the listener is closed within 100 ms, exit 0",
     function()
@@ -392,18 +387,18 @@ describe("graceful shutdown", function()
       local proc, port = lib.start(dir)
       local refused, replied, exited, reply, after
       run(function()
-        local busy = helpers.connect(port)
-        local t_req = helpers.clock()
+        local busy = support.connect(port)
+        local t_req = support.clock()
         assert(busy:write("sleep\n"))
-        berth.sleep(0.2) -- the handler is in its 1 s sleep
-        local t0 = helpers.clock()
+        proc:wait_log(SLEEPING) -- the handler is in its 1 s sleep
+        local t0 = support.clock()
         proc:kill("TERM")
         refused = lib.refused_after(port, t0, 1)
         reply = busy:read("l", 3)
-        replied = helpers.clock() - t_req
+        replied = support.clock() - t_req
         after = { busy:read("l", 1) }
         busy:close()
-        exited = lib.wait_exit(proc.pid, 3)
+        exited = support.wait_exit(proc.pid, 3)
         local again = { berth.connect("127.0.0.1", port, { timeout = 1 }) }
         assert.equal("refused", again[2])
       end)
@@ -424,15 +419,15 @@ describe("graceful shutdown", function()
     local proc, port = lib.start(dir, { "--grace", "0.3" })
     local got, took
     run(function()
-      local busy = helpers.connect(port)
+      local busy = support.connect(port)
       assert(busy:write("sleep\n"))
-      berth.sleep(0.1)
-      local t0 = helpers.clock()
+      proc:wait_log(SLEEPING)
+      local t0 = support.clock()
       proc:kill("TERM")
       got = { busy:read("l", 3) }
-      took = helpers.clock() - t0
+      took = support.clock() - t0
       busy:close()
-      lib.wait_exit(proc.pid, 3)
+      support.wait_exit(proc.pid, 3)
     end)
     local _, how, code = proc:wait()
     print(("\n[--grace 0.3] the 1 s request was cut %.2f s after SIGTERM"):format(took))
@@ -446,15 +441,15 @@ describe("graceful shutdown", function()
     local proc, port = lib.start(dir)
     local got, exited
     run(function()
-      local busy = helpers.connect(port)
+      local busy = support.connect(port)
       assert(busy:write("sleep\n"))
-      berth.sleep(0.1)
+      proc:wait_log(SLEEPING)
       proc:kill("TERM")
-      berth.sleep(0.1)
-      local t0 = helpers.clock()
+      proc:wait_log("SIGTERM: shutting down") -- two pending signals would merge
+      local t0 = support.clock()
       proc:kill("TERM")
-      exited = lib.wait_exit(proc.pid, 2)
-      if exited then exited = helpers.clock() - t0 end
+      exited = support.wait_exit(proc.pid, 2)
+      if exited then exited = support.clock() - t0 end
       got = { busy:read("l", 2) }
       busy:close()
     end)
@@ -467,25 +462,25 @@ describe("graceful shutdown", function()
   end)
 
   it("berth.on_shutdown hooks run at SIGTERM: connected clients get a goodbye line", function()
-    local dir = helpers.tmpdir()
+    local dir = support.tmpdir()
     local script = lib.copy("reload_goodbye", dir, "goodbye.lua")
     local proc, port = lib.start(dir, nil, script)
     local took
     run(function()
       local clients = {}
       for i = 1, 3 do
-        clients[i] = helpers.connect(port)
-        assert.equal("echo hi" .. i, helpers.roundtrip(clients[i], "hi" .. i))
+        clients[i] = support.connect(port)
+        assert.equal("echo hi" .. i, support.roundtrip(clients[i], "hi" .. i))
       end
-      local t0 = helpers.clock()
+      local t0 = support.clock()
       proc:kill("TERM")
       for i = 1, 3 do
         assert.equal("goodbye " .. proc.pid, clients[i]:read("l", 2))
         assert.same({ nil, "closed", "" }, { clients[i]:read("l", 2) })
         clients[i]:close()
       end
-      assert.is_truthy(lib.wait_exit(proc.pid, 2), "no exit after the hooks closed every client")
-      took = helpers.clock() - t0
+      assert.is_truthy(support.wait_exit(proc.pid, 2), "no exit after the hooks closed every client")
+      took = support.clock() - t0
     end)
     local _, how, code = proc:wait()
     print(("\n[on_shutdown] 3 clients said goodbye to, exit %.0f ms after SIGTERM")
@@ -496,26 +491,26 @@ describe("graceful shutdown", function()
 end)
 
 describe("--check", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   local function check(dir, env)
     local e = { LUA_PATH = dir .. "/?.lua;;" }
     for k, val in pairs(env or {}) do e[k] = val end
     local args = { "--check", dir .. "/server.lua" }
-    local t0 = helpers.clock()
-    local out, code, err = helpers.run_host(args, { env = e })
-    return out, code, err, helpers.clock() - t0
+    local t0 = support.clock()
+    local out, code, err = support.run_host(args, { env = e })
+    return out, code, err, support.clock() - t0
   end
 
   it("exits 0 for a good script and module, and never binds the real port", function()
     local dir = lib.setup("v1")
     local out, code, err, took, held, control
     run(function()
-      local holder = helpers.listen() -- this process holds the port
+      local holder = support.listen() -- this process holds the port
       held = holder:port()
       -- The control: really serving on that port fails.
-      local _, ccode, cerr = helpers.run_host({ dir .. "/server.lua" },
+      local _, ccode, cerr = support.run_host({ dir .. "/server.lua" },
         { env = { LUA_PATH = dir .. "/?.lua;;", PORT = tostring(held) } })
       control = { ccode, cerr }
       out, code, err, took = check(dir, { PORT = tostring(held) })

@@ -1,11 +1,11 @@
 -- examples/resp.lua, run by the host as a child process (PORT=0) and driven
 -- over raw berth sockets. The expected replies are the bytes Redis 7.0.15
 -- sends for the same requests (checked against a real redis-server).
-local helpers = require "helpers"
-local P = require "proto_helpers"
-local berth = helpers.berth
-local run = helpers.run
-local expect_bytes, expect_quiet, expect_close = P.expect_bytes, P.expect_quiet, P.expect_close
+local support = require "support"
+local wire = require "support.wire"
+local berth = support.berth
+local run = support.run
+local expect_bytes, expect_quiet, expect_close = wire.expect_bytes, wire.expect_quiet, wire.expect_close
 
 -- A RESP2 command: an array of bulk strings.
 local function C(...)
@@ -24,7 +24,7 @@ local function arity(name) return err(("wrong number of arguments for '%s' comma
 
 -- Runs examples/resp.lua for the test; `fn(port)` runs as a berth task.
 local function with_resp(fn, limit)
-  P.with_example("resp", nil, function(port)
+  support.with_example("resp", nil, function(port)
     run(function() fn(port) end, limit or 10)
   end)
 end
@@ -32,7 +32,7 @@ end
 -- Task only: sends one command (a list of arguments) and checks the reply.
 local function cmd(sock, want, ...)
   assert(sock:write(C(...)))
-  expect_bytes(sock, want, 2, P.show(table.concat({ ... }, " ")))
+  expect_bytes(sock, want, 2, wire.show(table.concat({ ... }, " ")))
 end
 
 -- Task only: sends each { reply, arg1, arg2, ... } and checks every reply;
@@ -51,12 +51,12 @@ local function cmds(sock, list)
 end
 
 describe("examples/resp.lua", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("PING and ECHO", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { "+PONG\r\n", "PING" },
         { "+PONG\r\n", "ping" },
@@ -71,7 +71,7 @@ describe("examples/resp.lua", function()
 
   it("SET and GET; a missing key is the nil bulk $-1", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { "$-1\r\n", "GET", "k" },
         { "+OK\r\n", "SET", "k", "v" },
@@ -87,7 +87,7 @@ describe("examples/resp.lua", function()
 
   it("SET NX and XX", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { NIL, "SET", "k", "x", "XX" },
         { NIL, "GET", "k" },
@@ -106,7 +106,7 @@ describe("examples/resp.lua", function()
 
   it("SET EX and PX set a TTL; the key expires", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { OK, "SET", "e", "v", "EX", "100" },
         { int(100), "TTL", "e" },
@@ -120,7 +120,7 @@ describe("examples/resp.lua", function()
         { OK, "SET", "e", "w" },
         { int(-1), "TTL", "e" },
       })
-      berth.sleep(0.3)
+      berth.sleep(0.3) -- the time under test: the 100 ms TTL runs out
       cmds(sock, {
         { NIL, "GET", "short" },
         { int(-2), "TTL", "short" },
@@ -131,7 +131,7 @@ describe("examples/resp.lua", function()
 
   it("SET option errors are Redis's", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { err("invalid expire time in 'set' command"), "SET", "k", "v", "EX", "0" },
         { err("invalid expire time in 'set' command"), "SET", "k", "v", "PX", "-1" },
@@ -148,7 +148,7 @@ describe("examples/resp.lua", function()
 
   it("DEL and EXISTS count keys (EXISTS counts repeats)", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { OK, "SET", "a", "1" },
         { OK, "SET", "b", "2" },
@@ -167,7 +167,7 @@ describe("examples/resp.lua", function()
 
   it("INCR, DECR and INCRBY, with Redis's errors", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { int(1), "INCR", "c" },
         { int(2), "INCR", "c" },
@@ -202,7 +202,7 @@ describe("examples/resp.lua", function()
 
   it("MSET and MGET", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { OK, "MSET", "a", "1", "b", "2" },
         { "*3\r\n$1\r\n1\r\n$-1\r\n$1\r\n2\r\n", "MGET", "a", "nope", "b" },
@@ -218,7 +218,7 @@ describe("examples/resp.lua", function()
 
   it("EXPIRE and TTL", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { int(-2), "TTL", "k" },
         { int(0), "EXPIRE", "k", "50" },
@@ -239,7 +239,7 @@ describe("examples/resp.lua", function()
 
   it("DBSIZE and FLUSHALL", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { int(0), "DBSIZE" },
         { OK, "MSET", "a", "1", "b", "2", "c", "3" },
@@ -247,7 +247,7 @@ describe("examples/resp.lua", function()
         { OK, "SET", "gone", "v", "PX", "50" },
         { int(4), "DBSIZE" },
       })
-      berth.sleep(0.2)
+      berth.sleep(0.2) -- the time under test: the 50 ms TTL runs out
       cmds(sock, {
         { int(3), "DBSIZE" },
         { OK, "FLUSHALL" },
@@ -260,7 +260,7 @@ describe("examples/resp.lua", function()
 
   it("COMMAND, CONFIG GET and HELLO, as redis-cli and redis-benchmark send them", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { "*0\r\n", "COMMAND" },
         { "*0\r\n", "COMMAND", "DOCS" },
@@ -281,7 +281,7 @@ describe("examples/resp.lua", function()
 
   it("wrong number of arguments: Redis's error, with the command in lower case", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { "-ERR wrong number of arguments for 'get' command\r\n", "GET" },
         { "-ERR wrong number of arguments for 'get' command\r\n", "GET", "a", "b" },
@@ -297,14 +297,14 @@ describe("examples/resp.lua", function()
 
   it("PING with two arguments is a wrong-number-of-arguments error", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, { { arity("ping"), "PING", "a", "b" } })
     end)
   end)
 
   it("an unknown command gets Redis's error text", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { "-ERR unknown command 'FOO', with args beginning with: \r\n", "FOO" },
         { "-ERR unknown command 'foo', with args beginning with: 'a' 'b' \r\n", "foo", "a", "b" },
@@ -320,7 +320,7 @@ describe("examples/resp.lua", function()
   it("an unknown command's error lists its arguments up to 128 characters, like Redis",
     function()
       with_resp(function(port)
-        local sock <close> = helpers.connect(port)
+        local sock <close> = support.connect(port)
         cmds(sock, {
           { "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' 'c' 'd' 'e' \r\n",
             "FOO", "a", "b", "c", "d", "e" },
@@ -337,7 +337,7 @@ describe("examples/resp.lua", function()
 
   it("an unknown command's name is cut at 128 characters, like Redis", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       cmds(sock, {
         { "-ERR unknown command '" .. ("Y"):rep(128) .. "', with args beginning with: 'arg' \r\n",
           ("Y"):rep(130), "arg" },
@@ -347,7 +347,7 @@ describe("examples/resp.lua", function()
 
   it("an unknown command's error cannot be split by \\r\\n in an argument", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       -- Redis maps \r and \n to spaces: an error reply is a single line.
       cmds(sock, {
         { "-ERR unknown command 'foo', with args beginning with: 'a  b' \r\n", "foo", "a\r\nb" },
@@ -361,10 +361,10 @@ describe("examples/resp.lua", function()
 
   it("keys and values are binary safe (\\0, \\r\\n, RESP syntax inside)", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       local key = "k\0\r\nk"
       local value = "\0\r\n$-1\r\n*2\r\n\r\n:1\r\n\0"
-      local big = helpers.random_bytes(200 * 1024, 3)
+      local big = support.random_bytes(200 * 1024, 3)
       cmds(sock, {
         { OK, "SET", key, value },
         { bulk(value), "GET", key },
@@ -382,7 +382,7 @@ describe("examples/resp.lua", function()
 
   it("inline commands", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write("PING\r\n"))
       expect_bytes(sock, PONG)
       assert(sock:write("SET il v\r\nGET il\r\n"))
@@ -405,7 +405,7 @@ describe("examples/resp.lua", function()
 
   it("empty multibulk requests get no reply", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       assert(sock:write("*0\r\n*-1\r\n"))
       expect_quiet(sock, 0.1)
       cmds(sock, { { PONG, "PING" } })
@@ -414,7 +414,7 @@ describe("examples/resp.lua", function()
 
   it("a pipeline of 1000 commands in one write is answered in order", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       local reqs, want = {}, {}
       for i = 1, 1000 do
         local r = i % 4
@@ -436,17 +436,17 @@ describe("examples/resp.lua", function()
 
   it("handles commands split into single bytes (one TCP segment each)", function()
     with_resp(function(port)
-      local sock <close> = helpers.connect(port)
+      local sock <close> = support.connect(port)
       local req = C("SET", "fr\r\nag", "va\0l\r\nue") .. C("GET", "fr\r\nag") .. "PING\r\n"
         .. C("MGET", "fr\r\nag", "x") .. C("INCRBY", "n", "42")
       local want = OK .. bulk("va\0l\r\nue") .. PONG .. "*2\r\n" .. bulk("va\0l\r\nue") .. NIL
         .. int(42)
-      P.dribble(sock, req)
+      wire.dribble(sock, req)
       expect_bytes(sock, want, 5)
       -- Nothing is answered before the command's last byte.
-      P.dribble(sock, C("ECHO", "late"):sub(1, -2))
+      wire.dribble(sock, C("ECHO", "late"):sub(1, -2))
       expect_quiet(sock, 0.1, "nothing before the last byte")
-      P.dribble(sock, "\n")
+      wire.dribble(sock, "\n")
       expect_bytes(sock, bulk("late"))
       expect_quiet(sock)
     end)
@@ -454,8 +454,8 @@ describe("examples/resp.lua", function()
 
   it("clients share one keyspace", function()
     with_resp(function(port)
-      local a <close> = helpers.connect(port)
-      local b <close> = helpers.connect(port)
+      local a <close> = support.connect(port)
+      local b <close> = support.connect(port)
       cmds(a, { { OK, "SET", "shared", "from a" } })
       cmds(b, { { bulk("from a"), "GET", "shared" }, { int(1), "DEL", "shared" } })
       cmds(a, { { NIL, "GET", "shared" } })
@@ -464,13 +464,13 @@ describe("examples/resp.lua", function()
 
   it("answers Redis's protocol errors and closes", function()
     with_resp(function(port)
-      local a <close> = helpers.connect(port)
+      local a <close> = support.connect(port)
       assert(a:write("*abc\r\n"))
       expect_close(a, "-ERR Protocol error: invalid multibulk length\r\n")
-      local b <close> = helpers.connect(port)
+      local b <close> = support.connect(port)
       assert(b:write("*1\r\n$abc\r\n"))
       expect_close(b, "-ERR Protocol error: invalid bulk length\r\n")
-      local c <close> = helpers.connect(port)
+      local c <close> = support.connect(port)
       assert(c:write(C("PING") .. "*1\r\n$-5\r\n"))
       expect_close(c, PONG .. "-ERR Protocol error: invalid bulk length\r\n")
     end)

@@ -1,16 +1,16 @@
 -- Tasks and the loop: spawn, sleep, now, timer, signal, run/step/stop,
 -- stats, errors in tasks and the "must be called from a berth task" rule
 -- (README "API reference" > Module berth).
-local helpers = require "helpers"
-local berth = helpers.berth
-local run, expect = helpers.run, helpers.expect
-local assert_raises = helpers.assert_raises
+local support = require "support"
+local berth = support.berth
+local run, expect = support.run, support.expect
+local assert_raises = support.assert_raises
 
 local TASK_ONLY = "must be called from a berth task"
 
 describe("scheduler", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   describe("spawn", function()
     it("returns the task's coroutine and never runs it inline", function()
@@ -28,7 +28,7 @@ describe("scheduler", function()
       run(function()
         local got
         berth.spawn(function(...) got = table.pack(...) end, 1, "two", nil, 4)
-        helpers.wait_until(function() return got end)
+        support.wait_until(function() return got end)
         assert.same(table.pack(1, "two", nil, 4), got)
       end)
     end)
@@ -37,7 +37,7 @@ describe("scheduler", function()
       run(function()
         local order = {}
         for i = 1, 5 do berth.spawn(function() order[#order + 1] = i end) end
-        helpers.wait_until(function() return #order == 5 end)
+        support.wait_until(function() return #order == 5 end)
         assert.same({ 1, 2, 3, 4, 5 }, order)
       end)
     end)
@@ -66,7 +66,7 @@ describe("scheduler", function()
           assert.is_true(berth.sleep(0.01))
           order[#order + 1] = "short"
         end)
-        helpers.wait_until(function() return #order == 2 end)
+        support.wait_until(function() return #order == 2 end)
         assert.same({ "short", "long" }, order)
       end)
     end)
@@ -91,8 +91,8 @@ describe("scheduler", function()
           assert.is_true(berth.sleep(0.01)) -- a task: blocking calls work
           done = true
         end, 1))
-        helpers.wait_until(function() return done end)
-        berth.sleep(0.05)
+        support.wait_until(function() return done end)
+        berth.sleep(0.05) -- a quiet period: a second firing would show
       end)
     end)
 
@@ -103,8 +103,8 @@ describe("scheduler", function()
           n = n + 1
           if n == 3 then t:cancel() end
         end, 3))
-        helpers.wait_until(function() return n == 3 end)
-        berth.sleep(0.05)
+        support.wait_until(function() return n == 3 end)
+        berth.sleep(0.05) -- a quiet period: a firing after cancel would show
         timer:cancel()
       end)
     end)
@@ -113,14 +113,14 @@ describe("scheduler", function()
       run(function()
         local timer = berth.timer(0.05, 0, expect(nil, 0))
         timer:cancel()
-        berth.sleep(0.1)
+        berth.sleep(0.1) -- past the time it was due: the wait is the test
       end)
     end)
 
     it("routes an error in its callback to berth.onerror", function()
       run(function()
         berth.timer(0, 0, function() error("timer-failure") end)
-        local errs = helpers.wait_errors(1)
+        local errs = support.wait_errors(1)
         assert.matches("timer%-failure", tostring(errs[1].err))
         assert.is_nil(errs[1].sock)
       end)
@@ -135,11 +135,11 @@ describe("scheduler", function()
           got[#got + 1] = name
           assert.is_true(berth.sleep(0)) -- a task: blocking calls work
         end, 2))
-        local pid = helpers.pid()
-        helpers.kill(pid, "USR1")
-        helpers.wait_until(function() return #got == 1 end, 2, "the first SIGUSR1")
-        helpers.kill(pid, "USR1")
-        helpers.wait_until(function() return #got == 2 end, 2, "the second SIGUSR1")
+        local pid = support.pid()
+        support.kill(pid, "USR1")
+        support.wait_until(function() return #got == 1 end, 2, "the first SIGUSR1")
+        support.kill(pid, "USR1")
+        support.wait_until(function() return #got == 2 end, 2, "the second SIGUSR1")
         assert.same({ "USR1", "USR1" }, got)
         sig:cancel()
         sig:cancel()
@@ -147,7 +147,7 @@ describe("scheduler", function()
     end)
 
     it("does not keep run() alive", function()
-      local out, code, err = helpers.run_fixture("signal_does_not_keep_alive")
+      local out, code, err = support.run_fixture("signal_does_not_keep_alive")
       assert.equal(0, code, err)
       assert.equal("run returned true\n", out)
     end)
@@ -162,7 +162,7 @@ describe("scheduler", function()
         berth.stop()
       end)
       berth.spawn(function()
-        berth.sleep(0.01)
+        berth.sleep(0) -- stop from a later iteration of the running loop
         berth.stop()
       end)
       assert.is_true(berth.run())
@@ -175,18 +175,18 @@ describe("scheduler", function()
     it("step() returns true and never blocks; step(timeout) blocks at most about timeout",
       function()
         local distant = berth.timer(30, 0, function() end)
-        local t0 = helpers.clock()
+        local t0 = support.clock()
         assert.is_true(berth.step())
         assert.is_true(berth.step(0.05))
-        assert.is_true(helpers.clock() - t0 < 2, "step waited for the 30 s timer")
+        assert.is_true(support.clock() - t0 < 2, "step waited for the 30 s timer")
         distant:cancel()
       end)
 
     it("step(timeout) runs work that falls due", function()
       local fired = false
       local timer = berth.timer(0.02, 0, function() fired = true end)
-      local deadline = helpers.clock() + 5
-      while not fired and helpers.clock() < deadline do berth.step(0.01) end
+      local deadline = support.clock() + 5
+      while not fired and support.clock() < deadline do berth.step(0.01) end
       assert.is_true(fired)
       timer:cancel()
       for _ = 1, 10 do berth.step() end -- let the timer task end
@@ -194,7 +194,7 @@ describe("scheduler", function()
 
     it("shutdown(grace) closes listeners and idle connections, lets busy tasks finish", function()
       -- In a child: shutdown stops the loop for good in that process.
-      local out, code, err = helpers.run_fixture("shutdown_grace")
+      local out, code, err = support.run_fixture("shutdown_grace")
       assert.equal(0, code, err)
       local lines = {}
       for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
@@ -220,11 +220,11 @@ describe("scheduler", function()
     it("start at the call, even after the process blocked outside the loop", function()
       os.execute("sleep 1.5") -- the loop's cached time is now 1.5 s old
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         local client <close> = assert(berth.connect("127.0.0.1", server:port(), { timeout = 1 }))
         local peer <close> = assert(server:accept(1))
         berth.spawn(function()
-          berth.sleep(0.2)
+          berth.sleep(0.2) -- a slow peer: the read's 1 s deadline must hold
           peer:write("late\n")
         end)
         assert.equal("late", client:read("l", 1))
@@ -237,11 +237,12 @@ describe("scheduler", function()
       run(function()
         -- Relative counts: an earlier test's leak must not fail this one.
         local base = berth.stats()
-        for _ = 1, 3 do berth.spawn(function() berth.sleep(0.2) end) end
-        berth.sleep(0.02)
+        local release = berth.cond()
+        for _ = 1, 3 do berth.spawn(function() release:wait(5) end) end
+        berth.sleep(0) -- they start and park
         assert.equal(base.tasks + 3, berth.stats().tasks)
 
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         local s = berth.stats()
         assert.same({ base.sockets + 2, base.servers + 1 }, { s.sockets, s.servers })
         assert(p.client:write("hello"))
@@ -254,7 +255,8 @@ describe("scheduler", function()
           { after.bytes_in - s.bytes_in, after.bytes_out - s.bytes_out })
         assert.is_true(after.total >= base.total + 1)
         assert.is_true(after.active >= 1)
-        helpers.wait_until(function() return berth.stats().tasks == base.tasks end)
+        release:broadcast()
+        support.wait_until(function() return berth.stats().tasks == base.tasks end)
       end)
     end)
   end)
@@ -263,7 +265,7 @@ describe("scheduler", function()
     it("raise 'must be called from a berth task' from the main thread", function()
       assert_raises(TASK_ONLY, berth.sleep, 0.01)
       assert_raises(TASK_ONLY, berth.connect, "127.0.0.1", 9)
-      local server <close> = helpers.listen()
+      local server <close> = support.listen()
       assert_raises(TASK_ONLY, server.accept, server, 0)
     end)
 
@@ -276,7 +278,7 @@ describe("scheduler", function()
 
     it("raise for socket reads outside a task", function()
       local p
-      run(function() p = helpers.pair() end)
+      run(function() p = support.pair() end)
       assert_raises(TASK_ONLY, p.client.read, p.client, "l", 0)
       assert_raises(TASK_ONLY, p.client.readsome, p.client, 1, 0)
       assert_raises(TASK_ONLY, p.client.readuntil, p.client, ";", 0)
@@ -286,17 +288,17 @@ describe("scheduler", function()
     it("raise for flush outside a task, even with nothing buffered", function()
       -- README lists flush among the task-only calls without exception.
       local p
-      run(function() p = helpers.pair() end)
+      run(function() p = support.pair() end)
       assert_raises(TASK_ONLY, p.client.flush, p.client, 0)
       p:close()
     end)
 
     it("raise inside an on('data') callback, which is not a task", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.client:on("data", function() berth.sleep(0.01) end)
         assert(p.peer:write("x"))
-        local errs = helpers.wait_errors(1)
+        local errs = support.wait_errors(1)
         assert.matches(TASK_ONLY, tostring(errs[1].err), 1, true)
       end)
     end)
@@ -306,7 +308,7 @@ describe("scheduler", function()
     it("go to berth.onerror with (err, traceback, nil) and do not stop the loop", function()
       run(function()
         berth.spawn(function() error("spawned-failure") end)
-        local errs = helpers.wait_errors(1)
+        local errs = support.wait_errors(1)
         assert.matches("spawned%-failure", tostring(errs[1].err))
         assert.matches("stack traceback", errs[1].traceback)
         assert.is_nil(errs[1].sock)
@@ -318,7 +320,7 @@ describe("scheduler", function()
       run(function()
         local value = { reason = "table error" }
         berth.spawn(function() error(value) end)
-        local errs = helpers.wait_errors(1)
+        local errs = support.wait_errors(1)
         assert.equal(value, errs[1].err)
       end)
     end)

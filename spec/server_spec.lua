@@ -1,9 +1,9 @@
 -- ServerSocket: berth.listen / berth.serve and the server methods
 -- (README "API reference" > Module berth, ServerSocket).
-local helpers = require "helpers"
-local berth = helpers.berth
-local run, expect = helpers.run, helpers.expect
-local assert_fail, assert_raises = helpers.assert_fail, helpers.assert_raises
+local support = require "support"
+local berth = support.berth
+local run, expect = support.run, support.expect
+local assert_fail, assert_raises = support.assert_fail, support.assert_raises
 
 local EADDRINUSE = 98
 
@@ -21,19 +21,19 @@ local function tagged_echo(tag)
 end
 
 describe("ServerSocket", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   describe("listen", function()
     it("binds an ephemeral port on 127.0.0.1 and reads the real port back", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         local port = server:port()
         assert.equal("integer", math.type(port))
         assert.is_true(port > 0 and port < 65536)
         assert.equal("127.0.0.1", server:address())
 
-        local client <close> = helpers.connect(port)
+        local client <close> = support.connect(port)
         local peer <close> = assert(server:accept(2))
         assert.same({ "127.0.0.1", port }, { peer:localaddr() })
         assert.same({ "127.0.0.1", port }, { client:peer() })
@@ -42,7 +42,7 @@ describe("ServerSocket", function()
     end)
 
     it("fails with nil, 'addrinuse', errno when the port is taken", function()
-      local first <close> = helpers.listen()
+      local first <close> = support.listen()
       assert_fail("addrinuse", EADDRINUSE,
         berth.listen { host = "127.0.0.1", port = first:port() })
       assert_fail("addrinuse", EADDRINUSE,
@@ -50,31 +50,31 @@ describe("ServerSocket", function()
     end)
 
     it("lets two reuseport listeners share one port", function()
-      local a <close> = helpers.listen { reuseport = true }
-      local b <close> = helpers.listen { reuseport = true, port = a:port() }
+      local a <close> = support.listen { reuseport = true }
+      local b <close> = support.listen { reuseport = true, port = a:port() }
       assert.equal(a:port(), b:port())
     end)
 
     it("returns the port to the system on close, so it can be bound again", function()
       local port
       do
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         port = server:port()
       end
-      local again <close> = helpers.listen { port = port }
+      local again <close> = support.listen { port = port }
       assert.equal(port, again:port())
     end)
 
     it("is closed by the GC when unreferenced", function()
       local function listen_and_forget()
-        return helpers.listen():port()
+        return support.listen():port()
       end
       local before = berth.stats().servers
       local port = listen_and_forget()
       collectgarbage()
       collectgarbage()
       assert.equal(before, berth.stats().servers)
-      local again <close> = helpers.listen { port = port }
+      local again <close> = support.listen { port = port }
       assert.equal(port, again:port())
     end)
 
@@ -84,14 +84,14 @@ describe("ServerSocket", function()
       -- `original` right after, with no descriptor opened in between, so the
       -- second close() can only hit a free fd number (EBADF), never a live one.
       run(function()
-        local original = helpers.listen()
+        local original = support.listen()
         original:pause()
         local adopted = assert(berth.listen { fd = original:fd() })
         assert.equal(original:port(), adopted:port())
         assert.equal("127.0.0.1", adopted:address())
         assert.equal(original:fd(), adopted:fd())
 
-        local client = helpers.connect(original:port())
+        local client = support.connect(original:port())
         local peer = assert(adopted:accept(2))
         assert(client:write("ping\n"))
         assert.equal("ping", peer:read("l", 2))
@@ -105,7 +105,7 @@ describe("ServerSocket", function()
 
   describe("close", function()
     it("is idempotent and sets fd() to -1", function()
-      local server = helpers.listen()
+      local server = support.listen()
       assert.is_true(server:fd() >= 0)
       assert.is_true(server:close())
       assert.is_true(server:close())
@@ -114,9 +114,9 @@ describe("ServerSocket", function()
 
     it("wakes a pending accept with nil, 'closed'", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         berth.spawn(function()
-          berth.sleep(0.05)
+          berth.sleep(0) -- the accept below parks first
           server:close()
         end)
         assert_fail("closed", nil, server:accept(10))
@@ -125,7 +125,7 @@ describe("ServerSocket", function()
 
     it("leaves connections that were already accepted open", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.server:close()
         assert(p.peer:write("still here\n"))
         assert.equal("still here", p.client:read("l", 2))
@@ -136,9 +136,9 @@ describe("ServerSocket", function()
   describe("accept", function()
     it("returns nil, 'timeout' when nobody connects in time, and stays usable", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         assert_fail("timeout", nil, server:accept(0.05))
-        local client <close> = helpers.connect(server)
+        local client <close> = support.connect(server)
         local peer <close> = assert(server:accept(2))
         assert.same({ client:localaddr() }, { peer:peer() })
       end)
@@ -146,28 +146,28 @@ describe("ServerSocket", function()
 
     it("raises when a second task accepts on the same server", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         local first
         berth.spawn(function() first = table.pack(server:accept(5)) end)
-        berth.sleep(0.02)
+        berth.sleep(0) -- the first accept parks
         local ok = pcall(server.accept, server, 0.01)
         assert.is_false(ok)
         server:close()
-        helpers.wait_until(function() return first end)
+        support.wait_until(function() return first end)
         assert_fail("closed", nil, table.unpack(first, 1, first.n))
       end)
     end)
 
     it("raises once on('connection') is set", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         server:on("connection", function() end)
         assert.is_false((pcall(server.accept, server, 0.01)))
       end)
     end)
 
     it("raises outside a berth task", function()
-      local server <close> = helpers.listen()
+      local server <close> = support.listen()
       assert_raises("must be called from a berth task", server.accept, server, 0)
     end)
   end)
@@ -175,9 +175,9 @@ describe("ServerSocket", function()
   describe("connections()", function()
     it("yields each accepted socket and ends at its timeout", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         local clients = {}
-        for i = 1, 3 do clients[i] = helpers.connect(server) end
+        for i = 1, 3 do clients[i] = support.connect(server) end
         local seen = {}
         for sock in server:connections(0.2) do
           local _, port = sock:peer()
@@ -198,9 +198,9 @@ describe("ServerSocket", function()
 
     it("ends when the server is closed", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         berth.spawn(function()
-          berth.sleep(0.05)
+          berth.sleep(0) -- the accept below parks first
           server:close()
         end)
         local n = 0
@@ -216,20 +216,20 @@ describe("ServerSocket", function()
   describe("on('connection')", function()
     it("returns the server and runs each connection in its own task", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         assert.equal(server, server:on("connection", expect(tagged_echo("h"), 2)))
         -- The first client stays silent: its handler blocks in a read, and
         -- the second connection must be served meanwhile.
-        local quiet <close> = helpers.connect(server)
-        local chatty <close> = helpers.connect(server)
-        assert.equal("h:two", helpers.roundtrip(chatty, "two"))
-        assert.equal("h:one", helpers.roundtrip(quiet, "one"))
+        local quiet <close> = support.connect(server)
+        local chatty <close> = support.connect(server)
+        assert.equal("h:two", support.roundtrip(chatty, "two"))
+        assert.equal("h:one", support.roundtrip(quiet, "one"))
       end)
     end)
 
     it("on('error') returns the server and receives its handlers' errors", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         server:on("connection", function(sock)
           sock:read("l")
           error("connection-failed")
@@ -238,7 +238,7 @@ describe("ServerSocket", function()
         assert.equal(server, server:on("error", expect(function(err, traceback, sock)
           seen = { tostring(err):match("connection%-failed"), type(traceback), sock ~= nil }
         end, 1)))
-        local client <close> = helpers.connect(server)
+        local client <close> = support.connect(server)
         assert(client:write("go\n"))
         assert_fail("closed", "", client:read("l", 2))
         assert.same({ "connection-failed", "string", true }, seen)
@@ -247,9 +247,9 @@ describe("ServerSocket", function()
 
     it("closes the socket when the handler returns", function()
       run(function()
-        local server <close> = helpers.listen()
+        local server <close> = support.listen()
         server:on("connection", expect(function(sock) sock:write("bye\n") end, 1))
-        local client <close> = helpers.connect(server)
+        local client <close> = support.connect(server)
         assert.equal("bye\n", client:read("a", 2))
       end)
     end)
@@ -258,11 +258,11 @@ describe("ServerSocket", function()
   describe("serve", function()
     it("runs handler(sock) per connection and closes the socket when it returns", function()
       run(function()
-        local server <close> = helpers.serve(expect(function(sock)
+        local server <close> = support.serve(expect(function(sock)
           local line = sock:read("l")
           sock:write("echo:", line, "\n")
         end, 1))
-        local client <close> = helpers.connect(server)
+        local client <close> = support.connect(server)
         assert(client:write("abc\n"))
         assert.equal("echo:abc\n", client:read("a", 2))
       end)
@@ -279,7 +279,7 @@ describe("ServerSocket", function()
             assert.is_not_nil(sock)
           end, 1),
         })
-        local client <close> = helpers.connect(server)
+        local client <close> = support.connect(server)
         assert_fail("closed", "", client:read("l", 2))
       end)
     end)
@@ -289,12 +289,12 @@ describe("ServerSocket", function()
     it("accepts a connection made while paused only after resume", function()
       run(function()
         local paused = true
-        local server <close> = helpers.serve(expect(function(sock)
+        local server <close> = support.serve(expect(function(sock)
           sock:write(paused and "served while paused\n" or "served after resume\n")
         end, 1))
         assert.equal(server, server:pause())
-        local client <close> = helpers.connect(server) -- queued by the kernel
-        berth.sleep(0.1)
+        local client <close> = support.connect(server) -- queued by the kernel
+        berth.sleep(0.1) -- a quiet period: a paused server must not accept it
         assert.equal(0, server:stats().accepted)
         paused = false
         assert.equal(server, server:resume())
@@ -307,29 +307,29 @@ describe("ServerSocket", function()
   describe("max_connections", function()
     it("closes excess connections at once and counts them as rejected", function()
       run(function()
-        local server <close> = helpers.serve(function(sock)
+        local server <close> = support.serve(function(sock)
           sock:read("l")
           sock:write("bye\n")
         end, { max_connections = 2 })
         local function active(n)
           return function() return server:stats().active == n end
         end
-        local c1 <close> = helpers.connect(server)
-        helpers.wait_until(active(1), 2, "first connection")
-        local c2 <close> = helpers.connect(server)
-        helpers.wait_until(active(2), 2, "second connection")
+        local c1 <close> = support.connect(server)
+        support.wait_until(active(1), 2, "first connection")
+        local c2 <close> = support.connect(server)
+        support.wait_until(active(2), 2, "second connection")
 
-        local c3 <close> = helpers.connect(server)
+        local c3 <close> = support.connect(server)
         assert_fail("closed", "", c3:read("l", 2))
         assert.same({ accepted = 2, active = 2, rejected = 1 }, stats(server))
 
         -- A slot frees up when a handler ends; the next client is served.
-        assert.equal("bye", helpers.roundtrip(c1, "done"))
-        helpers.wait_until(active(1), 2, "first handler to end")
-        local c4 <close> = helpers.connect(server)
-        assert.equal("bye", helpers.roundtrip(c4, "hello"))
-        assert.equal("bye", helpers.roundtrip(c2, "done"))
-        helpers.wait_until(active(0), 2, "all handlers to end")
+        assert.equal("bye", support.roundtrip(c1, "done"))
+        support.wait_until(active(1), 2, "first handler to end")
+        local c4 <close> = support.connect(server)
+        assert.equal("bye", support.roundtrip(c4, "hello"))
+        assert.equal("bye", support.roundtrip(c2, "done"))
+        support.wait_until(active(0), 2, "all handlers to end")
         assert.same({ accepted = 3, active = 0, rejected = 1 }, stats(server))
       end)
     end)
@@ -338,16 +338,16 @@ describe("ServerSocket", function()
   describe("stats", function()
     it("counts accepted and active connections", function()
       run(function()
-        local server <close> = helpers.serve(function(sock) sock:read("a") end)
+        local server <close> = support.serve(function(sock) sock:read("a") end)
         assert.same({ accepted = 0, active = 0, rejected = 0 }, stats(server))
-        local c1 = helpers.connect(server)
-        local c2 = helpers.connect(server)
-        helpers.wait_until(function() return server:stats().active == 2 end)
+        local c1 = support.connect(server)
+        local c2 = support.connect(server)
+        support.wait_until(function() return server:stats().active == 2 end)
         assert.same({ accepted = 2, active = 2, rejected = 0 }, stats(server))
         c1:close()
-        helpers.wait_until(function() return server:stats().active == 1 end)
+        support.wait_until(function() return server:stats().active == 1 end)
         c2:close()
-        helpers.wait_until(function() return server:stats().active == 0 end)
+        support.wait_until(function() return server:stats().active == 0 end)
         assert.same({ accepted = 2, active = 0, rejected = 0 }, stats(server))
       end)
     end)
@@ -356,51 +356,51 @@ describe("ServerSocket", function()
   describe("IPv6 and unix sockets", function()
     it("listens on ::1", function()
       run(function()
-        local server <close> = helpers.serve(tagged_echo("v6"), { host = "::1" })
+        local server <close> = support.serve(tagged_echo("v6"), { host = "::1" })
         assert.equal("::1", server:address())
         assert.is_true(server:port() > 0)
-        local client <close> = helpers.connect(server)
+        local client <close> = support.connect(server)
         assert.same({ "::1", server:port() }, { client:peer() })
-        assert.equal("v6:hi", helpers.roundtrip(client, "hi"))
+        assert.equal("v6:hi", support.roundtrip(client, "hi"))
       end)
     end)
 
     it("listens on a unix socket path and removes the file on close", function()
       run(function()
-        local path = helpers.tmpdir() .. "/berth.sock"
-        local server = helpers.serve(tagged_echo("unix"), { path = path })
+        local path = support.tmpdir() .. "/berth.sock"
+        local server = support.serve(tagged_echo("unix"), { path = path })
         assert.equal(0, server:port())
         assert.equal(path, server:address())
-        assert.is_true(helpers.is_socket_file(path))
+        assert.is_true(support.is_socket_file(path))
         local client <close> = assert(berth.connect { path = path, timeout = 2 })
         assert.equal(path, (client:peer()))
-        assert.equal("unix:hi", helpers.roundtrip(client, "hi"))
+        assert.equal("unix:hi", support.roundtrip(client, "hi"))
         server:close()
-        assert.is_false(helpers.exists(path))
+        assert.is_false(support.exists(path))
       end)
     end)
 
     it("replaces a stale socket file that nothing answers on", function()
-      local path = helpers.tmpdir() .. "/stale.sock"
+      local path = support.tmpdir() .. "/stale.sock"
       -- A child lua5.4 listens on the path and exits without closing.
-      local out, code, err = helpers.run_fixture("stale_unix_socket", { path })
+      local out, code, err = support.run_fixture("stale_unix_socket", { path })
       assert.equal(0, code, err)
       assert.equal("listening\n", out)
-      assert.is_true(helpers.is_socket_file(path))
+      assert.is_true(support.is_socket_file(path))
       run(function()
-        local server <close> = helpers.serve(tagged_echo("fresh"), { path = path })
+        local _server <close> = support.serve(tagged_echo("fresh"), { path = path })
         local client <close> = assert(berth.connect { path = path, timeout = 2 })
-        assert.equal("fresh:hi", helpers.roundtrip(client, "hi"))
+        assert.equal("fresh:hi", support.roundtrip(client, "hi"))
       end)
     end)
 
     it("refuses with 'addrinuse' a socket file that a live server answers on", function()
       run(function()
-        local path = helpers.tmpdir() .. "/live.sock"
-        local live <close> = helpers.serve(tagged_echo("live"), { path = path })
+        local path = support.tmpdir() .. "/live.sock"
+        local _live <close> = support.serve(tagged_echo("live"), { path = path })
         assert_fail("addrinuse", nil, berth.listen { path = path })
         local client <close> = assert(berth.connect { path = path, timeout = 2 })
-        assert.equal("live:hi", helpers.roundtrip(client, "hi"))
+        assert.equal("live:hi", support.roundtrip(client, "hi"))
       end)
     end)
   end)

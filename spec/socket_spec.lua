@@ -1,10 +1,10 @@
 -- Socket: reads, writes, timeouts, errors, callbacks and flow control
 -- (README "API reference" > Socket). Close-in-callback, close-while-waiting,
 -- GC of idle sockets, handler errors and bare yields live in spec/regress/.
-local helpers = require "helpers"
-local berth = helpers.berth
-local run, expect = helpers.run, helpers.expect
-local assert_fail, assert_raises = helpers.assert_fail, helpers.assert_raises
+local support = require "support"
+local berth = support.berth
+local run, expect = support.run, support.expect
+local assert_fail, assert_raises = support.assert_fail, support.assert_raises
 
 local KiB, MiB = 1024, 1024 * 1024
 
@@ -13,7 +13,7 @@ local KiB, MiB = 1024, 1024 * 1024
 local function write_in_segments(sock, pieces)
   sock:setoption("nodelay", true)
   for i, piece in ipairs(pieces) do
-    if i > 1 then berth.sleep(0.02) end
+    if i > 1 then berth.sleep(0.02) end -- on purpose: separate segments
     assert(sock:write(piece))
   end
 end
@@ -29,13 +29,13 @@ local function collect(read)
 end
 
 describe("Socket", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   describe("read formats", function()
     it("read('l') returns lines without \\n or \\r\\n", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert(p.peer:write("one\r\ntwo\nthree\r\n"))
         assert.equal("one", p.client:read("l", 2))
         assert.equal("two", p.client:read("l", 2))
@@ -45,7 +45,7 @@ describe("Socket", function()
 
     it("read('L') keeps the end of line", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert(p.peer:write("one\r\ntwo\n"))
         assert.equal("one\r\n", p.client:read("L", 2))
         assert.equal("two\n", p.client:read("L", 2))
@@ -54,7 +54,7 @@ describe("Socket", function()
 
     it("assembles a line split over several TCP segments", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         berth.spawn(write_in_segments, p.peer, { "par", "tial li", "ne\r", "\nnext", "\n" })
         assert.equal("partial line", p.client:read("l", 2))
         assert.equal("next", p.client:read("l", 2))
@@ -63,7 +63,7 @@ describe("Socket", function()
 
     it("read(n) returns exactly n bytes across segments", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         berth.spawn(write_in_segments, p.peer, { "0123", "456789ab" })
         assert.equal("012345", p.client:read(6, 2))
         assert.equal("6789ab", p.client:read(6, 2))
@@ -72,7 +72,7 @@ describe("Socket", function()
 
     it("read('a') returns everything up to EOF", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         berth.spawn(function()
           write_in_segments(p.peer, { "all of it\n", "and more" })
           assert(p.peer:flush(2))
@@ -84,7 +84,7 @@ describe("Socket", function()
 
     it("read('a') returns '' when the peer closes without sending", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.peer:close()
         assert.equal("", p.client:read("a", 2))
       end)
@@ -92,7 +92,7 @@ describe("Socket", function()
 
     it("readsome returns what is available, at most max bytes", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert(p.peer:write("abcdef"))
         assert.equal("abcd", p.client:readsome(4, 2))
         assert.equal("ef", p.client:readsome(nil, 2))
@@ -103,7 +103,7 @@ describe("Socket", function()
 
     it("readuntil returns the data before the delimiter and consumes it", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         berth.spawn(write_in_segments, p.peer,
           { "key=value;HEAD\r\nX: y\r\n\r", "\nbody" })
         assert.equal("key", p.client:readuntil("=", 2))
@@ -115,8 +115,8 @@ describe("Socket", function()
 
     it("lines() iterates until EOF, with 'l' or 'L'", function()
       run(function()
-        local p <close> = helpers.pair()
-        local q <close> = helpers.pair()
+        local p <close> = support.pair()
+        local q <close> = support.pair()
         for _, pair in ipairs { p, q } do
           assert(pair.peer:write("a\nb\r\nc\n"))
           assert(pair.peer:flush(2))
@@ -129,14 +129,14 @@ describe("Socket", function()
 
     it("echoes 1 MiB of random bytes exactly", function()
       run(function()
-        local data = helpers.random_bytes(MiB)
-        local server <close> = helpers.serve(helpers.echo)
-        local client <close> = helpers.connect(server)
+        local data = support.random_bytes(MiB)
+        local server <close> = support.serve(support.echo)
+        local client <close> = support.connect(server)
         berth.spawn(function()
           assert(client:write(data))
           assert(client:shutdown("w"))
         end)
-        helpers.assert_bytes(data, client:read("a", 10))
+        support.assert_bytes(data, client:read("a", 10))
       end, 15)
     end)
   end)
@@ -144,7 +144,7 @@ describe("Socket", function()
   describe("limits and timeouts", function()
     it("a line over maxline gives 'toolarge' and consumes nothing", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert.equal(p.client, p.client:setoption("maxline", 16))
         local long = ("x"):rep(40) .. "\n"
         assert(p.peer:write(long))
@@ -155,7 +155,7 @@ describe("Socket", function()
 
     it("a delimited read over maxline gives 'toolarge' and consumes nothing", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.client:setoption("maxline", 8)
         assert(p.peer:write("abcdefghijkl;"))
         assert_fail("toolarge", nil, p.client:readuntil(";", 2))
@@ -165,7 +165,7 @@ describe("Socket", function()
 
     it("listen{maxline=} sets the limit of accepted sockets", function()
       run(function()
-        local p <close> = helpers.pair { maxline = 8 }
+        local p <close> = support.pair { maxline = 8 }
         assert(p.client:write("0123456789\n"))
         assert_fail("toolarge", nil, p.peer:read("l", 2))
         assert.equal("0123456789\n", p.peer:read(11, 2))
@@ -174,7 +174,7 @@ describe("Socket", function()
 
     it("a per-call read timeout gives 'timeout' and consumes nothing", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert(p.peer:write("partial"))
         assert_fail("timeout", nil, p.client:read("l", 0.05))
         assert_fail("timeout", nil, p.client:read(10, 0.05))
@@ -189,7 +189,7 @@ describe("Socket", function()
 
     it("readsome times out when nothing arrives", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert_fail("timeout", nil, p.client:readsome(10, 0.05))
         assert(p.peer:write("late"))
         assert.equal("late", p.client:readsome(10, 2))
@@ -198,14 +198,14 @@ describe("Socket", function()
 
     it("settimeout sets the default read timeout and a per-call timeout wins", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert.equal(p.client, p.client:settimeout(0.05))
         assert_fail("timeout", nil, p.client:read("l"))
         p.client:settimeout(30)
         assert_fail("timeout", nil, p.client:read("l", 0.05)) -- well before 30 s
         p.client:settimeout(nil)
         berth.spawn(function()
-          berth.sleep(0.2)
+          berth.sleep(0.2) -- a slow peer: the read must wait with no timeout
           p.peer:write("slow\n")
         end)
         assert.equal("slow", p.client:read("l")) -- no timeout any more
@@ -214,7 +214,7 @@ describe("Socket", function()
 
     it("a write timeout ends a write the peer never drains", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.client:settimeout(0.1, "write")
         local chunk = ("w"):rep(64 * KiB)
         local result
@@ -231,7 +231,7 @@ describe("Socket", function()
   describe("peer errors", function()
     it("gives 'closed' with the unread data as extra at EOF", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert(p.peer:write("no newline"))
         assert(p.peer:flush(2))
         p.peer:close()
@@ -241,38 +241,37 @@ describe("Socket", function()
 
     it("gives 'reset' with the unread data when the peer resets", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         -- Data the peer never reads: closing it then sends RST, not FIN.
         assert(p.client:write("never read by the peer"))
         local result
         berth.spawn(function() result = table.pack(p.client:read("l", 3)) end)
-        berth.sleep(0.05)
+        berth.sleep(0) -- the read parks
         assert(p.peer:write("partial"))
-        berth.sleep(0.05) -- the waiting read buffers "partial"
+        support.wait_until(function() return select(2, p.client:pending()) == 7 end, 2,
+          "the waiting read to buffer \"partial\"")
         p.peer:close()
-        helpers.wait_until(function() return result end, 3, "the read to end")
+        support.wait_until(function() return result end, 3, "the read to end")
         assert_fail("reset", "partial", table.unpack(result, 1, result.n))
       end)
     end)
 
     it("gives 'reset' to a write after the peer has gone", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.client:close()
-        berth.sleep(0.05)
         local result
-        for _ = 1, 50 do
+        pcall(support.wait_until, function() -- until the kernel has the reset
           result = table.pack(p.peer:write("x"))
-          if not result[1] then break end
-          berth.sleep(0.01)
-        end
+          return not result[1]
+        end, 2)
         assert_fail("reset", nil, table.unpack(result, 1, result.n))
       end)
     end)
 
     it("half-closes with shutdown('w'): the peer reads EOF and can still answer", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert(p.client:write("ping\n"))
         assert.equal(p.client, p.client:shutdown("w"))
         assert.equal("ping", p.peer:read("l", 2))
@@ -289,7 +288,7 @@ describe("Socket", function()
   describe("close", function()
     it("is idempotent, sets fd() to -1 and the peer sees EOF", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert.is_true(p.client:fd() >= 0)
         assert.is_true(p.client:close())
         assert.is_true(p.client:close())
@@ -300,14 +299,14 @@ describe("Socket", function()
 
     it("keeps written data when flushed before close", function()
       run(function()
-        local p <close> = helpers.pair()
-        local data = helpers.random_bytes(256 * KiB, 7)
+        local p <close> = support.pair()
+        local data = support.random_bytes(256 * KiB, 7)
         berth.spawn(function()
           assert(p.client:write(data))
           assert(p.client:flush(5))
           p.client:close()
         end)
-        helpers.assert_bytes(data, p.peer:read("a", 5))
+        support.assert_bytes(data, p.peer:read("a", 5))
       end, 10)
     end)
   end)
@@ -315,44 +314,44 @@ describe("Socket", function()
   describe("concurrency", function()
     it("raises when a second task reads while a read is pending", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         local first
         berth.spawn(function() first = p.client:read("l", 3) end)
-        berth.sleep(0.02)
+        berth.sleep(0) -- the first read parks
         assert_raises("socket already has a pending read", p.client.read, p.client, "l", 1)
         assert(p.peer:write("for the first reader\n"))
-        helpers.wait_until(function() return first end)
+        support.wait_until(function() return first end)
         assert.equal("for the first reader", first)
       end)
     end)
 
     it("lets one task read while another writes (full duplex)", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         local got
         berth.spawn(function() got = p.client:read("l", 3) end)
-        berth.sleep(0.02)
+        berth.sleep(0) -- the read parks
         assert(p.client:write("ping\n")) -- while the read above is pending
         assert.equal("ping", p.peer:read("l", 2))
         assert(p.peer:write("pong\n"))
-        helpers.wait_until(function() return got end)
+        support.wait_until(function() return got end)
         assert.equal("pong", got)
       end)
     end)
 
     it("raises when a second task writes while a write is pending", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.client:setoption("highwater", 4 * KiB)
         p.client:setoption("lowwater", 1 * KiB)
         local big = ("b"):rep(32 * MiB) -- more than the kernel buffers take
         local wrote
         berth.spawn(function() wrote = table.pack(p.client:write(big)) end)
-        berth.sleep(0.05)
+        berth.sleep(0) -- the writer parks above the high watermark
         assert.is_nil(wrote, "the big write should still be pending")
         assert_raises("socket already has a pending write", p.client.write, p.client, "x")
         p.client:close() -- wakes the pending writer
-        helpers.wait_until(function() return wrote end)
+        support.wait_until(function() return wrote end)
         assert_fail("closed", nil, table.unpack(wrote, 1, wrote.n))
       end, 10)
     end)
@@ -363,8 +362,8 @@ describe("Socket", function()
       function()
         run(function()
           local flood = { max_pending = 0, peak = 0, written = 0 }
-          local server <close> = helpers.serve(function(sock)
-            if sock:read("l") ~= "flood" then return helpers.echo(sock) end
+          local server <close> = support.serve(function(sock)
+            if sock:read("l") ~= "flood" then return support.echo(sock) end
             local chunk = ("f"):rep(16 * KiB)
             while true do
               local ok, code = sock:write(chunk)
@@ -374,38 +373,38 @@ describe("Socket", function()
               flood.max_pending = math.max(flood.max_pending, wbytes)
             end
           end)
-          local slow <close> = helpers.connect(server)
+          local slow <close> = support.connect(server)
           assert(slow:write("flood\n"))
           -- Let the kernel buffers fill up and the writer park.
           local last = -1
-          helpers.wait_until(function()
+          support.wait_until(function()
             local stalled = flood.written == last and flood.written > 0
             last = flood.written
-            berth.sleep(0.05)
+            berth.sleep(0.05) -- a stall is no progress over this window
             return stalled
           end, 5, "the flood writer to stall")
 
-          local fast <close> = helpers.connect(server)
+          local fast <close> = support.connect(server)
           assert(fast:write("x\n"))
           for i = 1, 20 do
-            assert.equal("line " .. i, helpers.roundtrip(fast, "line " .. i))
+            assert.equal("line " .. i, support.roundtrip(fast, "line " .. i))
           end
           assert.is_nil(flood.ended, "the flood writer should still be parked")
           assert.is_true(flood.max_pending <= 64 * KiB,
             "write buffer grew to " .. flood.max_pending .. " bytes")
 
           slow:close() -- with unread data: the writer gets a reset
-          helpers.wait_until(function() return flood.ended end, 3, "the flood writer to end")
+          support.wait_until(function() return flood.ended end, 3, "the flood writer to end")
           assert.equal("reset", flood.ended)
         end, 10)
       end)
 
     it("honours the highwater option and resumes after the peer drains", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.client:setoption("highwater", 8 * KiB)
         p.client:setoption("lowwater", 2 * KiB)
-        local data = helpers.random_bytes(8 * MiB, 3)
+        local data = support.random_bytes(8 * MiB, 3)
         local max_pending, done = 0, false
         berth.spawn(function()
           local chunk = 4 * KiB
@@ -416,8 +415,8 @@ describe("Socket", function()
           assert(p.client:flush(5))
           done = true
         end)
-        helpers.assert_bytes(data, p.peer:read(#data, 10))
-        helpers.wait_until(function() return done end)
+        support.assert_bytes(data, p.peer:read(#data, 10))
+        support.wait_until(function() return done end)
         assert.is_true(max_pending <= 8 * KiB, "write buffer grew to " .. max_pending)
       end, 15)
     end)
@@ -426,13 +425,13 @@ describe("Socket", function()
   describe("callbacks", function()
     it("on('data') delivers chunks without a task and returns the socket", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         local got = {}
         assert.equal(p.client, p.client:on("data", expect(function(chunk)
           got[#got + 1] = chunk
         end, 1)))
         assert(p.peer:write("hello"))
-        helpers.wait_until(function() return #got == 1 end)
+        support.wait_until(function() return #got == 1 end)
         assert.same({ "hello" }, got)
         p.client:on("data", nil)
       end)
@@ -440,22 +439,22 @@ describe("Socket", function()
 
     it("on('close') is called once with 'closed' on a local close", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         p.client:on("close", expect(function(code) assert.equal("closed", code) end, 1))
         p.client:close()
         p.client:close()
-        berth.sleep(0.02)
+        berth.sleep(0.02) -- a quiet period: a second call would show
       end)
     end)
 
     it("on('close') is called once with 'closed' on peer EOF in callback mode", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         local code
         p.client:on("data", expect(nil, 0))
         p.client:on("close", expect(function(c) code = c end, 1))
         p.peer:close()
-        helpers.wait_until(function() return code end)
+        support.wait_until(function() return code end)
         assert.equal("closed", code)
       end)
     end)
@@ -463,8 +462,8 @@ describe("Socket", function()
     it("on('drain') fires once a callback's buffered write has emptied, not for writes the kernel took",
       function()
         run(function()
-          local p <close> = helpers.pair()
-          local big = helpers.random_bytes(4 * MiB, 11)
+          local p <close> = support.pair()
+          local big = support.random_bytes(4 * MiB, 11)
           local drained = false
           p.client:on("drain", expect(function() drained = true end, 1))
           p.client:on("data", expect(function(chunk)
@@ -473,12 +472,12 @@ describe("Socket", function()
           end, 2))
           assert(p.peer:write("small?"))
           assert.equal("small", p.peer:read(5, 2))
-          berth.sleep(0.02)
+          berth.sleep(0.02) -- a quiet period: a wrong "drain" would show
           assert.is_false(drained)
 
           assert(p.peer:write("big?"))
-          helpers.assert_bytes(big, p.peer:read(#big, 10))
-          helpers.wait_until(function() return drained end, 2, "on('drain')")
+          support.assert_bytes(big, p.peer:read(#big, 10))
+          support.wait_until(function() return drained end, 2, "on('drain')")
           assert.equal(0, (p.client:pending()))
           p.client:on("data", nil)
         end, 15)
@@ -486,13 +485,13 @@ describe("Socket", function()
 
     it("on('drain') fires once a task's write that had to buffer has emptied", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         local drained = false
         p.client:on("drain", expect(function() drained = true end, 1))
-        local big = helpers.random_bytes(4 * MiB, 11)
+        local big = support.random_bytes(4 * MiB, 11)
         berth.spawn(function() assert(p.client:write(big)) end)
-        helpers.assert_bytes(big, p.peer:read(#big, 10))
-        helpers.wait_until(function() return drained end, 2, "on('drain')")
+        support.assert_bytes(big, p.peer:read(#big, 10))
+        support.wait_until(function() return drained end, 2, "on('drain')")
       end, 15)
     end)
   end)
@@ -500,7 +499,7 @@ describe("Socket", function()
   describe("addresses, options and stats", function()
     it("setoption returns the socket for each documented option", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         for _, opt in ipairs {
           { "nodelay", true }, { "keepalive", true }, { "maxline", 1024 },
           { "highwater", 128 * KiB }, { "lowwater", 32 * KiB },
@@ -512,7 +511,7 @@ describe("Socket", function()
 
     it("sock:stats() counts bytes each way", function()
       run(function()
-        local p <close> = helpers.pair()
+        local p <close> = support.pair()
         assert(p.client:write("12345"))
         assert.equal("12345", p.peer:read(5, 2))
         assert(p.peer:write("abc"))

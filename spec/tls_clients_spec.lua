@@ -9,7 +9,7 @@
 -- garbage instead of a ClientHello, a required client certificate that is
 -- missing, and certificates swapped by SIGHUP (an open connection keeps
 -- working; a broken new certificate leaves the old one serving).
-local helpers = require "helpers"
+local helpers = require "support"
 
 local certs
 local function C(name) return certs .. "/" .. name end

@@ -5,7 +5,7 @@
 -- SNI, ALPN, client certificates, STARTTLS (with bytes already buffered),
 -- the handshake timeout, garbage instead of a ClientHello, close_notify
 -- versus truncation, and certificate replacement.
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run, expect = helpers.run, helpers.expect
 

@@ -3,10 +3,13 @@
 -- shutdown (SIGTERM, a second SIGTERM, berth.on_shutdown hooks). Each test
 -- runs the host on the spec/fixtures/reload_* files copied into a temp dir,
 -- stops the master by its PID and checks that no worker is left.
-local helpers = require "helpers"
-local lib = require "fixtures.reload_lib"
-local berth = helpers.berth
-local run = helpers.run
+local support = require "support"
+local lib = require "support.reload"
+local berth = support.berth
+local run = support.run
+
+local MiB = 1024 * 1024
+local SLEEPING = "sleep: started" -- logged by the handler's "sleep" request
 
 local function v(k) return lib.handler_source("v" .. k) end
 
@@ -16,12 +19,11 @@ local function start_workers(dir, args, script)
   local argv = { "--workers", "2" }
   for _, a in ipairs(args or {}) do argv[#argv + 1] = a end
   local proc, port = lib.start(dir, argv, script)
-  local deadline = helpers.clock() + 3
   local workers = lib.workers(proc)
-  while #workers < 2 and helpers.clock() < deadline do
-    os.execute("sleep 0.01")
+  pcall(support.wait_until, function()
     workers = lib.workers(proc)
-  end
+    return #workers >= 2
+  end, 3)
   assert.equal(2, #workers, "workers of the master\n" .. proc:describe())
   return proc, port, workers
 end
@@ -48,7 +50,7 @@ local function pids_answering(port, want, timeout)
         pending = pending - 1
       end)
     end
-    helpers.wait_until(function() return pending == 0 end, 5)
+    support.wait_until(function() return pending == 0 end, 5)
   end
   return seen, failures, requests
 end
@@ -62,16 +64,12 @@ local function assert_no_worker_left(proc, workers)
     assert.is_false(lib.is_worker(pid), ("worker %d still runs after the master exited\n%s")
       :format(pid, proc:stderr()))
   end
-  assert.same({}, lib.children(proc.pid))
+  assert.same({}, support.children(proc.pid))
 end
 
 describe("--workers", function()
-  before_each(helpers.before)
-  after_each(function()
-    local left = lib.cleanup()
-    helpers.after()
-    assert.same({}, left, "workers left running by the test (killed now)")
-  end)
+  before_each(support.before)
+  after_each(support.after) -- also fails a test that leaves workers running
 
   it("runs a master and 2 workers on one port, with one listening line", function()
     local dir = lib.setup("v1")
@@ -103,7 +101,10 @@ describe("--workers", function()
     local sampling = true
     local function worker_rss()
       local sum = 0
-      for _, pid in ipairs(lib.workers(proc)) do sum = sum + (lib.rss(pid) or 0) end
+      for _, pid in ipairs(lib.workers(proc)) do
+        local ok, bytes = pcall(support.rss, pid) -- it may exit meanwhile
+        sum = sum + (ok and bytes or 0)
+      end
       return sum
     end
     run(function()
@@ -114,31 +115,31 @@ describe("--workers", function()
           local n = #lib.workers(proc)
           if n < fewest then fewest = n end
           for _, pid in ipairs(lib.workers(proc)) do all[pid] = true end
-          berth.sleep(0.005)
+          berth.sleep(0.005) -- the sampler's interval
         end
       end)
       local t0 = berth.now()
-      berth.sleep(WARMUP)
-      rss.master_warm, rss.workers_warm = lib.rss(proc.pid), worker_rss()
+      berth.sleep(WARMUP) -- the load runs a while before RSS is taken
+      rss.master_warm, rss.workers_warm = support.rss(proc.pid), worker_rss()
       for r = 1, RELOADS do
         local k = r + 1
         local before = lib.workers(proc)
         load.max = k
         lib.save(h, v(k))
-        local t = helpers.clock()
+        local t = support.clock()
         proc:kill("HUP")
-        lib.wait_log(proc, "master: rolling reload done", r, 10)
-        local done = helpers.clock() - t
-        helpers.wait_until(function()
-          for _, pid in ipairs(before) do if lib.alive(pid) then return false end end
+        proc:wait_log("master: rolling reload done", r, 10)
+        local done = support.clock() - t
+        support.wait_until(function()
+          for _, pid in ipairs(before) do if support.alive(pid) then return false end end
           return true
         end, 5, "the old workers to exit")
-        times[r] = { done, helpers.clock() - t }
+        times[r] = { done, support.clock() - t }
         load.min = k -- only new workers accept from now on
         local at = t0 + WARMUP + r * SPACING
         if at > berth.now() then berth.sleep(at - berth.now()) end
       end
-      rss.master_end, rss.workers_end = lib.rss(proc.pid), worker_rss()
+      rss.master_end, rss.workers_end = support.rss(proc.pid), worker_rss()
       load:stop()
       sampling = false
       stats = lib.stats(port)
@@ -151,16 +152,16 @@ describe("--workers", function()
     print(("\n[load, --workers 2] %s\n[load] %s\n[load] fewest live workers during the run: %d"
       .. "\n[load] master RSS %.1f -> %.1f MiB; workers' RSS %.1f -> %.1f MiB")
       :format(load:summary(), table.concat(lines, "; "), fewest,
-        rss.master_warm / 1024, rss.master_end / 1024,
-        rss.workers_warm / 1024, rss.workers_end / 1024))
+        rss.master_warm / MiB, rss.master_end / MiB,
+        rss.workers_warm / MiB, rss.workers_end / MiB))
     load:assert_clean()
     assert.is_true(load.sent >= 0.9 * 2000 * load.elapsed,
       ("only %d requests in %.1f s"):format(load.sent, load.elapsed))
-    assert.equal(RELOADS, lib.count(proc, "master: rolling reload done"))
+    assert.equal(RELOADS, proc:count("master: rolling reload done"))
     assert.equal("v" .. (RELOADS + 1), stats.version)
     assert.is_true(fewest >= 2, "the service had fewer than 2 workers during a reload")
-    assert.is_true(rss.master_end - rss.master_warm < 4 * 1024, "master RSS grew")
-    assert.is_true(rss.workers_end - rss.workers_warm < 4 * 1024, "workers' RSS grew")
+    assert.is_true(rss.master_end - rss.master_warm < 4 * MiB, "master RSS grew")
+    assert.is_true(rss.workers_end - rss.workers_warm < 4 * MiB, "workers' RSS grew")
     proc:kill("TERM")
     local _, how, code = proc:wait()
     assert.same({ "exit", 0 }, { how, code }, proc:stderr())
@@ -186,17 +187,17 @@ describe("--workers", function()
           failures[#failures + 1] = ("probe %d: %s"):format(i, tostring(reply or code))
         end
         if i == 20 then
-          helpers.kill(victim, "KILL")
-          killed_at = helpers.clock()
+          support.kill(victim, "KILL")
+          killed_at = support.clock()
         end
         if killed_at and not replacement then
           for _, pid in ipairs(lib.workers(proc)) do
             if pid ~= victim and pid ~= survivor then
-              replacement, restarted = pid, helpers.clock() - killed_at
+              replacement, restarted = pid, support.clock() - killed_at
             end
           end
         end
-        berth.sleep(0.01)
+        berth.sleep(0.01) -- the probes' pace
       end
       if replacement then seen = pids_answering(port, { replacement, survivor }, 3) end
     end, 15)
@@ -205,7 +206,7 @@ describe("--workers", function()
     assert.same({}, failures)
     assert.is_truthy(replacement, "no new worker\n" .. proc:stderr())
     assert.is_true(restarted < 1, ("restarted after %.2f s"):format(restarted))
-    assert.is_false(lib.alive(victim))
+    assert.is_false(support.alive(victim))
     assert.same({ [replacement] = true, [survivor] = true }, seen)
     assert.is_truthy(proc:stderr():find(("master: worker %d died (signal 9); restarting in 0.1 s")
       :format(victim), 1, true), proc:stderr())
@@ -222,31 +223,31 @@ describe("--workers", function()
       local refused, accepted, reply, after, replied, exited
       local late = {}
       run(function()
-        local busy = helpers.connect(port)
-        local t_req = helpers.clock()
+        local busy = support.connect(port)
+        local t_req = support.clock()
         assert(busy:write("sleep\n"))
-        berth.sleep(0.2)
-        local t0 = helpers.clock()
+        proc:wait_log(SLEEPING) -- the handler is in its 1 s sleep
+        local t0 = support.clock()
         proc:kill("TERM")
         berth.spawn(function() -- a client arriving 150 ms after the signal
-          berth.sleep(0.15)
+          berth.sleep(0.15) -- the time under test
           local sock, code = berth.connect("127.0.0.1", port, { timeout = 1 })
           late.connect = sock and "connected" or code
           if sock then
-            local t = helpers.clock()
+            local t = support.clock()
             assert(sock:write("late\n"))
             local r, rcode = sock:read("l", 3)
             late.read = r and ("reply %q"):format(r) or rcode
-            late.after = helpers.clock() - t
+            late.after = support.clock() - t
             sock:close()
           end
         end)
         refused, accepted = lib.refused_after(port, t0, 2)
         reply = busy:read("l", 3)
-        replied = helpers.clock() - t_req
+        replied = support.clock() - t_req
         after = { busy:read("l", 1) }
         busy:close()
-        exited = lib.wait_exit(proc.pid, 3)
+        exited = support.wait_exit(proc.pid, 3)
       end, 10)
       local _, how, code = proc:wait()
       print(("\n[SIGTERM, --workers 2] refused %s after the signal (%d connections accepted "
@@ -271,18 +272,18 @@ describe("--workers", function()
     local proc, port, workers = start_workers(dir)
     local got, exited, gone
     run(function()
-      local busy = helpers.connect(port)
+      local busy = support.connect(port)
       assert(busy:write("sleep\n"))
-      berth.sleep(0.1)
+      proc:wait_log(SLEEPING)
       proc:kill("TERM")
-      berth.sleep(0.1)
-      local t0 = helpers.clock()
+      proc:wait_log("master: SIGTERM: stopping") -- two pending signals would merge
+      local t0 = support.clock()
       proc:kill("TERM")
-      exited = lib.wait_exit(proc.pid, 2)
-      helpers.wait_until(function()
+      exited = support.wait_exit(proc.pid, 2)
+      support.wait_until(function()
         return not lib.is_worker(workers[1]) and not lib.is_worker(workers[2])
       end, 2, "the workers to exit")
-      gone = helpers.clock() - t0
+      gone = support.clock() - t0
       got = { busy:read("l", 2) }
       busy:close()
     end)
@@ -296,8 +297,49 @@ describe("--workers", function()
     assert_no_worker_left(proc, workers)
   end)
 
+  it("a listen that raises in the master is an error in the worker; the next listen works; "
+    .. "SIGTERM stops everything", function()
+    -- Once, the master's per-worker task died on the raise, and the worker
+    -- waited for its reply forever (ignoring SIGTERM).
+    local dir = support.tmpdir()
+    local script = lib.copy("workers_bad_listen", dir, "bad.lua")
+    local proc, port, workers = start_workers(dir, nil, script)
+    local replies = {}
+    run(function()
+      support.wait_until(function()
+        local pending = 8
+        for _ = 1, 8 do
+          berth.spawn(function()
+            local reply = lib.request(port, "")
+            local pid = reply and math.tointeger(tonumber(reply:match("^pid (%d+)|")))
+            if pid then replies[pid] = reply end
+            pending = pending - 1
+          end)
+        end
+        support.wait_until(function() return pending == 0 end, 3)
+        return replies[workers[1]] and replies[workers[2]]
+      end, 5, "replies from both workers")
+    end, 10)
+    for _, pid in ipairs(workers) do
+      local _, ok1, err1, ok2, err2 = replies[pid]:match("^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
+      assert.equal("false", ok1)
+      assert.equal('listen: host must be a numeric address, "*" or "localhost" (got "bad host")', err1)
+      assert.equal("false", ok2)
+      assert.truthy(err2:find('^listen: unknown option "prot" %(valid: host, port, '), err2)
+    end
+    local t0 = support.clock()
+    proc:kill("TERM")
+    local _, how, code = proc:wait()
+    local took = support.clock() - t0
+    print(("\n[bad listen, --workers 2] both workers got the error; exit %.0f ms after SIGTERM")
+      :format(took * 1000))
+    assert.same({ "exit", 0 }, { how, code }, proc:stderr())
+    assert.is_true(took < 3, ("took %.1f s to stop"):format(took))
+    assert_no_worker_left(proc, workers)
+  end)
+
   it("berth.on_shutdown hooks run in every worker at SIGTERM", function()
-    local dir = helpers.tmpdir()
+    local dir = support.tmpdir()
     local script = lib.copy("reload_goodbye", dir, "goodbye.lua")
     local proc, port, workers = start_workers(dir, nil, script)
     local from, took = {}, nil
@@ -305,24 +347,24 @@ describe("--workers", function()
     run(function()
       -- Clients in concurrent batches of 8 until both workers have some.
       local clients = {}
-      helpers.wait_until(function()
+      support.wait_until(function()
         local pending = 8
         for _ = 1, 8 do
           berth.spawn(function()
-            local sock = helpers.connect(port)
+            local sock = support.connect(port)
             clients[#clients + 1] = sock
-            local pid = tonumber(helpers.roundtrip(sock, "pid"):match("^pid (%d+)$"))
+            local pid = tonumber(support.roundtrip(sock, "pid"):match("^pid (%d+)$"))
             has[pid] = (has[pid] or 0) + 1
             pending = pending - 1
           end)
         end
-        helpers.wait_until(function() return pending == 0 end, 2)
+        support.wait_until(function() return pending == 0 end, 2)
         return has[workers[1]] and has[workers[2]]
       end, 5, "clients on both workers")
       for i = 1, #clients do
-        assert.equal("echo hi" .. i, helpers.roundtrip(clients[i], "hi" .. i))
+        assert.equal("echo hi" .. i, support.roundtrip(clients[i], "hi" .. i))
       end
-      local t0 = helpers.clock()
+      local t0 = support.clock()
       proc:kill("TERM")
       for i = 1, #clients do
         local line = clients[i]:read("l", 2)
@@ -332,8 +374,8 @@ describe("--workers", function()
         assert.same({ nil, "closed", "" }, { clients[i]:read("l", 2) })
         clients[i]:close()
       end
-      assert.is_truthy(lib.wait_exit(proc.pid, 3), "no exit after the hooks closed every client")
-      took = helpers.clock() - t0
+      assert.is_truthy(support.wait_exit(proc.pid, 3), "no exit after the hooks closed every client")
+      took = support.clock() - t0
     end)
     local _, how, code = proc:wait()
     print(("\n[on_shutdown, --workers 2] goodbyes from worker %d: %d, from %d: %d; exit %.0f ms "

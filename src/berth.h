@@ -24,7 +24,7 @@
 
 #include <lua.h>
 
-#define BERTH_VERSION_STRING "0.1.0"
+#include "berth_version.h" /* BERTH_VERSION_STRING, from CMake */
 
 /* The raw core module, as `require "berth.core"` returns it. [-0,+1,m] */
 int luaopen_berth_core(lua_State *L);

@@ -12,7 +12,8 @@
  *   signal.c fwatch.c proc.c    each other: a server makes sockets)
  *   resolve.c tls.c             (tls.c: the TLS engine, no lua.h)
  *   sched.c                     tasks: spawn, park, wake, resume
- *   loop.c util.c               the loop object; Lua helpers
+ *   loop.c util.c check.c       the loop object; Lua helpers; validators,
+ *   options.c limits.c          option tables and limits (defined once)
  *   buffer.c net.c (+ pure C)   no lua.h at all
  *
  * Ownership: the loop (struct loop, a userdata of class berth.Loop) owns
@@ -46,7 +47,8 @@
 #include "list.h"
 #include "net.h"
 
-#define BERTH_VERSION "0.1.0"
+#include "berth_version.h"
+#define BERTH_VERSION BERTH_VERSION_STRING /* from project(VERSION) */
 
 #define CLS_LOOP   "berth.Loop"
 #define CLS_TASK   "berth.Task"
@@ -72,23 +74,9 @@
 #define BERTH_BUDGET     64          /* buffered reads per resume (fairness) */
 #define BERTH_YOUNG_SECONDS 1.0      /* a new connection's first request */
 
-/* Per-connection safety limits (README "Limits and safety"). A server's
- * limits are copied into every socket it accepts; connected sockets get
- * limits_none. Sizes in bytes (SIZE_MAX: none), times in seconds (0: none). */
-struct limits {
-  size_t max_connections;  /* open accepted sockets per server */
-  size_t maxline;          /* a line or delimited read */
-  size_t max_input;        /* read(n) and read("a") */
-  size_t max_output;       /* the write buffer; past it: close, "toolarge" */
-  double idle_timeout;     /* no traffic either way: close, "timeout" */
-  double message_timeout;  /* a started line/delimited read: "timeout" */
-  double send_timeout;     /* queued output with no progress: close */
-  double handshake_timeout;/* a TLS handshake not done: close */
-};
-
-#define LIMITS_DEFAULT \
-  {SIZE_MAX, BERTH_MAXLINE, 8u << 20, 1u << 20, 60, 30, 60, 10}
-#define LIMITS_NONE {SIZE_MAX, BERTH_MAXLINE, SIZE_MAX, SIZE_MAX, 0, 0, 0, 0}
+/* Per-connection safety limits (README "Limits and safety"): struct
+ * limits, LIMITS_DEFAULT and LIMITS_NONE, all from one list. */
+#include "berth_limits.h"
 
 /* ------------------------------------------------------------------ loop */
 
@@ -361,9 +349,13 @@ extern const luaL_Reg sock_io_methods[];
 void srv_init(lua_State *L, struct loop *lp);
 void srv_open(lua_State *L);
 int srv_listen(lua_State *L);
-/* Read limit options from the table at idx over *lim. [-0, +0, v] */
-void srv_readlimits(lua_State *L, int idx, struct limits *lim);
-void srv_pushlimits(lua_State *L, const struct limits *lim); /* [-0,+1,m] */
+/* limits.c: the limits of `scopes` (LIMITS_SCOPE_SERVER, LIMITS_ALL) read
+ * from the table at idx over *lim, messages naming `api` ("listen:
+ * maxline must be ..."), or pushed as a table (false for none). */
+void limits_read(lua_State *L, int idx, struct limits *lim, int scopes,
+                 const char *api);                          /* [-0,+0,v] */
+void limits_push(lua_State *L, const struct limits *lim, int scopes);
+                                                            /* [-0,+1,m] */
 void srv_closeall(lua_State *L, struct loop *lp);
 void srv_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
 
@@ -413,12 +405,6 @@ void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
 int util_fail(lua_State *L, const char *code);             /* [-0,+2,m] */
 int util_failerr(lua_State *L, int err);                    /* [-0,+3,m] */
 int util_pushaddr(lua_State *L, const struct net_addr *a); /* [-0,+2,m] */
-/* A time in seconds (9.5): a number, NaN raises; +-inf are returned as
- * they are, for the caller to say what they mean. [-0, +0, v] */
-double util_checktime(lua_State *L, int idx);
-/* A timeout: nil -> def; NaN raises; negative or +inf -> -1 (none: wait
- * forever). [-0, +0, v] */
-double util_opttime(lua_State *L, int idx, double def);
 /* A message handler keeping the error and its traceback: pushes
  * {err, traceback}. */
 int util_msgh(lua_State *L);

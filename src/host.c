@@ -4,7 +4,10 @@
  *
  * The executable opts in to the process-wide effects a library must not
  * have: it ignores SIGPIPE, turns SIGINT/SIGTERM into a graceful shutdown
- * (a second one exits at once), and logs at "info" to stderr.
+ * (a second one exits at once), and logs at "info" to stderr. What runs in
+ * Lua before the script is lua/berth/host.lua; the limit options and their
+ * --help lines come from LIMITS_LIST (berth_limits.h), and every value is
+ * parsed strictly at start-up (units.h): a bad one is an error there.
  * Shutdown order (L6): berth.shutdown closes listeners, waits for tasks up
  * to the grace period, closes what is left and stops the loop; then
  * lua_close finalizes every object, the loop (and its ev_loop) last.
@@ -12,6 +15,7 @@
 #define _DEFAULT_SOURCE /* setgroups */
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -23,14 +27,31 @@
 #include <lualib.h>
 
 #include "berth.h"
+#include "berth_limits.h"
+#include "units.h"
 
-/* Options that become berth.limits{} defaults: NAME VALUE pairs. */
-static const char *const limit_options[] = {
-  "--max-connections", "max_connections", "--max-line", "maxline",
-  "--max-input", "max_input", "--max-output", "max_output",
-  "--idle-timeout", "idle_timeout", "--message-timeout", "message_timeout",
-  "--send-timeout", "send_timeout", "--handshake-timeout", "handshake_timeout",
-  "--cpu-budget", "cpu_budget", NULL
+/* The limits the host sets from its options, one row per LIMITS_LIST row
+ * (berth_limits.h): --max-line and the rest are not written here. */
+struct host_limit {
+  const char *option, *name, *help;
+  enum limits_kind kind;
+  double def;    /* the host's default, bytes or seconds; <= 0: none */
+  double libdef; /* the library's: the host passes its own when they differ */
+};
+
+#define HOST_LIMIT_(name, kind, scope, server, connected, host, option,    \
+                    help)                                                   \
+  {option, #name, help, LIMITS_KIND_##kind, (double)(host), (double)(server)},
+static const struct host_limit host_limits[LIMITS_N] = {
+  LIMITS_LIST(HOST_LIMIT_)
+};
+#undef HOST_LIMIT_
+
+/* A limit given on the command line, parsed. */
+struct host_value {
+  int set;
+  uint64_t n;  /* sizes and counts; 0 turns the limit off */
+  double secs; /* times; 0 turns the limit off */
 };
 
 struct options {
@@ -38,8 +59,7 @@ struct options {
   int script_index;       /* argv index of the script */
   const char **exprs;     /* -e chunks, in order */
   int nexprs;
-  const char **limits;    /* limit name, value pairs for berth.limits */
-  int nlimits;
+  struct host_value limits[LIMITS_N];
   double grace;
   const char *level;
   size_t max_memory;      /* 0: no cap */
@@ -79,34 +99,21 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   return p;
 }
 
-/* "64M", "512k", "1G", "1000" -> bytes; 0 on a malformed size. */
-static size_t parse_size(const char *s) {
-  char *end;
-  double v = strtod(s, &end);
-  switch (*end) {
-  case 'k': case 'K': v *= 1024; end++; break;
-  case 'm': case 'M': v *= 1024 * 1024; end++; break;
-  case 'g': case 'G': v *= 1024.0 * 1024 * 1024; end++; break;
-  }
-  return *end == '\0' && v > 0 ? (size_t)v : 0;
-}
-
-static const char usage[] =
+static const char usage_head[] =
   "usage: berth [options] [script.lua [args...]]\n"
   "Runs a berth server script, then its event loop until there is nothing\n"
   "left to do, or until SIGINT/SIGTERM start a graceful shutdown.\n"
+  "Sizes are N[k|M|G] (bytes), times N[ms|s|m|h] (plain N: seconds).\n"
   "\n"
   "options:\n"
   "  -e CODE          run CODE before the script (may be repeated)\n"
   "  -v, --version    print the version and exit\n"
   "  -h, --help       print this help and exit\n"
-  "  --grace SECONDS  how long in-flight handlers may run after SIGINT or\n"
-  "                   SIGTERM before their sockets are closed (default 10)\n"
+  "  --grace T        how long in-flight handlers may run after SIGINT or\n"
+  "                   SIGTERM before their sockets are closed (default 10s)\n"
   "  --log-level L    error | warn | info | debug | off (default info)\n"
-  "  --max-memory N   cap the Lua heap at N bytes (k/M/G suffixes); a task\n"
-  "                   that goes past it fails with \"not enough memory\"\n"
-  "  --cpu-budget S   end a task that runs S seconds without yielding\n"
-  "                   (default 5; 0 turns the check off)\n"
+  "  --max-memory N   cap the Lua heap at N bytes; a task that goes past it\n"
+  "                   fails with \"not enough memory\" (default 0: no cap)\n"
   "  --user U, --group G\n"
   "                   drop to user U / group G once the script has bound\n"
   "                   its listeners (before the loop starts)\n"
@@ -119,81 +126,194 @@ static const char usage[] =
   "                   serving (listeners go to ephemeral loopback ports);\n"
   "                   exit non-zero with the error if anything fails\n"
   "\n"
-  "limits for every server the script starts (README \"Limits and safety\"):\n"
-  "  --max-connections N  open connections per server (default: no cap)\n"
-  "  --max-line N         longest line or delimited read (default 64k)\n"
-  "  --max-input N        largest read(n) / read(\"a\") (default 8M)\n"
-  "  --max-output N       write buffer per connection (default 1M)\n"
-  "  --idle-timeout S     close a connection idle S seconds (default 60)\n"
-  "  --message-timeout S  a started line must arrive within S (default 30)\n"
-  "  --send-timeout S     close when output makes no progress (default 60)\n"
-  "  --handshake-timeout S  close a TLS connection whose handshake is not\n"
-  "                       done S seconds after the accept (default 10)\n"
-  "  (0 turns a timeout off)\n"
+  "limits (README \"Limits and safety\"; 0 turns one off); --cpu-budget\n"
+  "applies to every task, the others to every server the script starts:\n";
+
+static const char usage_tail[] =
   "\n"
   "  --               stop handling options\n"
   "  -                run the script from stdin\n";
 
-/* Runs before the script: logging, limits, and per mode the signals. */
-static const char prelude[] =
-  "local berth, grace, level, limits, drop, mode, watch = ...\n"
-  "berth.log.level(level)\n"
-  "berth.limits(limits)\n"
-  "if mode == 'master' then return end -- it handles its own signals\n"
-  "if drop then berth.spawn(drop) end -- first thing the loop runs\n"
-  "if mode == 'check' then -- bind nothing real: ephemeral loopback only\n"
-  "  local listen = berth.listen\n"
-  "  function berth.listen(o)\n"
-  "    local t = {}\n"
-  "    for k, v in pairs(o) do t[k] = v end\n"
-  "    t.fd = nil\n"
-  "    if t.path then t.path = os.tmpname(); os.remove(t.path)\n"
-  "    else t.host, t.port = '127.0.0.1', 0 end\n"
-  "    return listen(t)\n"
-  "  end\n"
-  "  return\n"
-  "end\n"
-  "if watch then berth.reload.watch() end\n"
-  "if mode == 'worker' then\n"
-  "  local channel = require('berth.core').proc.channel()\n"
-  "  if not channel then error('--worker: no channel from a master') end\n"
-  "  require('berth.worker').start(berth, channel)\n"
-  "end\n"
-  "berth.signal('HUP', function()\n"
-  "  berth.reload.all()\n"
-  "  berth.tls.reload() -- new certificates for new handshakes\n"
-  "end)\n"
-  "local stopping = false\n"
-  "local function onsignal(name)\n"
-  "  if stopping then\n"
-  "    berth.log.warn('second SIG%s: exiting now', name)\n"
-  "    os.exit(1)\n"
-  "  end\n"
-  "  stopping = true\n"
-  "  berth.log.info('SIG%s: shutting down (grace %gs)', name, grace)\n"
-  "  berth.shutdown(grace)\n"
-  "end\n"
-  "berth.signal('INT', onsignal)\n"
-  "berth.signal('TERM', onsignal)\n";
+/* The host's default of a limit, as --help shows it. */
+static void host_formatdef(const struct host_limit *l, char *out, size_t len) {
+  int rc = 0;
+  if (l->def <= 0)
+    snprintf(out, len, "%s", l->kind == LIMITS_KIND_TIME ? "off" : "none");
+  else if (l->kind == LIMITS_KIND_SIZE)
+    rc = units_format_size((uint64_t)l->def, out, len);
+  else if (l->kind == LIMITS_KIND_TIME)
+    rc = units_format_time(l->def, out, len);
+  else
+    snprintf(out, len, "%.0f", l->def);
+  if (rc < 0)
+    snprintf(out, len, "?");
+}
 
+/* "--max-line N": an option and its value's letter. */
+static void host_flag(const struct host_limit *l, char *out, size_t len) {
+  snprintf(out, len, "%s %s", l->option,
+           l->kind == LIMITS_KIND_TIME ? "T" : "N");
+}
+
+/* One line per limit: the flags in a column as wide as the longest one
+ * (at least 20), the help, and its default on the next line when the
+ * line would pass 79 columns. */
+static void print_limits(FILE *f) {
+  char flag[64], def[32];
+  int width = 20;
+  for (int i = 0; i < LIMITS_N; i++) {
+    host_flag(&host_limits[i], flag, sizeof flag);
+    if ((int)strlen(flag) + 1 > width)
+      width = (int)strlen(flag) + 1;
+  }
+  for (int i = 0; i < LIMITS_N; i++) {
+    const struct host_limit *l = &host_limits[i];
+    host_flag(l, flag, sizeof flag);
+    host_formatdef(l, def, sizeof def);
+    size_t len = 3 + (size_t)width + strlen(l->help) + 11 + strlen(def);
+    if (len > 79)
+      fprintf(f, "  %-*s %s\n  %-*s (default %s)\n", width, flag, l->help,
+              width, "", def);
+    else
+      fprintf(f, "  %-*s %s (default %s)\n", width, flag, l->help, def);
+  }
+}
+
+static void print_usage(FILE *f) {
+  fputs(usage_head, f);
+  print_limits(f);
+  fputs(usage_tail, f);
+}
+
+/* What each kind of value looks like, for messages: the syntax, and what
+ * -ERANGE means for it. */
+struct host_syntax {
+  const char *want, *range;
+};
+static const struct host_syntax syntax_size = {
+  "a size like 1000, 64k, 8M or 1G", "too large or not a whole number of bytes"};
+static const struct host_syntax syntax_time = {
+  "a time like 30, 500ms, 2m or 1h", "too large or too precise"};
+static const struct host_syntax syntax_count = {
+  "a whole number", "too large"};
+
+/* "berth: --idle-timeout: expected a time like 30, 500ms, 2m or 1h (got
+ * 'abc')" on stderr; returns -1. */
+static int bad_value(const char *option, const char *text,
+                     const struct host_syntax *syntax, int rc) {
+  if (rc == -ERANGE)
+    fprintf(stderr, "berth: %s: '%s' is %s\n", option, text, syntax->range);
+  else
+    fprintf(stderr, "berth: %s: expected %s (got '%s')\n", option,
+            syntax->want, text);
+  return -1;
+}
+
+static int parse_time(const char *option, const char *text, double *secs) {
+  int rc = units_parse_time(text, secs);
+  return rc < 0 ? bad_value(option, text, &syntax_time, rc) : 0;
+}
+
+static int parse_size(const char *option, const char *text, uint64_t *n) {
+  int rc = units_parse_size(text, n);
+  return rc < 0 ? bad_value(option, text, &syntax_size, rc) : 0;
+}
+
+/* A limit option: 1 if `a` is one (its value parsed into o), 0 if not,
+ * -1 for a bad value. */
 static int limit_option(struct options *o, const char *a, const char *value) {
-  for (int k = 0; limit_options[k]; k += 2) {
-    if (strcmp(a, limit_options[k]) == 0) {
-      o->limits[o->nlimits++] = limit_options[k + 1];
-      o->limits[o->nlimits++] = value;
-      return 1;
+  for (int i = 0; i < LIMITS_N; i++) {
+    const struct host_limit *l = &host_limits[i];
+    struct host_value *v = &o->limits[i];
+    if (strcmp(a, l->option) != 0)
+      continue;
+    int rc = 0;
+    if (l->kind == LIMITS_KIND_TIME) {
+      rc = parse_time(a, value, &v->secs);
+    } else if (l->kind == LIMITS_KIND_SIZE) {
+      rc = parse_size(a, value, &v->n);
+    } else if ((rc = units_parse_count(value, UNITS_SIZE_MAX, &v->n)) < 0) {
+      rc = bad_value(a, value, &syntax_count, rc);
     }
+    v->set = rc == 0;
+    return rc < 0 ? -1 : 1;
   }
   return 0;
 }
 
+/* --workers N (a positive integer) or "auto"; -1 after a message. */
+static int parse_workers(const char *text, long *workers) {
+  static const struct host_syntax syntax = {
+    "a positive integer or \"auto\"", "too large"};
+  uint64_t n = 0;
+  int rc = 0;
+  if (strcmp(text, "auto") == 0)
+    n = (uint64_t)sysconf(_SC_NPROCESSORS_ONLN);
+  else
+    rc = units_parse_count(text, INT_MAX, &n);
+  if (rc == 0 && n == 0)
+    rc = -EINVAL;
+  if (rc < 0)
+    return bad_value("--workers", text, &syntax, rc);
+  *workers = (long)n;
+  return 0;
+}
+
+/* An option that takes a value: 1 if `a` is one (and `value` is good), 0
+ * if not, -1 after a message. */
+static int value_option(struct options *o, const char *a, const char *value) {
+  int rc = limit_option(o, a, value);
+  if (rc != 0)
+    return rc;
+  if (strcmp(a, "--max-memory") == 0) {
+    uint64_t n = 0;
+    rc = parse_size(a, value, &n);
+    o->max_memory = (size_t)n;
+  } else if (strcmp(a, "--workers") == 0) {
+    rc = parse_workers(value, &o->workers);
+  } else if (strcmp(a, "--grace") == 0) {
+    rc = parse_time(a, value, &o->grace);
+  } else if (strcmp(a, "-e") == 0) {
+    o->exprs[o->nexprs++] = value;
+  } else if (strcmp(a, "--log-level") == 0) {
+    o->level = value;
+  } else if (strcmp(a, "--user") == 0) {
+    o->user = value;
+  } else if (strcmp(a, "--group") == 0) {
+    o->group = value;
+  } else {
+    return 0;
+  }
+  return rc < 0 ? -1 : 1;
+}
+
+/* An option without a value: 1 if `a` is one, 0 if not. */
+static int flag_option(struct options *o, const char *a) {
+  if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+    printf("berth %s (%s)\n", BERTH_VERSION_STRING, LUA_RELEASE);
+    exit(0);
+  } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+    print_usage(stdout);
+    exit(0);
+  } else if (strcmp(a, "--worker") == 0) {
+    o->mode = "worker";
+  } else if (strcmp(a, "--watch") == 0) {
+    o->watch = 1;
+  } else if (strcmp(a, "--check") == 0) {
+    o->mode = "check";
+  } else {
+    return 0;
+  }
+  return 1;
+}
+
+/* The options up to the script (or "--"); then the script's index. */
 static int parse_args(int argc, char **argv, struct options *o) {
   o->grace = 10;
   o->level = "info";
   o->mode = "single";
   o->exprs = calloc((size_t)argc, sizeof *o->exprs);
-  o->limits = calloc((size_t)argc + 2, sizeof *o->limits);
-  if (o->exprs == NULL || o->limits == NULL) {
+  if (o->exprs == NULL) {
     fputs("berth: out of memory\n", stderr);
     return -1;
   }
@@ -201,65 +321,27 @@ static int parse_args(int argc, char **argv, struct options *o) {
   for (; i < argc && argv[i] != NULL; i++) {
     const char *a = argv[i];
     const char *next = i + 1 < argc ? argv[i + 1] : NULL;
-    if (next && limit_option(o, a, next)) {
-      i++;
-    } else if (strcmp(a, "--max-memory") == 0 && next) {
-      i++;
-      if ((o->max_memory = parse_size(next)) == 0) {
-        fprintf(stderr, "berth: bad --max-memory '%s'\n", next);
-        return -1;
-      }
-    } else if (strcmp(a, "--workers") == 0 && next) {
-      const char *n = next;
-      i++;
-      o->workers = strcmp(n, "auto") == 0 ? sysconf(_SC_NPROCESSORS_ONLN)
-                                           : strtol(n, NULL, 10);
-      if (o->workers < 1) {
-        fprintf(stderr, "berth: bad --workers '%s'\n", n);
-        return -1;
-      }
-    } else if (strcmp(a, "--worker") == 0) {
-      o->mode = "worker";
-    } else if (strcmp(a, "--watch") == 0) {
-      o->watch = 1;
-    } else if (strcmp(a, "--check") == 0) {
-      o->mode = "check";
-    } else if (strcmp(a, "--user") == 0 && next) {
-      o->user = next;
-      i++;
-    } else if (strcmp(a, "--group") == 0 && next) {
-      o->group = next;
+    int rc = next ? value_option(o, a, next) : 0;
+    if (rc < 0)
+      return -1;
+    if (rc > 0) {
       i++;
     } else if (strcmp(a, "--") == 0) {
       i++;
       break;
-    } else if (strcmp(a, "-e") == 0 && next) {
-      o->exprs[o->nexprs++] = next;
-      i++;
-    } else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
-      printf("berth %s (%s)\n", BERTH_VERSION_STRING, LUA_RELEASE);
-      exit(0);
-    } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      fputs(usage, stdout);
-      exit(0);
-    } else if (strcmp(a, "--grace") == 0 && next) {
-      o->grace = atof(next);
-      i++;
-    } else if (strcmp(a, "--log-level") == 0 && next) {
-      o->level = next;
-      i++;
-    } else if (a[0] == '-' && a[1] != '\0') {
-      fprintf(stderr, "berth: unknown or incomplete option '%s'\n%s", a, usage);
+    } else if (!flag_option(o, a)) {
+      if (a[0] != '-' || a[1] == '\0')
+        break; /* the script, or "-" for stdin */
+      fprintf(stderr, "berth: unknown or incomplete option '%s'\n", a);
+      print_usage(stderr);
       return -1;
-    } else {
-      break;
     }
   }
   if (i < argc) {
     o->script = argv[i];
     o->script_index = i;
   } else if (o->nexprs == 0) {
-    fputs(usage, stderr);
+    print_usage(stderr);
     return -1;
   }
   if (o->workers > 1 && strcmp(o->mode, "single") == 0)
@@ -307,25 +389,34 @@ static int drop_task(lua_State *L) {
   return 0;
 }
 
+/* A limit's value for berth.limits: an integer, seconds, or false (off). */
+static void push_limit(lua_State *L, const struct host_limit *l,
+                       const struct host_value *v) {
+  if (l->kind == LIMITS_KIND_TIME) {
+    double secs = v->set ? v->secs : l->def;
+    if (secs > 0)
+      lua_pushnumber(L, secs);
+    else
+      lua_pushboolean(L, 0);
+  } else if (v->set ? v->n > 0 : l->def > 0) {
+    lua_pushinteger(L, v->set ? (lua_Integer)v->n : (lua_Integer)l->def);
+  } else {
+    lua_pushboolean(L, 0);
+  }
+}
+
+/* The table for berth.limits: what the command line set, and the host's
+ * defaults where they are not the library's (cpu_budget). [-0, +1, m] */
 static void push_limits(lua_State *L, const struct options *o) {
-  lua_createtable(L, 0, o->nlimits / 2);
-  for (int i = 0; i < o->nlimits; i += 2) {
-    const char *name = o->limits[i], *value = o->limits[i + 1];
-    if (strstr(name, "timeout") || strcmp(name, "cpu_budget") == 0) {
-      lua_pushnumber(L, atof(value)); /* seconds; 0 turns it off */
-    } else {
-      size_t n = parse_size(value);
-      if (n == 0)
-        luaL_error(L, "bad size '%s' for %s", value, name);
-      lua_pushinteger(L, (lua_Integer)n);
+  lua_createtable(L, 0, LIMITS_N);
+  for (int i = 0; i < LIMITS_N; i++) {
+    const struct host_limit *l = &host_limits[i];
+    int own = (l->def > 0 || l->libdef > 0) && l->def != l->libdef;
+    if (o->limits[i].set || own) {
+      push_limit(L, l, &o->limits[i]);
+      lua_setfield(L, -2, l->name);
     }
-    lua_setfield(L, -2, name);
   }
-  if (lua_getfield(L, -1, "cpu_budget") == LUA_TNIL) {
-    lua_pushnumber(L, 5); /* the host's generous default */
-    lua_setfield(L, -3, "cpu_budget");
-  }
-  lua_pop(L, 1);
 }
 
 static int msghandler(lua_State *L) {
@@ -349,20 +440,10 @@ static void create_arg(lua_State *L, int argc, char **argv, int script) {
   lua_setglobal(L, "arg");
 }
 
-/* The master: the same command line for every worker, with --worker in
- * front and --workers taken out; then supervise them (berth.master). */
-static int run_master(lua_State *L, int berth, int argc, char **argv,
-                      const struct options *o) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "berth.master");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "run");
-  lua_pushvalue(L, berth);
-  lua_createtable(L, 0, 3);
-  lua_pushinteger(L, o->workers);
-  lua_setfield(L, -2, "workers");
-  lua_pushnumber(L, o->grace);
-  lua_setfield(L, -2, "grace");
+/* A worker's command line: the master's, with --worker in front and
+ * --workers taken out. [-0, +1, m] */
+static void push_worker_argv(lua_State *L, int argc, char **argv,
+                             const struct options *o) {
   lua_createtable(L, argc + 1, 0);
   int n = 0;
   lua_pushstring(L, argv[0]);
@@ -378,68 +459,88 @@ static int run_master(lua_State *L, int berth, int argc, char **argv,
     lua_pushstring(L, argv[i]);
     lua_rawseti(L, -2, ++n);
   }
-  lua_setfield(L, -2, "argv");
-  lua_call(L, 2, 0);
-  lua_getfield(L, berth, "run");
-  lua_call(L, 0, 0);
-  return 0;
 }
 
-static int pmain(lua_State *L) {
-  int argc = (int)lua_tointeger(L, 1);
-  char **argv = lua_touserdata(L, 2);
-  struct options *o = lua_touserdata(L, 3);
-  luaL_openlibs(L);
-  create_arg(L, argc, argv, o->script_index);
-  if (berth_open(L) != LUA_OK)           /* stack: ..., berth */
-    return lua_error(L);
-  int berth = lua_gettop(L);
-  luaL_loadbuffer(L, prelude, sizeof prelude - 1, "=prelude");
-  lua_pushvalue(L, berth);
-  lua_pushnumber(L, o->grace);
+/* The options table of berth.host.start. [-0, +1, m] */
+static void push_start_options(lua_State *L, int argc, char **argv,
+                               struct options *o) {
+  lua_createtable(L, 0, 8);
+  lua_pushstring(L, o->mode);
+  lua_setfield(L, -2, "mode");
   lua_pushstring(L, o->level);
+  lua_setfield(L, -2, "level");
+  lua_pushnumber(L, o->grace);
+  lua_setfield(L, -2, "grace");
+  lua_pushboolean(L, o->watch);
+  lua_setfield(L, -2, "watch");
   push_limits(L, o);
+  lua_setfield(L, -2, "limits");
   if (o->user || o->group) {
     lua_pushlightuserdata(L, o);
     lua_pushcclosure(L, drop_task, 1);
-  } else {
-    lua_pushnil(L);
+    lua_setfield(L, -2, "drop");
   }
-  lua_pushstring(L, o->mode);
-  lua_pushboolean(L, o->watch);
-  lua_call(L, 7, 0);
-  if (strcmp(o->mode, "master") == 0)
-    return run_master(L, berth, argc, argv, o);
+  if (strcmp(o->mode, "master") == 0) {
+    lua_pushinteger(L, o->workers);
+    lua_setfield(L, -2, "workers");
+    push_worker_argv(L, argc, argv, o);
+    lua_setfield(L, -2, "argv");
+  }
+}
+
+/* The -e chunks, then the script with its arguments. */
+static void run_script(lua_State *L, int argc, char **argv,
+                       const struct options *o) {
   for (int i = 0; i < o->nexprs; i++) {
     if (luaL_loadbuffer(L, o->exprs[i], strlen(o->exprs[i]), "=(command line)"))
-      return lua_error(L);
+      lua_error(L);
     lua_call(L, 0, 0);
   }
   if (o->script != NULL) {
     const char *file = strcmp(o->script, "-") == 0 ? NULL : o->script;
     if (luaL_loadfilex(L, file, "t")) /* text only: no binary chunks */
-      return lua_error(L);
+      lua_error(L);
     int nargs = argc - o->script_index - 1;
     luaL_checkstack(L, nargs, "too many arguments to script");
     for (int i = 1; i <= nargs; i++)
       lua_pushstring(L, argv[o->script_index + i]);
     lua_call(L, nargs, 0);
   }
-  if (strcmp(o->mode, "check") == 0) {
-    lua_getfield(L, berth, "shutdown"); /* close what the script opened */
+}
+
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = lua_touserdata(L, 2);
+  struct options *o = lua_touserdata(L, 3);
+  int check = strcmp(o->mode, "check") == 0;
+  luaL_openlibs(L);
+  create_arg(L, argc, argv, o->script_index);
+  if (berth_open(L) != LUA_OK)           /* stack: ..., berth */
+    return lua_error(L);
+  int berth = lua_gettop(L);
+  lua_getglobal(L, "require");           /* berth.host.start(berth, opts) */
+  lua_pushliteral(L, "berth.host");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "start");
+  lua_pushvalue(L, berth);
+  push_start_options(L, argc, argv, o);
+  lua_call(L, 2, 0);
+  if (strcmp(o->mode, "master") != 0)    /* the master runs no script */
+    run_script(L, argc, argv, o);
+  if (check) {
+    lua_getfield(L, berth, "shutdown");  /* close what the script opened */
     lua_pushnumber(L, 0);
     lua_call(L, 1, 0);
   }
   lua_getfield(L, berth, "run");
   lua_call(L, 0, 0);
-  if (strcmp(o->mode, "check") == 0)
+  if (check)
     fprintf(stderr, "berth --check: %s: ok\n", o->script ? o->script : "-e");
   return 0;
 }
 
 static int options_free(struct options *o, int status) {
   free(o->exprs);
-  free(o->limits);
   return status;
 }
 

@@ -9,7 +9,9 @@
 #include <math.h>
 
 #include "berth.h"
+#include "check.h"
 #include "core.h"
+#include "options.h"
 
 #define LOOP_REGKEY "berth.loop"
 
@@ -40,11 +42,7 @@ static int m_run(lua_State *L) {
 /* One iteration; blocks at most `timeout` seconds (0: never; math.huge:
  * until something happens). Returns whether the loop still has work. */
 static int m_step(lua_State *L) {
-  double timeout = lua_isnoneornil(L, 1) ? 0 : util_checktime(L, 1);
-  if (timeout < 0)
-    timeout = 0;
-  else if (isinf(timeout))
-    timeout = -1;
+  double timeout = check_timeout(L, 1, "step: timeout", 0);
   lua_pushboolean(L, loop_step(L, m_loop(L), timeout));
   return 1;
 }
@@ -57,8 +55,8 @@ static int m_stop(lua_State *L) {
 /* shutdown([grace]): grace in seconds (default 10); math.huge waits for
  * the tasks as long as they take. */
 static int m_shutdown(lua_State *L) {
-  double grace = lua_isnoneornil(L, 1) ? BERTH_GRACE : util_checktime(L, 1);
-  shutdown_start(L, m_loop(L), grace < 0 ? 0 : grace);
+  double grace = check_time(L, 1, "shutdown: grace", BERTH_GRACE);
+  shutdown_start(L, m_loop(L), grace);
   return 0;
 }
 
@@ -126,24 +124,17 @@ static int m_current(lua_State *L) {
 }
 
 /* limits([table]) -> the defaults for servers listened to from now on,
- * and the loop's cpu_budget for tasks started from now on. */
+ * and the loop-scope limits (cpu_budget: for tasks started from now on). */
 static int m_limits(lua_State *L) {
   struct loop *lp = m_loop(L);
   if (!lua_isnoneornil(L, 1)) {
-    luaL_checktype(L, 1, LUA_TTABLE);
+    options_check(L, 1, OPT_LIMITS);
     struct limits lim = lp->limits;
-    srv_readlimits(L, 1, &lim);
+    limits_read(L, 1, &lim, LIMITS_ALL, "limits");
     lp->limits = lim;
-    if (lua_getfield(L, 1, "cpu_budget") != LUA_TNIL)
-      sched_setcpubudget(L, lp, lua_toboolean(L, -1) ? util_checktime(L, -1) : 0);
-    lua_pop(L, 1);
+    sched_setcpubudget(L, lp, lim.cpu_budget);
   }
-  srv_pushlimits(L, &lp->limits);
-  if (sched_cpubudget(lp) > 0)
-    lua_pushnumber(L, sched_cpubudget(lp));
-  else
-    lua_pushboolean(L, 0);
-  lua_setfield(L, -2, "cpu_budget");
+  limits_push(L, &lp->limits, LIMITS_ALL);
   return 1;
 }
 
@@ -217,6 +208,10 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "version");
   proc_open(L);
   lua_setfield(L, -2, "proc");
+  check_open(L);
+  lua_setfield(L, -2, "check");
+  options_open(L);
+  lua_setfield(L, -2, "options");
   lua_pushvalue(L, -2);
   stls_open(L);
   lua_setfield(L, -2, "tls");

@@ -27,7 +27,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "core.h"
+#include "options.h"
 #include "tls.h"
 
 #define BACKOFF_SECONDS 0.1
@@ -324,7 +326,7 @@ static int srv_doaccept(lua_State *L, int retry) {
       return luaL_error(L, "accept: the server has an on(\"connection\") handler");
     if (sv->acceptor.task != NULL)
       return luaL_error(L, "server already has a pending accept");
-    double t = util_opttime(L, 2, -1);
+    double t = check_timeout(L, 2, "accept: timeout", -1);
     sched_checkwait(L, sv->loop, "accept");
     sv->acceptor.deadline = loop_deadline(sv->loop, t);
   } else if (sv->acceptor.timedout) {
@@ -428,7 +430,7 @@ static int srv_stats_m(lua_State *L) {
 }
 
 static int srv_limits(lua_State *L) {
-  srv_pushlimits(L, &srv_check(L, 1)->lim);
+  limits_push(L, &srv_check(L, 1)->lim, LIMITS_SCOPE_SERVER);
   return 1;
 }
 
@@ -458,79 +460,6 @@ static const char *optstr(lua_State *L, const char *k, const char *def) {
   const char *v = lua_isnil(L, -1) ? def : luaL_checkstring(L, -1);
   lua_pop(L, 1); /* the table still holds the string */
   return v;
-}
-
-static const char *const limit_sizes[] = {"max_connections", "maxline",
-                                          "max_input", "max_output", NULL};
-static const char *const limit_times[] = {"idle_timeout", "message_timeout",
-                                          "send_timeout", "handshake_timeout",
-                                          NULL};
-
-static size_t *limit_size(struct limits *lim, int i) {
-  switch (i) {
-  case 0: return &lim->max_connections;
-  case 1: return &lim->maxline;
-  case 2: return &lim->max_input;
-  default: return &lim->max_output;
-  }
-}
-
-static double *limit_time(struct limits *lim, int i) {
-  switch (i) {
-  case 0: return &lim->idle_timeout;
-  case 1: return &lim->message_timeout;
-  case 2: return &lim->send_timeout;
-  default: return &lim->handshake_timeout;
-  }
-}
-
-/* Sizes: a positive integer, or false for none. Times: seconds, 0 or
- * false for none. */
-void srv_readlimits(lua_State *L, int idx, struct limits *lim) {
-  for (int i = 0; limit_sizes[i]; i++) {
-    int t = lua_getfield(L, idx, limit_sizes[i]);
-    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-      *limit_size(lim, i) = (size_t)-1;
-    } else if (t != LUA_TNIL) {
-      lua_Integer n = luaL_checkinteger(L, -1);
-      if (n <= 0)
-        luaL_error(L, "%s must be positive", limit_sizes[i]);
-      *limit_size(lim, i) = (size_t)n;
-    }
-    lua_pop(L, 1);
-  }
-  for (int i = 0; limit_times[i]; i++) {
-    int t = lua_getfield(L, idx, limit_times[i]);
-    if (t == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-      *limit_time(lim, i) = 0;
-    } else if (t != LUA_TNIL) {
-      double secs = luaL_checknumber(L, -1);
-      *limit_time(lim, i) = secs > 0 ? secs : 0;
-    }
-    lua_pop(L, 1);
-  }
-}
-
-/* [-0, +1, m] the limits as a table (false for none) */
-void srv_pushlimits(lua_State *L, const struct limits *lim) {
-  struct limits l = *lim;
-  lua_createtable(L, 0, 6);
-  for (int i = 0; limit_sizes[i]; i++) {
-    size_t v = *limit_size(&l, i);
-    if (v == (size_t)-1)
-      lua_pushboolean(L, 0);
-    else
-      lua_pushinteger(L, (lua_Integer)v);
-    lua_setfield(L, -2, limit_sizes[i]);
-  }
-  for (int i = 0; limit_times[i]; i++) {
-    double v = *limit_time(&l, i);
-    if (v > 0)
-      lua_pushnumber(L, v);
-    else
-      lua_pushboolean(L, 0);
-    lua_setfield(L, -2, limit_times[i]);
-  }
 }
 
 /* The listening fd per the options: 0 and *fd set, or -errno. */
@@ -599,9 +528,9 @@ static void srv_attach(struct server *sv, int fd) {
  * path's copy, and a server with its fd closes on __gc. */
 int srv_listen(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
-  luaL_checktype(L, 1, LUA_TTABLE);
+  options_check(L, 1, OPT_LISTEN); /* every key and value: opt* can trust */
   struct limits lim = lp->limits;
-  srv_readlimits(L, 1, &lim);
+  limits_read(L, 1, &lim, LIMITS_SCOPE_SERVER, "listen");
   lua_settop(L, 1);
   if (lua_getfield(L, 1, "tls") != LUA_TNIL) { /* before any descriptor */
     if (stls_servercontext(L, lp, 2) > 1)

@@ -33,6 +33,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "core.h"
 #include "tls.h"
 
@@ -621,7 +622,10 @@ static int sock_on(lua_State *L) {
 
 static int sock_settimeout(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  double t = util_opttime(L, 2, -1);
+  /* nil or a negative number: no timeout (as documented before times
+   * were checked everywhere); otherwise a time like any other. */
+  double t = lua_isnumber(L, 2) && lua_tonumber(L, 2) < 0
+                 ? -1 : check_timeout(L, 2, "settimeout: seconds", -1);
   static const char *const which[] = {"both", "read", "write", NULL};
   int w = luaL_checkoption(L, 3, "both", which);
   if (w != 2)
@@ -760,7 +764,7 @@ static int sock_connect_k(lua_State *L, int status, lua_KContext ctx) {
 int sock_connect(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   const char *host = luaL_checkstring(L, 1);
-  double timeout = util_opttime(L, 3, -1);
+  double timeout = check_timeout(L, 3, "connect: timeout", -1);
   struct net_addr a;
   sched_checkwait(L, lp, "connect");
   int rc = lua_isnoneornil(L, 2)

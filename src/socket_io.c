@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "check.h"
 #include "core.h"
 #include "tls.h"
 
@@ -44,7 +45,7 @@ struct rreq {
 #define READ_CHUNK (16 * 1024)
 
 static void rreq_parse(lua_State *L, struct sock *s, int kind, struct rreq *q) {
-  q->timeout = util_opttime(L, 3, s->rtimeout);
+  q->timeout = check_timeout(L, 3, "read: timeout", s->rtimeout);
   if (kind == RK_READSOME) {
     lua_Integer max = luaL_optinteger(L, 2, BERTH_SCRATCH);
     luaL_argcheck(L, max > 0, 2, "must be positive");
@@ -452,7 +453,7 @@ static int sock_write(lua_State *L) {
 
 static int sock_flush(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  double timeout = util_opttime(L, 2, s->wtimeout);
+  double timeout = check_timeout(L, 2, "flush: timeout", s->wtimeout);
   sched_checkwait(L, s->loop, "flush");
   if (s->fd < 0)
     return util_fail(L, s->why);

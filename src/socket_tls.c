@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "core.h"
 #include "tls.h"
 
@@ -444,7 +445,7 @@ static void stls_checkidle(lua_State *L, struct sock *s, const char *what) {
  * handshake of a socket from server:accept() (reads do it implicitly). */
 static int stls_handshake_m(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  double timeout = util_opttime(L, 2, -2);
+  double timeout = check_timeout(L, 2, "handshake: timeout", -2);
   lua_settop(L, 1);
   if (s->fd < 0)
     return util_fail(L, s->why);
@@ -494,7 +495,7 @@ static int stls_starttls(lua_State *L) {
   if (u == NULL)
     return 3;
   const char *name = luaL_optstring(L, 3, NULL);
-  double timeout = util_opttime(L, 4, -2);
+  double timeout = check_timeout(L, 4, "starttls: timeout", -2);
   struct loop *lp = s->loop;
   if (s->fd < 0)
     return util_fail(L, s->why);

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "check.h"
 #include "core.h"
 
 #define TIMER_UV_FN 2     /* the callback (1 is the loop) */
@@ -78,7 +79,8 @@ static int timer_sleep_k(lua_State *L, int status, lua_KContext ctx) {
 /* berth.sleep(seconds): 0 just lets every other ready task run first. */
 int timer_sleep(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
-  double secs = util_checktime(L, 1);
+  luaL_checkany(L, 1);
+  double secs = check_time(L, 1, "sleep: seconds", 0);
   sched_checkwait(L, lp, "sleep");
   if (secs <= 0) {
     lua_pushboolean(L, 1);
@@ -97,8 +99,9 @@ int timer_sleep(lua_State *L) {
 /* berth.timer(after, repeat, fn) -> Timer */
 int timer_new(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
-  double after = util_checktime(L, 1);
-  double rep = lua_isnoneornil(L, 2) ? 0 : util_checktime(L, 2);
+  luaL_checkany(L, 1);
+  double after = check_time(L, 1, "timer: after", 0);
+  double rep = check_time(L, 2, "timer: repeat", 0);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   struct timer *t = timer_push(L, lp);
   lua_pushvalue(L, 3);

@@ -48,21 +48,6 @@ int util_pushaddr(lua_State *L, const struct net_addr *a) {
   return 2;
 }
 
-/* Every time argument goes through here (9.5): a NaN would freeze libev's
- * timer heap (every comparison with it is false), so it is an error. */
-double util_checktime(lua_State *L, int idx) {
-  double t = luaL_checknumber(L, idx);
-  luaL_argcheck(L, !isnan(t), idx, "time is NaN");
-  return t;
-}
-
-double util_opttime(lua_State *L, int idx, double def) {
-  if (lua_isnoneornil(L, idx))
-    return def;
-  double t = util_checktime(L, idx);
-  return t < 0 || isinf(t) ? -1 : t;
-}
-
 /* Message handler keeping both the error and its traceback. */
 int util_msgh(lua_State *L) {
   const char *msg = luaL_tolstring(L, 1, NULL);

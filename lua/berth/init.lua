@@ -10,6 +10,7 @@ local reload = require "berth.reload"
 local tls = require "berth.tls"
 
 local Socket, ServerSocket = core.Socket, core.ServerSocket
+local check = core.check
 
 
 --- Iterate over lines (`fmt` "l" or "L") until EOF or an error.
@@ -66,22 +67,23 @@ local function bind(c)
   -- @treturn[2] string error code
   -- @treturn[2] integer errno
   function api.serve(opts)
-    local kind = type(opts) == "table" and type(opts.handler)
-    if kind ~= "function" and kind ~= "string" then
-      error("berth.serve: expects a table with a handler function or module name", 2)
+    c.options.check("serve", opts, 2)
+    if opts.handler == nil then
+      error("serve: handler must be a function or a handler module's name (got nil)", 2)
     end
-    local server, err, errno = api.listen(opts)
+    local t = {} -- listen's own keys: all but handler and onerror
+    for k, v in pairs(opts) do
+      if c.options.listen[k] then t[k] = v end
+    end
+    local server, err, errno = api.listen(t)
     if not server then return nil, err, errno end
     if opts.onerror then server:on("error", opts.onerror) end
     return server:on("connection", opts.handler)
   end
 
-  -- The TCP (or unix) connection of api.connect; errors blame its caller.
-  local function connect(host, port, opts, timeout)
-    if opts.path then return c.connect(opts.path, nil, timeout) end
-    if type(host) ~= "string" then error("berth.connect: host expected", 3) end
-    port = math.tointeger(port)
-    if not port then error("berth.connect: port expected", 3) end
+  -- The TCP connection of api.connect: every address `host` resolves to
+  -- in turn, within the timeout.
+  local function connect(host, port, timeout)
     local deadline = timeout and c.now() + timeout
     local addrs, err, extra = c.resolve(host)
     if not addrs then return nil, err, extra end
@@ -96,11 +98,12 @@ local function bind(c)
 
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=, tls=}`. Must run in a task. With `tls` (true, a table
-  -- of options or a TLSContext) the TLS handshake follows, verifying the
-  -- server's certificate for `host` (or `tls.servername`) against the
-  -- system CA store (or `tls.ca`) unless `tls.verify` is false; `timeout`
-  -- covers both.
+  -- path=, timeout=, tls=}`. Must run in a task. A port is an integer
+  -- 0..65535; it, an unknown key or a bad timeout raises (core.options
+  -- "connect"). With `tls` (true, a table of options or a TLSContext) the
+  -- TLS handshake follows, verifying the server's certificate for `host`
+  -- (or `tls.servername`) against the system CA store (or `tls.ca`) unless
+  -- `tls.verify` is false; `timeout` covers both.
   -- @function connect
   -- @treturn[1] Socket
   -- @treturn[2] nil
@@ -112,11 +115,20 @@ local function bind(c)
       host, port = opts.host, opts.port
     end
     opts = opts or {}
+    c.options.check("connect", opts, 2)
     local timeout = opts.timeout
-    if timeout ~= timeout then error("berth.connect: timeout is NaN", 2) end
-    if timeout == math.huge then timeout = nil end
+    if timeout == math.huge or timeout == false then timeout = nil end
     local started = c.now()
-    local sock, err, extra = connect(host, port, opts, timeout)
+    local sock, err, extra
+    if opts.path then
+      sock, err, extra = c.connect(opts.path, nil, timeout)
+    else
+      if host == nil then error("connect: host must be a string (got nil)", 2) end
+      check.string(host, "connect: host", 2)
+      if port == nil then error("connect: port must be an integer 0..65535 (got nil)", 2) end
+      port = check.port(port, "connect: port", 2)
+      sock, err, extra = connect(host, port, timeout)
+    end
     if not sock or not opts.tls then return sock, err, extra end
     local left = timeout and math.max(0, timeout - (c.now() - started))
     return api.tls.client(sock, opts.tls, host, left)
@@ -166,7 +178,10 @@ end
 -- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
 -- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
 -- `path` (unix socket), `fd` (adopt a listening descriptor), `tls` (TLS
--- options or a TLSContext: README "TLS"), and any limit of `berth.limits`.
+-- options or a TLSContext: README "TLS"), and any limit of `berth.limits`
+-- but `cpu_budget`. An unknown key or a bad value raises,
+-- naming it: "listen: port must be an integer 0..65535 (got 70000)",
+-- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
 -- @treturn[1] ServerSocket
 -- @treturn[2] nil
 -- @treturn[2] string "addrinuse", "permission", "invalid", …
@@ -219,7 +234,9 @@ end
 --- Set and get the default limits of new servers and the CPU budget.
 -- @function limits
 -- @tparam[opt] table t max_connections, maxline, max_input, max_output,
--- idle_timeout, message_timeout, send_timeout, cpu_budget (false: off)
+-- idle_timeout, message_timeout, send_timeout, cpu_budget (false: off;
+-- sizes are positive integers; times are seconds >= 0, 0 and math.huge
+-- also off; anything else, or an unknown key, raises)
 -- @treturn table the limits in force
 
 --- The loop's epoll descriptor, for embedding in a foreign loop.

@@ -1,182 +1,295 @@
 --- The master of `berth --workers N app.lua`.
--- It runs no script. It starts N workers (the berth executable again, with
--- --worker and the same options), binds the listening sockets they ask for
--- (once per address; every worker gets the same socket, so they share one
--- accept queue), restarts a worker that dies (after 0.1 s, backing off to
--- 10 s while it keeps crashing), forwards SIGTERM/SIGINT for a graceful
--- shutdown, and on SIGHUP replaces the workers one at a time: a new worker
--- starts and reports ready before the old one is told to drain. It also
--- makes the TLS session ticket keys every worker uses (so a ticket from
--- one worker resumes on any other), and rotates them on SIGHUP: the new
--- workers encrypt with a new key and still accept the previous one.
+-- It runs no script. Its steps, in the order of a worker's life:
+--
+-- 1. spawn: start a worker (the berth executable again, with --worker and
+--    the same options) with a channel to it;
+-- 2. channel: answer the worker's requests (berth.channel): bind each
+--    listener it asks for once per address, so that every worker gets the
+--    same socket and they share one accept queue; every request gets an
+--    answer, the error of a failed or raising listen included;
+-- 3. supervise: reap a worker that exited and restart it after 0.1 s,
+--    backing off to 10 s while it keeps crashing;
+-- 4. rolling replace (SIGHUP): one slot at a time, a new worker starts and
+--    reports ready before the old one is told to drain;
+-- 5. stop (SIGTERM/SIGINT, with the policy of berth.host): close the
+--    listeners, pass the signal on, wait for the workers, then end the
+--    loop; a second signal makes them all exit at once.
+--
+-- It also makes the TLS session ticket keys every worker uses, so that a
+-- ticket from one worker resumes on any other, and rotates them on SIGHUP:
+-- the new workers encrypt with a new key and still accept the previous.
 -- @module berth.master
 local core = require "berth.core"
+local channel = require "berth.channel"
+local host = require "berth.host"
 local proc = core.proc
 
 local master = {}
 
 local READY_TIMEOUT = 30   -- seconds a new worker has to report ready
 local STABLE = 10          -- a worker that ran this long was not crash-looping
+local RESTART_FIRST, RESTART_MAX = 0.1, 10 -- seconds before a restart
+local KILL_AFTER = 5       -- seconds past the grace before SIGKILL
 
---- Run the master on the `berth` API table until shutdown.
+local Master = {}
+Master.__index = Master
+
+--- A master for `opts.workers` workers (not started yet).
 -- @tparam table berth the berth module
 -- @tparam table opts workers (count), argv (a worker's command line), grace
-function master.run(berth, opts)
-  local log = berth.log
-  local slots = {}        -- slot -> the worker serving it
-  local workers = {}      -- pid -> worker
-  local failures = {}     -- slot -> consecutive quick deaths
-  local listeners = {}    -- address key -> ServerSocket (never accepted on)
-  local changed = berth.cond() -- any worker became ready or exited
-  local stopping, reloading, first = false, false, true
-  local ticket_keys = berth.tls.newkeys(1) -- the first encrypts
-
-  -- A listen request from a worker: bind once per address, send the fd.
-  local function handle_listen(w, msg)
-    local o = {}
-    for k, v in msg:gmatch("\n([%w_]+)=([^\n]*)") do
-      if v == "true" then v = true elseif v == "false" then v = false end
-      o[k] = tonumber(v) or v
-    end
-    local key = o.path or ("%s:%s"):format(o.host or "127.0.0.1", o.port or 0)
-    local server = listeners[key]
-    if not server then
-      local err, errno
-      server, err, errno = berth.listen(o)
-      if not server then
-        return proc.send(w.channel:fd(), ("err\n%s\n%s"):format(err, errno or ""))
-      end
-      listeners[key] = server
-      log.info("master: listening on %s:%s for the workers", server:address(), server:port())
-    end
-    proc.send(w.channel:fd(), "ok", server:fd())
-  end
-
-  -- Messages from one worker until its channel closes (it exited).
-  local function serve_worker(w)
-    while true do
-      local msg = w.channel:readsome(4096)
-      if not msg then break end
-      if msg == "ready" then
-        w.ready = true
-        changed:broadcast()
-      elseif msg:sub(1, 7) == "listen\n" then
-        handle_listen(w, msg)
-      elseif msg == "tickets" then
-        proc.send(w.channel:fd(), "tickets\n" .. ticket_keys)
-      end
-    end
-  end
-
-  local function start(slot)
-    local mine, theirs = proc.socketpair()
-    local pid, err = proc.spawn(opts.argv, theirs, not first) -- one "listening on" line
-    proc.close(theirs)
-    if not pid then
-      proc.close(mine)
-      log.error("master: cannot start a worker: %s", err)
-      return nil
-    end
-    first = false
-    local w = { pid = pid, slot = slot, started = berth.now(), channel = core.adopt(mine) }
-    workers[pid] = w
-    berth.spawn(serve_worker, w)
-    log.info("master: worker %d started (slot %d)", pid, slot)
-    return w
-  end
-
-  local function restart_later(w, how, code)
-    local quick = berth.now() - w.started < STABLE
-    failures[w.slot] = quick and (failures[w.slot] or 0) + 1 or 0
-    local delay = math.min(10, 0.1 * 2 ^ math.max(0, failures[w.slot] - 1))
-    local level = failures[w.slot] > 1 and "warn" or "info"
-    log[level]("master: worker %d died (%s %d); restarting in %.1f s%s", w.pid, how, code,
-      delay, failures[w.slot] > 1 and " (it keeps crashing)" or "")
-    core.timer(delay, 0, function()
-      if not stopping and slots[w.slot] == w then slots[w.slot] = start(w.slot) end
-    end)
-  end
-
-  local function reap()
-    while true do
-      local pid, how, code = proc.reap()
-      if not pid then return end
-      local w = workers[pid]
-      if w then
-        workers[pid] = nil
-        w.channel:close()
-        if not stopping and not w.retiring and slots[w.slot] == w then
-          restart_later(w, how, code)
-        else
-          log.info("master: worker %d exited (%s %d)", pid, how, code)
-        end
-        changed:broadcast()
-      end
-    end
-  end
-
-  -- Wait until pred() or the deadline; false at the deadline.
-  local function wait_for(pred, seconds)
-    local deadline = berth.now() + seconds
-    while not pred() do
-      local left = deadline - berth.now()
-      if left <= 0 then return false end
-      changed:wait(left)
-    end
-    return true
-  end
-
-  -- SIGHUP: one slot at a time, the new worker must be ready before the
-  -- old one drains, so the service never has fewer workers than before.
-  local function rolling_reload()
-    if reloading or stopping then return end
-    reloading = true
-    ticket_keys = berth.tls.newkeys(1) .. ticket_keys:sub(1, 80)
-    log.info("master: rolling reload of %d workers", #slots)
-    for slot = 1, #slots do
-      local old, new = slots[slot], start(slot)
-      local ok = new and wait_for(function() return new.ready or not workers[new.pid] end,
-        READY_TIMEOUT) and new.ready
-      if not ok then
-        log.error("master: the new worker did not get ready; keeping the old ones")
-        if new and workers[new.pid] then new.retiring = true; proc.kill(new.pid, "KILL") end
-        break
-      end
-      slots[slot] = new
-      if old and workers[old.pid] then
-        old.retiring = true
-        proc.kill(old.pid, "TERM")
-      end
-    end
-    reloading = false
-    log.info("master: rolling reload done")
-  end
-
-  local function shutdown(name)
-    if stopping then -- a second signal: pass it on and go
-      for pid in pairs(workers) do proc.kill(pid, "INT") end
-      log.warn("master: second SIG%s: exiting now", name)
-      os.exit(1)
-    end
-    stopping = true
-    log.info("master: SIG%s: stopping %d workers", name, #slots)
-    -- The master holds the listening sockets too: close them first, so the
-    -- port refuses new connections as soon as the workers close theirs.
-    for _, server in pairs(listeners) do server:close() end
-    for pid in pairs(workers) do proc.kill(pid, "TERM") end
-    if not wait_for(function() return next(workers) == nil end, opts.grace + 5) then
-      for pid in pairs(workers) do proc.kill(pid, "KILL") end
-      wait_for(function() return next(workers) == nil end, 2)
-    end
-    berth.stop()
-  end
-
-  berth.signal("CHLD", reap)
-  berth.signal("HUP", rolling_reload)
-  berth.signal("TERM", shutdown)
-  berth.signal("INT", shutdown)
-  -- The workers' channels (and restart timers) keep the loop running.
-  for slot = 1, opts.workers do slots[slot] = start(slot) end
+function Master.new(berth, opts)
+  return setmetatable({
+    berth = berth, log = berth.log, opts = opts,
+    slots = {},         -- slot -> the worker serving it
+    workers = {},       -- pid -> worker
+    failures = {},      -- slot -> consecutive quick deaths
+    listeners = {},     -- "address#n" -> ServerSocket (never accepted on)
+    changed = berth.cond(), -- a worker became ready or exited
+    stopping = false, reloading = false, started_one = false,
+    ticket_keys = berth.tls.newkeys(1), -- the first encrypts
+  }, Master)
 end
+
+---------------------------------------------------------------------------
+-- 1. spawn
+---------------------------------------------------------------------------
+
+--- Start a worker for `slot`; nil if it could not be started.
+function Master:spawn(slot)
+  local mine, theirs = proc.socketpair()
+  -- Only the first worker keeps its stdout: one "listening on" line.
+  local pid, err = proc.spawn(self.opts.argv, theirs, self.started_one)
+  proc.close(theirs)
+  if not pid then
+    proc.close(mine)
+    self.log.error("master: cannot start a worker: %s", err)
+    return nil
+  end
+  self.started_one = true
+  local w = { pid = pid, slot = slot, started = self.berth.now(),
+    channel = core.adopt(mine), binds = {} }
+  self.workers[pid] = w
+  self.berth.spawn(self.serve_channel, self, w)
+  self.log.info("master: worker %d started (slot %d)", pid, slot)
+  return w
+end
+
+---------------------------------------------------------------------------
+-- 2. the channel
+---------------------------------------------------------------------------
+
+--- Messages from worker `w` until its channel closes (it exited).
+function Master:serve_channel(w)
+  while true do
+    local kind, id, fields = channel.read(w.channel)
+    if not kind then
+      if id ~= "closed" and id ~= "reset" then
+        -- Out of step with the worker: it will find the channel broken.
+        self.log.error("master: worker %d: %s; closing its channel", w.pid, id)
+        w.channel:close()
+      end
+      return
+    end
+    if kind == "ready" then
+      w.ready = true
+      self.changed:broadcast()
+    elseif kind == "listen" then
+      self:answer_listen(w, id, fields)
+    elseif kind == "tickets" then
+      self:reply(w, channel.encode("tickets", id, { keys = self.ticket_keys }))
+    else
+      self:reply(w, channel.encode("error", id,
+        { message = "master: unknown request " .. ("%q"):format(kind) }))
+    end
+  end
+end
+
+--- The listener for `o`, bound once per address: a worker's n-th request
+-- for an address gets the n-th listener bound there, so all workers get
+-- the same sockets, and one worker's two ephemeral listeners two sockets.
+-- @treturn[1] ServerSocket
+-- @treturn[2] nil
+-- @return[2] code, errno as listen gives them; or false, message if
+-- listen raised
+function Master:listener(w, o)
+  local addr = o.path or ("%s:%s"):format(o.host or "127.0.0.1", o.port or 0)
+  w.binds[addr] = (w.binds[addr] or 0) + 1
+  local key = addr .. "#" .. w.binds[addr]
+  if self.listeners[key] then return self.listeners[key] end
+  -- Called through pcall, listen's messages carry no position of ours.
+  local ok, server, code, errno = pcall(self.berth.listen, o)
+  if not ok then return false, server end
+  if not server then return nil, code, errno end
+  self.listeners[key] = server
+  self.log.info("master: listening on %s:%s for the workers", server:address(), server:port())
+  return server
+end
+
+--- Answer a "listen" request, whatever happens.
+function Master:answer_listen(w, id, o)
+  local server, code, errno = self:listener(w, o)
+  if server then
+    self:reply(w, channel.encode("ok", id), server:fd())
+  elseif server == false then
+    self:reply(w, channel.encode("error", id, { message = code }))
+  else
+    self:reply(w, channel.encode("fail", id, { code = code, errno = errno }))
+  end
+end
+
+--- Send without waiting: a worker that does not read its replies times
+-- out on its side.
+function Master:reply(w, msg, fd)
+  local ok, err = proc.send(w.channel:fd(), msg, fd, 0)
+  if not ok then self.log.warn("master: cannot answer worker %d: %s", w.pid, err) end
+end
+
+---------------------------------------------------------------------------
+-- 3. supervise
+---------------------------------------------------------------------------
+
+--- SIGCHLD: reap every worker that exited; restart those still needed.
+function Master:reap()
+  while true do
+    local pid, how, code = proc.reap()
+    if not pid then return end
+    local w = self.workers[pid]
+    if w then
+      self.workers[pid] = nil
+      w.channel:close()
+      if not self.stopping and not w.retiring and self.slots[w.slot] == w then
+        self:restart_later(w, how, code)
+      else
+        self.log.info("master: worker %d exited (%s %d)", pid, how, code)
+      end
+      self.changed:broadcast()
+    end
+  end
+end
+
+--- Restart `w`'s slot after a delay that doubles while it keeps dying
+-- within STABLE seconds of its start.
+function Master:restart_later(w, how, code)
+  local quick = self.berth.now() - w.started < STABLE
+  local failures = quick and (self.failures[w.slot] or 0) + 1 or 0
+  self.failures[w.slot] = failures
+  local delay = math.min(RESTART_MAX, RESTART_FIRST * 2 ^ math.max(0, failures - 1))
+  local level = failures > 1 and "warn" or "info"
+  self.log[level]("master: worker %d died (%s %d); restarting in %.1f s%s", w.pid, how, code,
+    delay, failures > 1 and " (it keeps crashing)" or "")
+  core.timer(delay, 0, function()
+    if not self.stopping and self.slots[w.slot] == w then
+      self.slots[w.slot] = self:spawn(w.slot)
+    end
+  end)
+end
+
+--- Task only: wait until pred() or `seconds`; false at the deadline.
+function Master:wait_for(pred, seconds)
+  local deadline = self.berth.now() + seconds
+  while not pred() do
+    local left = deadline - self.berth.now()
+    if left <= 0 then return false end
+    self.changed:wait(left)
+  end
+  return true
+end
+
+---------------------------------------------------------------------------
+-- 4. rolling replace
+---------------------------------------------------------------------------
+
+--- Replace the worker of `slot` by a new one, once the new one is ready;
+-- false (and the old one keeps serving) if it does not get ready.
+function Master:replace(slot)
+  local old, new = self.slots[slot], self:spawn(slot)
+  local ready = new and self:wait_for(function()
+    return new.ready or not self.workers[new.pid]
+  end, READY_TIMEOUT) and new.ready
+  if not ready then
+    if new and self.workers[new.pid] then
+      new.retiring = true
+      proc.kill(new.pid, "KILL")
+    end
+    return false
+  end
+  self.slots[slot] = new
+  if old and self.workers[old.pid] then
+    old.retiring = true
+    proc.kill(old.pid, "TERM")
+  end
+  return true
+end
+
+--- SIGHUP: replace the workers one slot at a time, so the service never
+-- has fewer workers than before.
+function Master:rolling_reload()
+  if self.reloading or self.stopping then return end
+  self.reloading = true
+  self.ticket_keys = self.berth.tls.newkeys(1) .. self.ticket_keys:sub(1, 80)
+  self.log.info("master: rolling reload of %d workers", #self.slots)
+  for slot = 1, #self.slots do
+    if not self:replace(slot) then
+      self.log.error("master: the new worker did not get ready; keeping the old ones")
+      break
+    end
+  end
+  self.reloading = false
+  self.log.info("master: rolling reload done")
+end
+
+---------------------------------------------------------------------------
+-- 5. stop
+---------------------------------------------------------------------------
+
+local function all_gone(self)
+  return function() return next(self.workers) == nil end
+end
+
+--- The first SIGTERM/SIGINT: stop the workers gracefully, then the loop.
+function Master:stop(name)
+  self.stopping = true
+  self.log.info("master: SIG%s: stopping %d workers", name, #self.slots)
+  -- The master holds the listening sockets too: close them first, so the
+  -- port refuses new connections as soon as the workers close theirs.
+  for _, server in pairs(self.listeners) do server:close() end
+  for pid in pairs(self.workers) do proc.kill(pid, "TERM") end
+  if not self:wait_for(all_gone(self), self.opts.grace + KILL_AFTER) then
+    for pid in pairs(self.workers) do proc.kill(pid, "KILL") end
+    self:wait_for(all_gone(self), 2)
+  end
+  self.berth.stop()
+end
+
+--- A second signal: the workers get it too (their own second signal),
+-- then the master exits (berth.host's policy).
+function Master:hurry()
+  for pid in pairs(self.workers) do proc.kill(pid, "INT") end
+end
+
+function Master:install_signals()
+  local berth = self.berth
+  berth.signal("CHLD", function() self:reap() end)
+  berth.signal("HUP", function() self:rolling_reload() end)
+  host.on_stop_signals(berth, {
+    log = self.log, prefix = "master: ",
+    graceful = function(name) self:stop(name) end,
+    hurry = function(name) self:hurry(name) end,
+  })
+end
+
+--- Run the master on the `berth` API table: the workers' channels (and
+-- restart timers) keep the loop running until the stop.
+-- @tparam table berth the berth module
+-- @tparam table opts workers (count), argv (a worker's command line), grace
+-- @return the master object
+function master.run(berth, opts)
+  local m = Master.new(berth, opts)
+  m:install_signals()
+  for slot = 1, opts.workers do m.slots[slot] = m:spawn(slot) end
+  return m
+end
+
+master.Master = Master
 
 return master

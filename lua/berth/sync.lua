@@ -28,6 +28,12 @@ local function remove(list, co)
   return false
 end
 
+-- What wait() returns once woken: the values, after the timer is gone.
+local function woken(timer, ...)
+  if timer then timer:cancel() end
+  return ...
+end
+
 --- Wait for a signal. Task only.
 -- @tparam[opt] number timeout seconds
 -- @return[1] the values passed to `signal`/`broadcast` (or `true`)
@@ -45,12 +51,7 @@ function Cond:wait(timeout)
       c.wake(task, nil, "timeout")
     end)
   end
-  return self:_woken(timer, c.suspend())
-end
-
-function Cond:_woken(timer, ...)
-  if timer then timer:cancel() end
-  return ...
+  return woken(timer, c.suspend())
 end
 
 local function wake(c, task, ...)

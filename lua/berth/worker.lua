@@ -1,57 +1,67 @@
 --- The worker side of `berth --workers N`.
 -- A worker runs the script like a single process, except that listening
--- sockets come from the master: `listen` asks over the channel (fd 3) and
--- adopts the descriptor the master sends. All workers, and the workers
--- that replace them on a rolling reload, then share one accept queue, so
--- no connection waiting in it is lost when a worker goes away.
--- Once the script has run, the worker tells the master it is ready.
--- TLS session ticket keys come from the master too, so that every worker
--- resumes the sessions of every other.
+-- sockets come from the master: `listen` checks its options as a single
+-- process would, asks the master over the channel (fd 3) to bind (the
+-- request and reply are berth.channel's) and adopts the descriptor it
+-- sends. All workers, and the workers that replace them on a rolling
+-- reload, then share one accept queue, so no connection waiting in it is
+-- lost when a worker goes away. Once the script has run, the worker tells
+-- the master it is ready. TLS session ticket keys come from the master
+-- too, so that every worker resumes the sessions of every other.
+--
+-- Every exchange is bounded: with no reply within channel.TIMEOUT,
+-- `listen` returns nil, "timeout"; a SIGTERM or SIGINT during the wait
+-- makes it return nil, "canceled" (and the signal then stops the worker
+-- as usual); a broken channel (the master is gone) ends the worker.
 -- @module berth.worker
-local proc = require("berth.core").proc
+local core = require "berth.core"
+local channel = require "berth.channel"
+local proc = core.proc
 
 local worker = {}
 
-local OPTIONS = { "host", "port", "path", "backlog", "reuseaddr", "reuseport" }
-
--- "listen\nhost=...\nport=..." (values without newlines)
-local function request(opts)
-  local lines = { "listen" }
-  for _, k in ipairs(OPTIONS) do
-    local v = opts[k]
-    if v ~= nil then
-      v = tostring(v)
-      if v:find("\n", 1, true) then error("berth.listen: " .. k .. " contains a newline", 3) end
-      lines[#lines + 1] = k .. "=" .. v
-    end
-  end
-  return table.concat(lines, "\n")
+-- The master is gone: nothing can be listened to or reported any more.
+local function lost(berth, what)
+  berth.log.error("worker: the channel to the master is closed (%s); exiting", what)
+  os.exit(1)
 end
 
---- Route `berth.listen` of the API table through the master on `channel`.
-function worker.start(berth, channel)
-  assert(proc.send(channel, "tickets"))
-  local keys = proc.recv(channel)
-  if type(keys) == "string" and keys:sub(1, 8) == "tickets\n" then
-    berth.tls.ticketkeys(keys:sub(9))
-  end
+--- Route `berth.listen` of the API table through the master on `fd`.
+function worker.start(berth, fd)
   local listen = berth.listen
+  local last_id = 1
+  local kind, fields = channel.exchange(fd, 1, channel.encode("tickets", 1), channel.TIMEOUT)
+  if kind == "tickets" then
+    berth.tls.ticketkeys(fields.keys)
+  elseif fields == "closed" then
+    lost(berth, "tickets")
+  end
   function berth.listen(opts)
-    if type(opts) ~= "table" then error("berth.listen: expects a table", 2) end
+    core.options.check("listen", opts, 2) -- raise as a single process does
     if opts.fd then return listen(opts) end
-    assert(proc.send(channel, request(opts)))
-    local reply, fd = proc.recv(channel)
-    if reply ~= "ok" or not fd then
-      local code, errno = tostring(reply):match("^err\n(%S+)\n?(%d*)")
-      return nil, code or "error", tonumber(errno)
+    last_id = last_id + 1
+    local kind, fields, passed = channel.exchange(fd, last_id,
+      channel.listen_request(last_id, opts), channel.TIMEOUT)
+    if kind == "ok" and passed then
+      local server, code, errno = listen(channel.adopted_options(opts, passed))
+      if not server then proc.close(passed) end
+      return server, code, errno
     end
-    local adopted = {}
-    for k, v in pairs(opts) do adopted[k] = v end
-    adopted.host, adopted.port, adopted.path, adopted.fd = nil, nil, nil, fd
-    return listen(adopted)
+    if passed then proc.close(passed) end
+    if kind == "fail" then return nil, fields.code, fields.errno end
+    if kind == "error" then error(fields.message, 2) end
+    if fields == "closed" then lost(berth, "listen") end
+    if kind == nil then
+      berth.log.warn("worker: listen: no reply from the master (%s)", fields)
+      return nil, fields
+    end
+    return nil, "error", ("unexpected reply %q"):format(kind)
   end
   -- Runs at the loop's first iteration: after the script's main chunk.
-  berth.spawn(function() proc.send(channel, "ready") end)
+  berth.spawn(function()
+    local ok, err = proc.send(fd, channel.encode("ready", 0), nil, channel.TIMEOUT)
+    if not ok and err ~= "canceled" then lost(berth, "ready: " .. tostring(err)) end
+  end)
 end
 
 return worker

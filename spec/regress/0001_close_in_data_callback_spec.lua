@@ -2,17 +2,17 @@
 -- inside its own on("data") callback. The C dispatcher that called the
 -- callback must not touch the freed socket or its watchers afterwards (L4),
 -- and no further callback may run for the closed socket.
-local helpers = require "helpers"
-local berth = helpers.berth
-local run, expect = helpers.run, helpers.expect
+local support = require "support"
+local berth = support.berth
+local run, expect = support.run, support.expect
 
 describe("regress: close inside the data callback", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("closes the socket, stops callbacks and reports the close once", function()
     run(function()
-      local p <close> = helpers.pair()
+      local p <close> = support.pair()
       local got, closed_with
       p.client:on("close", expect(function(code) closed_with = code end, 1))
       p.client:on("data", expect(function(chunk)
@@ -21,24 +21,24 @@ describe("regress: close inside the data callback", function()
         collectgarbage()
       end, 1))
       assert(p.peer:write("first"))
-      helpers.wait_until(function() return closed_with end)
+      support.wait_until(function() return closed_with end)
       assert.equal("first", got)
       assert.equal("closed", closed_with)
       assert.equal(-1, p.client:fd())
       -- The peer sees the close, and writing more triggers no callback.
       assert.equal("", p.peer:read("a", 2))
       p.peer:write("second")
-      berth.sleep(0.05)
+      berth.sleep(0.05) -- a quiet period: a callback on the closed socket would show
     end)
   end)
 
   it("survives the socket being unreferenced and collected after the close", function()
     run(function()
-      local server <close> = helpers.listen()
+      local server <close> = support.listen()
       local before = berth.stats().sockets
       local peer_closed = false
       do
-        local client = helpers.connect(server)
+        local client = support.connect(server)
         local peer = assert(server:accept(2))
         client:on("data", expect(function() client:close() end, 1))
         berth.spawn(function()
@@ -47,7 +47,7 @@ describe("regress: close inside the data callback", function()
           peer:close()
         end)
       end
-      helpers.wait_until(function() return peer_closed end)
+      support.wait_until(function() return peer_closed end)
       collectgarbage()
       collectgarbage()
       assert.equal(before, berth.stats().sockets)

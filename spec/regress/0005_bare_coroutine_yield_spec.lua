@@ -3,13 +3,13 @@
 -- own waits (R3): the handler ends with an error routed to onerror, its
 -- socket closes, and no task is left suspended. Nested coroutines inside a
 -- task still work.
-local helpers = require "helpers"
-local berth = helpers.berth
-local run, expect = helpers.run, helpers.expect
+local support = require "support"
+local berth = support.berth
+local run, expect = support.run, support.expect
 
 describe("regress: bare coroutine.yield in a task", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("ends a handler with an error routed to onerror", function()
     run(function()
@@ -18,8 +18,8 @@ describe("regress: bare coroutine.yield in a task", function()
         handler = function() coroutine.yield("not a berth wait") end,
         onerror = expect(function(err) assert.is_not_nil(err) end, 1),
       })
-      local client <close> = helpers.connect(server)
-      helpers.assert_fail("closed", "", client:read("l", 2))
+      local client <close> = support.connect(server)
+      support.assert_fail("closed", "", client:read("l", 2))
     end)
   end)
 
@@ -30,9 +30,9 @@ describe("regress: bare coroutine.yield in a task", function()
         coroutine.yield(1, 2, 3)
         after_yield = true
       end)
-      local errs = helpers.wait_errors(1)
+      local errs = support.wait_errors(1)
       assert.is_nil(errs[1].sock)
-      berth.sleep(0.02)
+      berth.sleep(0.02) -- a quiet period: the task must not be resumed again
       assert.is_false(after_yield)
     end)
   end)

@@ -4,14 +4,14 @@
 -- must back off (R9), keep serving existing connections, and accept the
 -- queued connection once descriptors are free. Runs in a child lua5.4 so the
 -- descriptor limit does not touch the test process.
-local helpers = require "helpers"
+local support = require "support"
 
 describe("regress: EMFILE on accept", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("backs off, keeps serving, and accepts once descriptors are free", function()
-    local out, code, err = helpers.run_fixture("emfile_on_accept", {},
+    local out, code, err = support.run_fixture("emfile_on_accept", {},
       { shell_prefix = "ulimit -n 64" })
     assert.equal(0, code, err)
     assert.equal("ok\n", out)

@@ -3,24 +3,24 @@
 -- socket is anchored under its task, not under its own key, and the data
 -- callback looked it up by its own key and got nil. Callbacks now anchor
 -- the socket under its own key as well.
-local helpers = require "helpers"
-local berth = helpers.berth
-local run = helpers.run
+local support = require "support"
+local berth = support.berth
+local run = support.run
 
 describe("regress: on(\"data\") on a handler's own socket", function()
-  before_each(helpers.before)
-  after_each(helpers.after)
+  before_each(support.before)
+  after_each(support.after)
 
   it("delivers every chunk and the close", function()
     run(function()
       local got, closed = 0, berth.cond()
-      local server <close> = helpers.serve(function(sock)
+      local server <close> = support.serve(function(sock)
         local done = berth.cond()
         sock:on("data", function(chunk) got = got + #chunk end)
         sock:on("close", function(code) done:signal(code) end)
         closed:signal(done:wait(5))
       end)
-      local c <close> = helpers.connect(server)
+      local c <close> = support.connect(server)
       local chunk = ("x"):rep(65536)
       for _ = 1, 64 do assert(c:write(chunk)) end
       assert(c:flush(5))

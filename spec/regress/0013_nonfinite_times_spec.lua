@@ -40,7 +40,7 @@ describe("regress: NaN and infinite times", function()
       assert.is_false(berth.draining())
       -- The timer heap still works.
       local fired = 0
-      local t <close> = berth.timer(0.01, 0, function() fired = fired + 1 end)
+      local _t <close> = berth.timer(0.01, 0, function() fired = fired + 1 end)
       helpers.wait_until(function() return fired == 1 end, 1, "a timer after the NaNs")
       assert.is_true(berth.sleep(0.01))
       b:write("x\n")

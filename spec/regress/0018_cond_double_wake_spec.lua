@@ -24,7 +24,7 @@ describe("regress: cond broadcast and timeout together", function()
           berth.sleep(0.05) -- a second wake would end this at once
           after = berth.now() - t0
         end)
-        local timer <close> = berth.timer(0.02, 0, function() cond:broadcast("now") end)
+        local _timer <close> = berth.timer(0.02, 0, function() cond:broadcast("now") end)
         helpers.wait_until(function() return after end, 2, "round " .. round)
         assert.equal(1, woken)
         assert.is_true(after >= 0.04, ("round %d: sleep returned after %.3f s"):format(round, after))

@@ -27,7 +27,7 @@ describe("regress: a dropped loop", function()
     run(function()
       helpers.assert_fail("refused", nil, berth.connect("127.0.0.1", port, { timeout = 1 }))
       -- The signal went with it: this loop may watch USR2 now.
-      local sig <close> = berth.signal("USR2", function() end)
+      local _sig <close> = berth.signal("USR2", function() end)
     end)
   end)
 end)

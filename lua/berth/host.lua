@@ -1,0 +1,107 @@
+--- The `berth` executable's Lua side: what runs before the script.
+-- host.c parses the command line, opens berth and calls
+-- `host.start(berth, opts)`; then it runs the `-e` chunks and the script
+-- (but for the master, which runs none), then the loop.
+--
+-- The stop-signal policy is written here once, for the single-process
+-- host and for the master (berth.master): the first SIGINT or SIGTERM
+-- starts a graceful stop, a second one exits at once.
+--
+-- Nothing here has effects until called: the functions take the berth
+-- table (or what they need of it) as arguments, so they can be tested alone.
+-- @module berth.host
+local host = {}
+
+--- The stop-signal policy: a handler for SIGINT and SIGTERM.
+-- The first signal calls `opts.graceful(name)`. A second one calls
+-- `opts.hurry(name)` (if given), logs "PREFIXsecond SIGNAME: exiting now"
+-- at warn and calls `opts.exit(1)`.
+-- @tparam table opts `graceful`, `hurry`, `log` (berth.log), `prefix`
+-- (default ""), `exit` (default os.exit)
+-- @treturn function handler(name), name as berth.signal gives it ("TERM")
+function host.stop_policy(opts)
+  local log, prefix, exit = opts.log, opts.prefix or "", opts.exit or os.exit
+  local stopping = false
+  return function(name)
+    if stopping then
+      if opts.hurry then opts.hurry(name) end
+      log.warn("%ssecond SIG%s: exiting now", prefix, name)
+      return exit(1)
+    end
+    stopping = true
+    return opts.graceful(name)
+  end
+end
+
+--- Install `host.stop_policy(opts)` on SIGINT and SIGTERM.
+-- @tparam table berth the berth API (its `signal`)
+-- @tparam table opts as for stop_policy
+-- @treturn function the handler
+function host.on_stop_signals(berth, opts)
+  local handler = host.stop_policy(opts)
+  berth.signal("INT", handler)
+  berth.signal("TERM", handler)
+  return handler
+end
+
+--- `listen` for `--check`: binds nothing real. A TCP listener goes to an
+-- ephemeral port on 127.0.0.1, a unix one to a fresh temporary path, and
+-- `fd` is ignored; every other option is kept, so it is still checked.
+-- @tparam function listen the real listen
+-- @tparam[opt] function tmpname a fresh path (default os.tmpname)
+-- @treturn function listen(opts)
+function host.check_listen(listen, tmpname)
+  tmpname = tmpname or os.tmpname
+  return function(opts)
+    if type(opts) ~= "table" then return listen(opts) end
+    local t = {}
+    for k, v in pairs(opts) do t[k] = v end
+    t.fd = nil
+    if t.path then
+      t.path = tmpname()
+      os.remove(t.path)
+    else
+      t.host, t.port = "127.0.0.1", 0
+    end
+    return listen(t)
+  end
+end
+
+--- Prepare the process for its mode before the script runs.
+-- @tparam table berth the berth module
+-- @tparam table opts from the command line: `mode` ("single", "worker",
+-- "check" or "master"), `level` (log level), `limits` (for berth.limits),
+-- `grace` (seconds), `watch` (boolean), `drop` (a function dropping
+-- privileges, or nil), and for the master `workers` and `argv` (a
+-- worker's command line)
+function host.start(berth, opts)
+  berth.log.level(opts.level)
+  berth.limits(opts.limits)
+  if opts.mode == "master" then
+    return require("berth.master").run(berth, opts) -- it runs no script
+  end
+  if opts.drop then berth.spawn(opts.drop) end -- the first thing the loop runs
+  if opts.mode == "check" then
+    berth.listen = host.check_listen(berth.listen)
+    return
+  end
+  if opts.watch then berth.reload.watch() end
+  if opts.mode == "worker" then
+    local channel = require("berth.core").proc.channel()
+    if not channel then error("--worker: no channel from a master", 0) end
+    require("berth.worker").start(berth, channel)
+  end
+  berth.signal("HUP", function()
+    berth.reload.all()
+    berth.tls.reload() -- new certificates for new handshakes
+  end)
+  host.on_stop_signals(berth, {
+    log = berth.log,
+    graceful = function(name)
+      berth.log.info("SIG%s: shutting down (grace %gs)", name, opts.grace)
+      berth.shutdown(opts.grace)
+    end,
+  })
+end
+
+return host

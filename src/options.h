@@ -1,0 +1,79 @@
+/*
+ * options.h -- the option tables of berth's API (listen{}, serve{},
+ * connect{}, limits{}), each defined once.
+ *
+ * A table's keys come from its X list below plus, per OPTIONS_TABLES, the
+ * limits of LIMITS_LIST (berth_limits.h) of the scopes it takes. From that one
+ * definition: options_check validates a whole table (an unknown key is an
+ * error naming it and listing the valid ones; each value goes through the
+ * validator of its kind, check.h), and core.options describes every table
+ * to Lua (berth.serve, berth.connect and the worker's listen check with
+ * it; the worker derives its request to the master from the BIND keys).
+ * A new key is one line in its list, plus the code that reads it.
+ *
+ * Columns of X(name, kind, where):
+ *   kind   STRING   a string without zero bytes
+ *          PORT     an integer 0..65535
+ *          UINT     an integer 0..INT_MAX (backlog, fd)
+ *          BOOLEAN  true or false
+ *          TIME     seconds >= 0, or false (check_time)
+ *          FUNCTION a function
+ *          HANDLER  a function, or a handler module's name
+ *          TLS      a table of TLS options, a TLSContext, or true (connect);
+ *                   socket_tls.c checks what is inside
+ *   where  BIND     needed to bind a listener: under --workers the master
+ *                   binds it, so the worker sends it in its request
+ *          LOCAL    applied where the call is made
+ */
+#ifndef BERTH_OPTIONS_H
+#define BERTH_OPTIONS_H
+
+#include <lua.h>
+
+#include "berth_limits.h"
+
+#define OPTIONS_LISTEN(X)                                                   \
+  X(host, STRING, BIND)                                                     \
+  X(port, PORT, BIND)                                                       \
+  X(path, STRING, BIND)                                                     \
+  X(backlog, UINT, BIND)                                                    \
+  X(reuseaddr, BOOLEAN, BIND)                                               \
+  X(reuseport, BOOLEAN, BIND)                                               \
+  X(fd, UINT, LOCAL)                                                        \
+  X(tls, TLS, LOCAL)
+
+#define OPTIONS_SERVE(X)                                                    \
+  OPTIONS_LISTEN(X)                                                         \
+  X(handler, HANDLER, LOCAL)                                                \
+  X(onerror, FUNCTION, LOCAL)
+
+#define OPTIONS_CONNECT(X)                                                  \
+  X(host, STRING, LOCAL)                                                    \
+  X(port, PORT, LOCAL)                                                      \
+  X(path, STRING, LOCAL)                                                    \
+  X(timeout, TIME, LOCAL)                                                   \
+  X(tls, TLS, LOCAL)
+
+#define OPTIONS_NOTHING(X) /* limits{}: only limits */
+
+/* X(ID, name, keys, limit scopes it takes) */
+#define OPTIONS_TABLES(X)                                                   \
+  X(LISTEN, "listen", OPTIONS_LISTEN, LIMITS_SCOPE_SERVER)                  \
+  X(SERVE, "serve", OPTIONS_SERVE, LIMITS_SCOPE_SERVER)                     \
+  X(CONNECT, "connect", OPTIONS_CONNECT, 0)                                 \
+  X(LIMITS, "limits", OPTIONS_NOTHING, LIMITS_ALL)
+
+/* OPT_LISTEN, OPT_SERVE, OPT_CONNECT, OPT_LIMITS */
+#define OPTIONS_ID_(id, ...) OPT_##id,
+enum options_table { OPTIONS_TABLES(OPTIONS_ID_) OPT_NTABLES };
+#undef OPTIONS_ID_
+
+/* Raise unless the value at idx is a table of valid options for `t`
+ * (messages start with the table's name: "listen: ..."). [-0, +0, v] */
+void options_check(lua_State *L, int idx, enum options_table t);
+
+/* core.options: { listen = {key = {kind =, bind =, scope =, ...}}, ...,
+ * check = function(name, t [, level]) -> t }. [-0, +1, m] */
+void options_open(lua_State *L);
+
+#endif

@@ -127,9 +127,9 @@ describe("TLS", function()
       assert.equal("tls", code)
       assert.matches("hostname mismatch", why)
       -- the system store does not know the test CA
-      sock, code, why = berth.connect("localhost", server:port(), { tls = true, timeout = 5 })
-      assert.equal("tls", code)
-      assert.matches("certificate verify failed", why)
+      local _, code2, why2 = berth.connect("localhost", server:port(), { tls = true, timeout = 5 })
+      assert.equal("tls", code2)
+      assert.matches("certificate verify failed", why2)
       local lax <close> = assert(berth.connect("localhost", server:port(),
         { tls = { verify = false }, timeout = 5 }))
       assert.equal("ok", helpers.roundtrip(lax, "ok"))
@@ -137,10 +137,10 @@ describe("TLS", function()
       server:close()
       local expired = helpers.serve(helpers.echo, { tls = server_tls({
         cert = C("expired.crt"), key = C("expired.key") }) })
-      sock, code, why = berth.connect("localhost", expired:port(),
+      local _, code3, why3 = berth.connect("localhost", expired:port(),
         { tls = client_tls(), timeout = 5 })
-      assert.equal("tls", code)
-      assert.matches("expired", why)
+      assert.equal("tls", code3)
+      assert.matches("expired", why3)
       expired:close()
     end)
   end)
@@ -351,10 +351,10 @@ describe("TLS", function()
       assert.is_nil(server)
       assert.equal("tls", code)
       assert.matches("cannot load cert", why)
-      _, code, why = berth.listen({ host = "127.0.0.1", port = 0,
+      local _, code2, why2 = berth.listen({ host = "127.0.0.1", port = 0,
         tls = { cert = C("server.crt"), key = C("sni.key") } })
-      assert.equal("tls", code)
-      assert.matches("mismatch", why)
+      assert.equal("tls", code2)
+      assert.matches("mismatch", why2)
       helpers.assert_raises("unknown option 'certfile'", berth.listen,
         { host = "127.0.0.1", port = 0, tls = { certfile = "x" } })
       helpers.assert_raises("min_version", berth.listen,

@@ -15,6 +15,14 @@ local servers = setmetatable({}, { __mode = "k" })
 
 local c_settls = ServerSocket.settls
 
+-- Call the C function fn(...) as if the caller had called it directly:
+-- its error (which, raised under pcall, names no position) is raised again
+-- at the caller's level, so a wrapper adds no frame of its own to it.
+local function transparent(ok, ...)
+  if not ok then error((...), 3) end
+  return ...
+end
+
 --- Replace a server's TLS context: a table of options, a TLSContext, or
 -- nil to re-read the files of the options it has. New handshakes use the
 -- new certificates; established connections keep theirs. On failure
@@ -25,7 +33,7 @@ local c_settls = ServerSocket.settls
 -- @treturn[2] string "tls"
 -- @treturn[2] string what is wrong (which file, and why)
 function ServerSocket:settls(opts)
-  local server, err, msg = c_settls(self, opts)
+  local server, err, msg = transparent(pcall(c_settls, self, opts))
   if server then servers[self] = true end
   return server, err, msg
 end
@@ -134,7 +142,7 @@ function tls.bind(c, api)
   -- listen{tls=} servers are reloaded by reload().
   local listen = api.listen
   function api.listen(opts)
-    local server, err, extra = listen(opts)
+    local server, err, extra = transparent(pcall(listen, opts))
     if server and type(opts) == "table" and opts.tls then servers[server] = true end
     return server, err, extra
   end

@@ -26,16 +26,22 @@ local function lost(berth, what)
   os.exit(1)
 end
 
---- Route `berth.listen` of the API table through the master on `fd`.
-function worker.start(berth, fd)
-  local listen = berth.listen
-  local last_id = 1
+-- The TLS session ticket keys all workers share, from the master (request
+-- id 1).
+local function fetch_tickets(berth, fd)
   local kind, fields = channel.exchange(fd, 1, channel.encode("tickets", 1), channel.TIMEOUT)
   if kind == "tickets" then
     berth.tls.ticketkeys(fields.keys)
   elseif fields == "closed" then
     lost(berth, "tickets")
   end
+end
+
+--- Route `berth.listen` of the API table through the master on `fd`.
+function worker.start(berth, fd)
+  local listen = berth.listen
+  local last_id = 1
+  fetch_tickets(berth, fd)
   function berth.listen(opts)
     core.options.check("listen", opts, 2) -- raise as a single process does
     if opts.fd then return listen(opts) end

@@ -1,5 +1,6 @@
 -- Line-based chat: each line a client sends goes to every other client.
 -- PORT (default 7001, 0 for any free port) and HOST (default 127.0.0.1).
+-- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
 --
 -- A slow reader must neither stall the others nor grow memory without
 -- bound. A line is handed to a client only while its write buffer stays
@@ -27,6 +28,7 @@ end
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7001),
+  tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(sock)
     clients[sock] = true
     sock:write("welcome\n")

@@ -7,6 +7,8 @@
 --   GET /chunked -> 200 "Hello, World!" in chunks (Transfer-Encoding: chunked)
 --   anything else-> 404
 -- PORT (default 8080, 0 for any free port) and HOST (default 127.0.0.1).
+-- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
+local berth = require "berth"
 local http = require "berth.http"
 
 local function text(res, status, body)
@@ -32,6 +34,7 @@ end
 local server = assert(http.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 8080),
+  tls = berth.tls.fromenv({ "http/1.1" }), -- TLS_CERT, TLS_KEY: serve TLS
   handler = handler,
   -- The responses stay byte for byte those of the hand-written server this
   -- example replaced (spec/http_spec.lua compares them): no Date header,

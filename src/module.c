@@ -217,6 +217,9 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "check");
   options_open(L);
   lua_setfield(L, -2, "options");
+  lua_pushvalue(L, -2);
+  stls_open(L);
+  lua_setfield(L, -2, "tls");
   http_push(L);
   lua_setfield(L, -2, "http");
   ws_push(L);
@@ -244,6 +247,7 @@ int luaopen_berth_core(lua_State *L) {
   srv_open(L);
   dgram_open(L);
   lua_pop(L, 3);
+  stls_classes(L);
   timer_open(L);
   signal_open(L);
   fwatch_open(L);

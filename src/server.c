@@ -15,6 +15,10 @@
  * EMFILE/ENFILE (R9): the listen watcher stops and a 100 ms timer retries,
  * so no busy loop while the process is out of descriptors; existing
  * connections are unaffected; a warning is logged at most once a second.
+ *
+ * TLS (listen{tls=}): each accepted socket is wrapped with the server's
+ * context of the moment, and its handler task runs the handshake
+ * (socket_tls.c) before the handler; a failed one ends the task quietly.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -26,6 +30,7 @@
 #include "check.h"
 #include "core.h"
 #include "options.h"
+#include "tls.h"
 
 #define BACKOFF_SECONDS 0.1
 
@@ -98,6 +103,12 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
       sv->rejected++;
       continue;
     }
+    if (sv->tls != NULL && (s->tls = tls_new(sv->tls, fd, &s->wbuf, NULL))
+                           == NULL) {
+      close(fd);
+      lua_pop(L, 1);
+      return -ENOMEM;
+    }
     lua_pushnil(L);
     lua_setiuservalue(L, idx, SRV_UV_SPARE);
     sock_attach(s, fd);
@@ -120,15 +131,33 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
 
 static int srv_handler_k(lua_State *L, int status, lua_KContext ctx);
 
-/* A handler task's function: handler(sock), then what it wrote is flushed
- * before the task ends (9.8), so the shutdown's grace covers it too; the
- * task's done callback (sock_handlerdone) then closes the socket.
- * Stack: handler, sock. */
-static int srv_runhandler(lua_State *L) {
+/* handler(sock), then what it wrote is flushed before the task ends (9.8),
+ * so the shutdown's grace covers it too; the task's done callback
+ * (sock_handlerdone) then closes the socket. Stack: handler, sock. */
+static int srv_callhandler(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rotate(L, 1, 1);                       /* sock, handler, sock */
   lua_callk(L, 1, 0, 1, srv_handler_k);
   return srv_handler_k(L, LUA_OK, 1);
+}
+
+/* After the TLS handshake: the handler runs only if it succeeded. */
+static int srv_handshake_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  if (!lua_toboolean(L, -1))
+    return 0; /* failed: counted and logged; the socket is closed */
+  lua_pop(L, 1);
+  return srv_callhandler(L);
+}
+
+/* A handler task's function; a TLS connection's handshake comes first. */
+static int srv_runhandler(lua_State *L) {
+  if (sock_check(L, 2)->tls == NULL)
+    return srv_callhandler(L);
+  lua_pushcfunction(L, stls_handshake);
+  lua_pushvalue(L, 2);
+  lua_callk(L, 1, 1, 0, srv_handshake_k);
+  return srv_handshake_k(L, LUA_OK, 0);
 }
 
 static int srv_handler_k(lua_State *L, int status, lua_KContext ctx) {
@@ -396,6 +425,7 @@ static int srv_stats_m(lua_State *L) {
   lua_setfield(L, -2, "active");
   lua_pushinteger(L, sv->rejected);
   lua_setfield(L, -2, "rejected");
+  stls_srvstats(L, sv);
   return 1;
 }
 
@@ -492,17 +522,28 @@ static void srv_attach(struct server *sv, int fd) {
   lp->servers->nopen++;
 }
 
-/* berth.listen{...} -> ServerSocket | nil, code, errno. The userdata
- * exists before the socket does (9.14): nothing after the bind can fail
- * but the path's copy, and a server with its fd closes on __gc. */
+/* berth.listen{...} -> ServerSocket | nil, code, errno (or nil, "tls",
+ * message for a missing or broken certificate). The userdata exists
+ * before the socket does (9.14): nothing after the bind can fail but the
+ * path's copy, and a server with its fd closes on __gc. */
 int srv_listen(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   options_check(L, 1, OPT_LISTEN); /* every key and value: opt* can trust */
   struct limits lim = lp->limits;
   limits_read(L, 1, &lim, LIMITS_SCOPE_SERVER, "listen");
   lua_settop(L, 1);
-  struct server *sv = srv_new(L, lp);
+  if (lua_getfield(L, 1, "tls") != LUA_TNIL) { /* before any descriptor */
+    if (stls_servercontext(L, lp, 2) > 1)
+      return 3;
+    lua_replace(L, 2);
+  }
+  struct server *sv = srv_new(L, lp);      /* stack: opts, ctx|nil, sv */
   sv->lim = lim;
+  if (!lua_isnil(L, 2)) {
+    lua_pushvalue(L, 2);
+    stls_setserver(L, sv, 3);
+  }
+  lua_remove(L, 2);                        /* stack: opts, sv */
   const char *path;
   int fd = -1;
   int rc = srv_openfd(L, &fd, &path);

@@ -11,9 +11,11 @@
 --                     "udp"     bind a UDP server socket: the BIND keys of
 --                               core.options.udp, multicast groups as one
 --                               string "group|interface,..."
+--                     "tickets" the TLS session ticket keys, please
 --   master -> worker  "ok"      the descriptor is attached
 --                     "fail"    listen (udp) returned nil: code, errno
 --                     "error"   listen (udp) raised: message
+--                     "tickets" keys: the ticket keys (berth.tls)
 --
 -- A reply carries its request's id, so a reply that comes after its
 -- request timed out is recognised and dropped (its descriptor closed).

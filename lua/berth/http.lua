@@ -390,7 +390,8 @@ function http.request(opts)
     sock = take_idle(key)
   end
   local err, extra
-  sock, err, extra = berth.connect(host, port, { timeout = timeout, tls = opts.tls })
+  sock, err, extra = berth.connect(host, port,
+    { timeout = timeout, tls = scheme == "https" and (opts.tls or true) or nil })
   if not sock then return nil, err, extra end
   local res
   res, err, extra = exchange(sock, req, timeout)

@@ -7,6 +7,7 @@ local core = require "berth.core"
 local log = require "berth.log"
 local sync = require "berth.sync"
 local reload = require "berth.reload"
+local tls = require "berth.tls"
 
 local Socket, ServerSocket, Datagram = core.Socket, core.ServerSocket, core.Datagram
 local check = core.check
@@ -78,6 +79,8 @@ local function bind(c)
     stop = c.stop, shutdown = c.shutdown, stats = c.stats, draining = c.draining,
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
   }
+  api.tls = tls.bind(c, api)
+  api.tls.fromenv = tls.fromenv
   local shutdown_hooks = {}
   c.setlogger(log.write)
   c.onerror(log_task_error)
@@ -131,29 +134,9 @@ local function bind(c)
     return d:serve(handler)
   end
 
-  --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
-  -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=}`. Must run in a task. A port is an integer 0..65535;
-  -- it, an unknown key or a bad timeout raises (core.options "connect").
-  -- @function connect
-  -- @treturn[1] Socket
-  -- @treturn[2] nil
-  -- @treturn[2] string error code
-  -- @treturn[2] any errno or message
-  function api.connect(host, port, opts)
-    if type(host) == "table" then
-      opts = host
-      host, port = opts.host, opts.port
-    end
-    opts = opts or {}
-    c.options.check("connect", opts, 2)
-    local timeout = opts.timeout
-    if timeout == math.huge or timeout == false then timeout = nil end
-    if opts.path then return c.connect(opts.path, nil, timeout) end
-    if host == nil then error("connect: host must be a string (got nil)", 2) end
-    check.string(host, "connect: host", 2)
-    if port == nil then error("connect: port must be an integer 0..65535 (got nil)", 2) end
-    port = check.port(port, "connect: port", 2)
+  -- The TCP connection of api.connect: every address `host` resolves to
+  -- in turn, within the timeout.
+  local function connect(host, port, timeout)
     local deadline = timeout and c.now() + timeout
     local addrs, err, extra = c.resolve(host)
     if not addrs then return nil, err, extra end
@@ -164,6 +147,44 @@ local function bind(c)
       if sock or err == "timeout" then return sock, err, extra end
     end
     return nil, err, extra
+  end
+
+  --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
+  -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
+  -- path=, timeout=, tls=}`. Must run in a task. A port is an integer
+  -- 0..65535; it, an unknown key or a bad timeout raises (core.options
+  -- "connect"). With `tls` (true, a table of options or a TLSContext) the
+  -- TLS handshake follows, verifying the server's certificate for `host`
+  -- (or `tls.servername`) against the system CA store (or `tls.ca`) unless
+  -- `tls.verify` is false; `timeout` covers both.
+  -- @function connect
+  -- @treturn[1] Socket
+  -- @treturn[2] nil
+  -- @treturn[2] string error code ("tls" for a failed handshake)
+  -- @treturn[2] any errno or message
+  function api.connect(host, port, opts)
+    if type(host) == "table" then
+      opts = host
+      host, port = opts.host, opts.port
+    end
+    opts = opts or {}
+    c.options.check("connect", opts, 2)
+    local timeout = opts.timeout
+    if timeout == math.huge or timeout == false then timeout = nil end
+    local started = c.now()
+    local sock, err, extra
+    if opts.path then
+      sock, err, extra = c.connect(opts.path, nil, timeout)
+    else
+      if host == nil then error("connect: host must be a string (got nil)", 2) end
+      check.string(host, "connect: host", 2)
+      if port == nil then error("connect: port must be an integer 0..65535 (got nil)", 2) end
+      port = check.port(port, "connect: port", 2)
+      sock, err, extra = connect(host, port, timeout)
+    end
+    if not sock or not opts.tls then return sock, err, extra end
+    local left = timeout and math.max(0, timeout - (c.now() - started))
+    return api.tls.client(sock, opts.tls, host, left)
   end
 
   --- Counters: active, total, bytes_in, bytes_out, tasks, sockets,
@@ -209,8 +230,9 @@ end
 -- @function listen
 -- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
 -- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
--- `path` (unix socket), `fd` (adopt a listening descriptor), and any limit
--- of `berth.limits` but `cpu_budget`. An unknown key or a bad value raises,
+-- `path` (unix socket), `fd` (adopt a listening descriptor), `tls` (TLS
+-- options or a TLSContext: README "TLS"), and any limit of `berth.limits`
+-- but `cpu_budget`. An unknown key or a bad value raises,
 -- naming it: "listen: port must be an integer 0..65535 (got 70000)",
 -- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
 -- @treturn[1] ServerSocket

@@ -14,6 +14,10 @@
 -- 5. stop (SIGTERM/SIGINT, with the policy of berth.host): close the
 --    listeners, pass the signal on, wait for the workers, then end the
 --    loop; a second signal makes them all exit at once.
+--
+-- It also makes the TLS session ticket keys every worker uses, so that a
+-- ticket from one worker resumes on any other, and rotates them on SIGHUP:
+-- the new workers encrypt with a new key and still accept the previous.
 -- @module berth.master
 local core = require "berth.core"
 local channel = require "berth.channel"
@@ -42,6 +46,7 @@ function Master.new(berth, opts)
     listeners = {},     -- "address#n" -> ServerSocket or Datagram (never read)
     changed = berth.cond(), -- a worker became ready or exited
     stopping = false, reloading = false, started_one = false,
+    ticket_keys = berth.tls.newkeys(1), -- the first encrypts
   }, Master)
 end
 
@@ -92,6 +97,8 @@ function Master:serve_channel(w)
       self:answer_listen(w, id, fields)
     elseif kind == "udp" then
       self:answer_udp(w, id, channel.udp_options(fields))
+    elseif kind == "tickets" then
+      self:reply(w, channel.encode("tickets", id, { keys = self.ticket_keys }))
     else
       self:reply(w, channel.encode("error", id,
         { message = "master: unknown request " .. ("%q"):format(kind) }))
@@ -248,6 +255,7 @@ end
 function Master:rolling_reload()
   if self.reloading or self.stopping then return end
   self.reloading = true
+  self.ticket_keys = self.berth.tls.newkeys(1) .. self.ticket_keys:sub(1, 80)
   self.log.info("master: rolling reload of %d workers", #self.slots)
   for slot = 1, #self.slots do
     if not self:replace(slot) then

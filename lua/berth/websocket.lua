@@ -288,7 +288,8 @@ function websocket.connect(url, opts)
   local scheme, host, port, path, authority = parse_url(url or "")
   if not scheme then return nil, "badurl" end
   if scheme == "wss" and not core.tls then return nil, "unsupported" end
-  local sock, err, extra = berth.connect(host, port, { timeout = opts.timeout, tls = opts.tls })
+  local sock, err, extra = berth.connect(host, port,
+    { timeout = opts.timeout, tls = scheme == "wss" and (opts.tls or true) or nil })
   if not sock then return nil, err, extra end
   local key = W.newkey()
   local lines = { ("GET %s HTTP/1.1"):format(path), "Host: " .. authority,

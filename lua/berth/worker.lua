@@ -7,7 +7,8 @@
 -- sends. All workers, and the workers that replace them on a rolling
 -- reload, then share one accept queue, so no connection waiting in it is
 -- lost when a worker goes away. Once the script has run, the worker tells
--- the master it is ready.
+-- the master it is ready. TLS session ticket keys come from the master
+-- too, so that every worker resumes the sessions of every other.
 --
 -- Every exchange is bounded: with no reply within channel.TIMEOUT,
 -- `listen` returns nil, "timeout"; a SIGTERM or SIGINT during the wait
@@ -26,10 +27,22 @@ local function lost(berth, what)
   os.exit(1)
 end
 
+-- The TLS session ticket keys all workers share, from the master (request
+-- id 1).
+local function fetch_tickets(berth, fd)
+  local kind, fields = channel.exchange(fd, 1, channel.encode("tickets", 1), channel.TIMEOUT)
+  if kind == "tickets" then
+    berth.tls.ticketkeys(fields.keys)
+  elseif fields == "closed" then
+    lost(berth, "tickets")
+  end
+end
+
 --- Route `berth.listen` of the API table through the master on `fd`.
 function worker.start(berth, fd)
   local listen = berth.listen
-  local last_id = 0
+  local last_id = 1
+  fetch_tickets(berth, fd)
   function berth.listen(opts)
     core.options.check("listen", opts, 2) -- raise as a single process does
     if opts.fd then return listen(opts) end

@@ -5,11 +5,17 @@
 -- message is a frame, a 4-byte big-endian length and a body: its kind,
 -- the request id, then fields (key, tagged value)*. Kinds:
 --
---   worker -> master  "ready"   the script has run
+--   worker -> master  "attach"  send the shared region (first, at start)
+--                     "ready"   the script has run
 --                     "listen"  bind a listener: the BIND keys of
 --                               core.options.listen, nothing else
---   master -> worker  "ok"      the listening descriptor is attached
---                     "fail"    listen returned nil: code, errno
+--   master -> worker  "ok"      to "listen": the listening descriptor is
+--                               attached; to "attach": the region's
+--                               descriptor is, with slot (the member slot
+--                               claimed for the worker) and worker (its
+--                               number)
+--                     "fail"    listen returned nil: code, errno; or the
+--                               master has no region: code
 --                     "error"   listen raised: message
 --
 -- A reply carries its request's id, so a reply that comes after its
@@ -94,6 +100,11 @@ function channel.decode(frame)
   local ok, kind, id, fields = pcall(decode, frame)
   if not ok then return nil, "malformed message: " .. tostring(kind) end
   return kind, id, fields
+end
+
+--- The "attach" request: the shared region, please.
+function channel.attach_request(id)
+  return channel.encode("attach", id)
 end
 
 --- The "listen" request for `listen(opts)`: only the BIND keys.

@@ -295,6 +295,79 @@ static struct mstate *mstate_get(lua_State *L, struct loop *lp) {
   return ms;
 }
 
+/* ------------------------------------------------------- MetricsText */
+
+/* The text of a scrape, in C memory: the loop never makes one big Lua
+ * string of it (a copy of a megabyte, and a megabyte of GC debt, in one
+ * iteration); the scrape handler sends it a slice per loop turn. */
+#define CLS_MTEXT "berth.MetricsText"
+
+struct mtext {
+  struct buf b;
+};
+
+static struct mtext *mtext_check(lua_State *L) {
+  return luaL_checkudata(L, 1, CLS_MTEXT);
+}
+
+/* Push a MetricsText that takes over *b (left empty). [-0, +1, m] */
+static void mtext_push(lua_State *L, struct buf *b) {
+  struct mtext *t = lua_newuserdatauv(L, sizeof *t, 0);
+  t->b = (struct buf)BUF_INIT;
+  luaL_setmetatable(L, CLS_MTEXT);
+  t->b = *b;
+  *b = (struct buf)BUF_INIT;
+}
+
+static int mtext_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)mtext_check(L)->b.len);
+  return 1;
+}
+
+/* sub(i [, j]) -> bytes i..j, with string.sub's rules. */
+static int mtext_sub(lua_State *L) {
+  struct mtext *t = mtext_check(L);
+  lua_Integer len = (lua_Integer)t->b.len;
+  lua_Integer i = luaL_checkinteger(L, 2), j = luaL_optinteger(L, 3, -1);
+  if (i < 0)
+    i = i < -len ? 1 : len + i + 1;
+  else if (i == 0)
+    i = 1;
+  if (j < 0)
+    j = j < -len ? 0 : len + j + 1;
+  else if (j > len)
+    j = len;
+  if (i > j)
+    lua_pushliteral(L, "");
+  else
+    lua_pushlstring(L, buf_begin(&t->b) + i - 1, (size_t)(j - i + 1));
+  return 1;
+}
+
+/* text() -> all of it as one string. */
+static int mtext_text(lua_State *L) {
+  struct mtext *t = mtext_check(L);
+  lua_pushlstring(L, buf_begin(&t->b), t->b.len);
+  return 1;
+}
+
+/* free(): release the memory now (also __close and __gc). */
+static int mtext_free(lua_State *L) {
+  buf_free(&mtext_check(L)->b);
+  return 0;
+}
+
+static const luaL_Reg mtext_meta[] = {
+  {"__len", mtext_len}, {"__gc", mtext_free}, {"__close", mtext_free},
+  {NULL, NULL}
+};
+static const luaL_Reg mtext_methods[] = {
+  {"len", mtext_len}, {"sub", mtext_sub}, {"text", mtext_text},
+  {"free", mtext_free}, {NULL, NULL}
+};
+
+/* ------------------------------------------------------------- format */
+
 static int metrics_format_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   struct mjob *j = (struct mjob *)ctx;
@@ -302,14 +375,14 @@ static int metrics_format_k(lua_State *L, int status, lua_KContext ctx) {
   if (j->rc < 0) {
     n = util_fail(L, "nomemory");
   } else {
-    lua_pushlstring(L, buf_begin(&j->out), j->out.len);
+    mtext_push(L, &j->out);
     lua_pushnumber(L, j->secs);
   }
   metrics_jobfree(j);
   return n;
 }
 
-/* In place, where no task can wait. -> text, seconds */
+/* In place, where no task can wait. -> MetricsText, seconds */
 static int metrics_format_here(lua_State *L, struct shmetrics *m) {
   struct buf out = BUF_INIT;
   double t0 = metrics_clock();
@@ -319,19 +392,19 @@ static int metrics_format_here(lua_State *L, struct shmetrics *m) {
     buf_free(&out);
     return util_fail(L, "nomemory");
   }
-  lua_pushlstring(L, buf_begin(&out), out.len);
-  buf_free(&out);
+  mtext_push(L, &out);
   lua_pushnumber(L, secs);
   return 2;
 }
 
-/* format() -> the Prometheus text of every series of the group, and the
- * seconds its formatting took | nil, "nomemory". In a task, the text is
- * made on a thread while the task waits. */
+/* format([here]) -> the Prometheus text of every series of the group (a
+ * MetricsText), and the seconds its formatting took | nil, "nomemory".
+ * In a task, the text is made on a thread while the task waits; with
+ * `here` (or outside a task) on the loop itself. */
 static int metrics_format(lua_State *L) {
   struct loop *lp = lua_touserdata(L, lua_upvalueindex(1));
   struct shmetrics *m = metrics_get(L);
-  if (!sched_canwait(L, lp))
+  if (lua_toboolean(L, 1) || !sched_canwait(L, lp))
     return metrics_format_here(L, m);
   struct mstate *ms = mstate_get(L, lp);
   struct mjob *j = calloc(1, sizeof *j);
@@ -432,6 +505,16 @@ static int metrics_stop(lua_State *L) {
   return 0;
 }
 
+/* cpu() -> CPU seconds this thread (the loop's) has used: what the loop
+ * itself spent, without the scrape threads or the time it was preempted
+ * (the benchmarks and specs measure a scrape's cost to the loop so). */
+static int metrics_cpu(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+  return 1;
+}
+
 /* lag() -> the last sampled lag in seconds (0 before the first). */
 static int metrics_lag(lua_State *L) {
   struct loop *lp = lua_touserdata(L, lua_upvalueindex(1));
@@ -449,11 +532,17 @@ static const luaL_Reg metrics_funcs[] = {
   {"start", metrics_start},
   {"stop", metrics_stop},
   {"lag", metrics_lag},
+  {"cpu", metrics_cpu},
   {NULL, NULL}
 };
 
 /* Takes the loop from the top; pushes core.metrics. [-1, +1, m] */
 void metrics_open(lua_State *L) {
+  if (luaL_getmetatable(L, CLS_MTEXT) == LUA_TNIL) {
+    util_newclass(L, CLS_MTEXT, mtext_meta, mtext_methods);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
   luaL_newlibtable(L, metrics_funcs);
   lua_rotate(L, -2, 1); /* stack: M, loop */
   luaL_setfuncs(L, metrics_funcs, 1);

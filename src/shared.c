@@ -435,18 +435,17 @@ static int sd_lincr(lua_State *L) {
   size_t klen;
   const char *k = sd_key(L, &klen);
   struct shdict_val delta, init, out;
-  char scratch[8];
-  luaL_checktype(L, 3, LUA_TNUMBER);
+  if (lua_type(L, 3) != LUA_TNUMBER)
+    check_fail(L, 3, "incr: n", "a number");
   sd_toval(L, 3, &delta, "incr: n");
   int has_init = !lua_isnoneornil(L, 4);
-  if (has_init) {
-    luaL_checktype(L, 4, LUA_TNUMBER);
+  if (has_init && lua_type(L, 4) != LUA_TNUMBER)
+    check_fail(L, 4, "incr: init", "a number");
+  if (has_init)
     sd_toval(L, 4, &init, "incr: init");
-  }
   double now = shdict_now();
   double expires = sd_expiry(L, 5, "incr: init_ttl", now);
   memset(&out, 0, sizeof out);
-  out.s = scratch;
   int rc = shdict_incr(d, k, klen, &delta, has_init ? &init : NULL, expires,
                        now, &out);
   if (rc < 0)
@@ -569,8 +568,9 @@ static int sd_open(lua_State *L) {
     luaL_argerror(L, 1, "a name is 1 to 58 bytes, no zero byte");
   size_t size = check_size(L, 2, "shared: size", SHARED_DICT_DEFAULT);
   if (size < shdict_min_size() || size > UINT32_MAX)
-    return luaL_error(L, "shared: size must be %d to %d bytes (got %d)",
-                      (int)shdict_min_size(), (int)UINT32_MAX, (int)size);
+    return luaL_error(L, "shared: size must be at least %d bytes and below "
+                      "4 GiB (got %I)", (int)shdict_min_size(),
+                      (lua_Integer)size);
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sd_cache) != LUA_TTABLE) {
     lua_pop(L, 1);
     lua_newtable(L);

@@ -118,7 +118,6 @@ end
 function bus.bind(c)
   local cb = c.bus
   local api = {}
-  call = cb.call
 
   --- Publish `msg` on `topic` to every worker.
   -- @treturn[1] integer how many workers queued it (dropped ones not counted)
@@ -158,8 +157,9 @@ function bus.bind(c)
       if k ~= "max" then error(("subscribe: unknown option %q (valid: max)"):format(tostring(k)), 2) end
     end
     local max = opts.max ~= nil and c.check.size(opts.max, "subscribe: max", 2) or DEFAULT_MAX
+    cb.open() -- raises if another loop of this process has the bus
     cb.ondeliver(dispatch)
-    cb.open()
+    call = cb.call -- set here, not at bind: a loop never used stays collectable
     local sub = setmetatable({ topic = topic, fn = fn, core = c, max = max, dropped = 0,
       msgs = {}, froms = {}, head = 1, n = 0 }, Sub)
     if not fn then sub.cond = sync.cond(c) end

@@ -30,6 +30,7 @@ local INTERVAL = 0.1 -- seconds between samples of the built-in metrics
 local DEFAULT_BUCKETS = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 }
 local LAG_BUCKETS = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5 }
 local MAX_HEADERS = 100
+local SLICE = 64 * 1024    -- bytes of a scrape's text sent per loop turn
 local REQUEST_TIMEOUT = 10 -- seconds for a request's head
 local IDLE_TIMEOUT = 60    -- seconds a kept-alive scraper may idle
 
@@ -224,11 +225,28 @@ end
 local REASONS = { [200] = "OK", [400] = "Bad Request", [404] = "Not Found",
   [405] = "Method Not Allowed", [500] = "Internal Server Error" }
 
-local function respond(sock, status, body, close, head_only, ctype)
-  local h = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n")
-    :format(status, REASONS[status], ctype or "text/plain; charset=utf-8", #body,
+local function head(status, length, close, ctype)
+  return ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n")
+    :format(status, REASONS[status], ctype or "text/plain; charset=utf-8", length,
       close and "Connection: close\r\n" or "")
-  return sock:write(h, head_only and "" or body)
+end
+
+local function respond(sock, status, body, close, head_only)
+  return sock:write(head(status, #body, close), head_only and "" or body)
+end
+
+-- Send a scrape's text (a MetricsText) one slice per loop turn, so that
+-- no iteration copies more than SLICE bytes of it.
+local function send_text(c, sock, text, close, head_only)
+  local n = #text
+  local ok, err = sock:write(head(200, n, close, "text/plain; version=0.0.4; charset=utf-8"))
+  for i = 1, head_only and 0 or n, SLICE do
+    if not ok then break end
+    c.sleep(0)
+    ok, err = sock:write(text:sub(i, i + SLICE - 1))
+  end
+  text:free()
+  return ok, err
 end
 
 -- The head of one request: method, target, version, close, body length;
@@ -281,12 +299,11 @@ local function scrape_handler(c, uri)
         respond(sock, 404, "not found; metrics are at " .. uri .. "\n", close, head_only)
       else
         local text = c.metrics.format()
-        if text then
-          respond(sock, 200, text, close, head_only, "text/plain; version=0.0.4; charset=utf-8")
-        else
+        if not text then
           respond(sock, 500, "out of memory\n", true)
           return
         end
+        if not send_text(c, sock, text, close, head_only) then return end
       end
       if close then return end
     end
@@ -326,7 +343,11 @@ function metrics.bind(c, api)
   -- @treturn[1] number seconds the formatting took
   function m.text()
     start_builtins(c, api, state)
-    return c.metrics.format()
+    local text, secs = c.metrics.format()
+    if not text then return nil, secs end
+    local s = text:text()
+    text:free()
+    return s, secs
   end
 
   --- Serve GET `uri` (default "/metrics") on a listener: `opts` are

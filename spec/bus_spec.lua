@@ -15,11 +15,11 @@ describe("berth.bus", function()
   it("delivers to the publisher's own subscribers, in order, with callbacks and tasks", function()
     run(function()
       local got, read = {}, {}
-      local cb <close> = berth.bus.subscribe("news", expect(function(msg, from, topic)
+      local _cb <close> = berth.bus.subscribe("news", expect(function(msg, from, topic)
         got[#got + 1] = { msg, from, topic }
       end, 3))
       local sub <close> = berth.bus.subscribe("news")
-      local other <close> = berth.bus.subscribe("other", expect(nil, 0))
+      local _other <close> = berth.bus.subscribe("other", expect(nil, 0))
       assert.equal(1, berth.bus.publish("news", "one")) -- one member: this process
       assert.equal(1, berth.bus.publish("news", "two"))
       assert.equal(1, berth.bus.publish("news", 3)) -- a number goes as a string
@@ -50,8 +50,8 @@ describe("berth.bus", function()
   it("an error in one callback goes to berth.onerror; the other subscribers still get it",
     function()
       run(function()
-        local a <close> = berth.bus.subscribe("err", function() error("boom") end)
-        local b <close> = berth.bus.subscribe("err", expect(function(msg)
+        local _a <close> = berth.bus.subscribe("err", function() error("boom") end)
+        local _b <close> = berth.bus.subscribe("err", expect(function(msg)
           assert.equal("x", msg)
         end))
         berth.bus.publish("err", "x")
@@ -63,7 +63,7 @@ describe("berth.bus", function()
   it("delivers a burst larger than one wake-up's budget, all of it, in order", function()
     run(function()
       local n, last, bad = 0, 0, 0
-      local sub <close> = berth.bus.subscribe("burst", function(msg)
+      local _sub <close> = berth.bus.subscribe("burst", function(msg)
         local k = tonumber(msg)
         if k ~= last + 1 then bad = bad + 1 end
         last, n = k, n + 1

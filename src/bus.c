@@ -46,7 +46,9 @@ static void bus_name(const struct shm *r, int slot, struct bus_addr *a) {
 
 static int bus_socket(void) {
   int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  return fd < 0 ? -errno : fd;
+  if (fd < 0)
+    return -errno;
+  return fd;
 }
 
 static int bus_bind(struct bus *b) {

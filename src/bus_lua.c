@@ -28,6 +28,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,8 +87,8 @@ static void busl_pushstate(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &busl_key);
 }
 
-static int busl_worker_of_slot(int slot) {
-  struct shm_member *m = shm_member(busl_ep ? busl_ep->b.r : NULL, slot);
+static int busl_worker_of_slot(const struct busep *ep, int slot) {
+  struct shm_member *m = shm_member(ep->b.r, slot);
   return m ? atomic_load(&m->worker) : -1;
 }
 
@@ -310,8 +311,10 @@ static int inbox__gc(lua_State *L) {
 
 static int inbox__tostring(lua_State *L) {
   struct inbox *ib = inbox_check(L, 1);
-  lua_pushfstring(L, "Inbox (%I%s)", (lua_Integer)ib->id,
-                  ib->closed ? ", closed" : "");
+  char text[64];
+  snprintf(text, sizeof text, "Inbox (%llu%s)", (unsigned long long)ib->id,
+           ib->closed ? ", closed" : "");
+  lua_pushstring(L, text);
   return 1;
 }
 
@@ -330,7 +333,7 @@ void inbox_sockclosed(lua_State *L, struct sock *s) {
  * inbox. Stack: the state table at st. */
 static void busl_one(lua_State *L, struct busep *ep, int st,
                      const struct bus_msg *m) {
-  int from = busl_worker_of_slot(m->from_slot);
+  int from = busl_worker_of_slot(ep, m->from_slot);
   ep->lost += m->lost;
   if (m->kind == BUS_DIRECT) {
     lua_getfield(L, st, "inboxes");

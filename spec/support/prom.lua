@@ -58,6 +58,25 @@ local function labels(s, where)
   return table.concat(parts, ","), t
 end
 
+-- The text inside the braces at the start of `s` ("{...}"), and the
+-- position after the closing brace; quoted values may hold any byte.
+local function braces(s, where)
+  if s:sub(1, 1) ~= "{" then return nil end
+  local quoted, i = false, 2
+  while i <= #s do
+    local c = s:sub(i, i)
+    if quoted and c == "\\" then
+      i = i + 1
+    elseif c == '"' then
+      quoted = not quoted
+    elseif c == "}" and not quoted then
+      return s:sub(2, i - 1), i + 1
+    end
+    i = i + 1
+  end
+  error(where .. ": no closing brace", 0)
+end
+
 -- The family a sample name belongs to, given the declared types.
 local function family_of(fams, name)
   if fams[name] then return fams[name] end
@@ -129,14 +148,14 @@ function prom.parse(text)
     elseif line:match("%S") then
       local name, rest = line:match("^([%a_:][%w_:]*)(.*)$")
       if not name then error(where .. ": not a sample: " .. line, 0) end
-      local lab, value = "", nil
-      local inner, after = rest:match("^{(.-)}()")
+      local lab = ""
+      local inner, after = braces(rest, where)
       local t = {}
       if inner then
         lab, t = labels(inner, where)
         rest = rest:sub(after)
       end
-      value = rest:match("^ (%S+)")
+      local value = rest:match("^ (%S+)")
       local v = value and number(value)
       if not v then error(where .. ": bad value in " .. line, 0) end
       local f = family_of(fams, name)

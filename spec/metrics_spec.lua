@@ -186,9 +186,16 @@ describe("berth.metrics", function()
         d[3], d[2] / 1000))
     assert.is_true(scrapes >= 5, "scrapes")
     assert.is_true(inplace > 0.002, "formatting 10,000 series is not cheap enough to do inline")
-    -- Each scrape would cost the loop a long iteration if it were made
-    -- there; made on a thread, it costs at most a few, whatever the noise
-    -- of a shared machine adds.
-    assert.is_true(d[6] < scrapes / 2, ("%d iterations over 1 ms for %d scrapes"):format(d[6], scrapes))
+    -- Made on the loop, each scrape would cost one iteration as long as
+    -- the formatting; made on a thread and sent in slices, no iteration
+    -- comes near that, and most scrapes cost none over 1 ms (the few that
+    -- do are the noise of a shared machine: idle has some too).
+    assert.is_true(d[5] < inplace * 1e6 / 2,
+      ("the longest iteration took %.2f ms of loop CPU"):format(d[5] / 1000))
+    -- (Under scripts/sanitize every copy is instrumented: the count is
+    -- only reported there.)
+    if not (os.getenv("LD_PRELOAD") or ""):find("asan") then
+      assert.is_true(d[6] < scrapes, ("%d iterations over 1 ms for %d scrapes"):format(d[6], scrapes))
+    end
   end)
 end)

@@ -469,7 +469,9 @@ static lua_Integer sd_pushkeys(lua_State *L, int idx, const unsigned char *p,
                                size_t used, lua_Integer n, lua_Integer max) {
   size_t at = 0;
   while (at + 2 <= used && (max == 0 || n < max)) {
-    size_t len = (size_t)p[at] | (size_t)p[at + 1] << 8;
+    uint16_t len16;
+    memcpy(&len16, p + at, 2); /* the host's order, as shdict_keys wrote it */
+    size_t len = len16;
     lua_pushlstring(L, (const char *)p + at + 2, len);
     lua_rawseti(L, idx, ++n);
     at += 2 + len;

@@ -16,20 +16,29 @@
 -- clients listed for long.
 --
 -- A slow reader must neither stall the others nor grow memory without
--- bound. A line is handed to a client only while its write buffer stays
--- within the high watermark, so write() never has to wait for it; a client
--- that falls further behind than that is disconnected.
+-- bound, and a client that reads normally must never be dropped. Bytes
+-- queued for a client include what the kernel has simply not taken yet
+-- (its socket buffers grow and shrink with autotuning), so the bound is
+-- large: a client is dropped only when more than BEHIND bytes wait for it,
+-- or when what waits for it has made no progress for STALLED seconds (the
+-- server's send_timeout, enforced by berth). write() from the bus callback
+-- never waits: it queues, and the bound keeps the queue finite.
 local berth = require "berth"
 
-local BACKLOG = 64 * 1024 -- bytes one client may lag behind (the default high watermark)
+local BEHIND = 4 * 1024 * 1024 -- bytes queued for one client before it is dropped
+local STALLED = 10              -- seconds of output without progress (send_timeout)
 local LISTED = 60         -- seconds a client stays listed without a renewal
 local clients = {}        -- this worker's connections
 local users = berth.shared("chat.users", { size = 1 << 20 })
+-- Room for bursts in this worker's bus mailbox: a handler publishes every
+-- line a client pipelined in one go (the default 1 MiB holds only 64 lines
+-- of 16 KiB; past it lines would be dropped for this worker).
+berth.bus.configure { queue = 8 * 1024 * 1024 }
 local worker = berth.worker()
 
 -- Give `line` to `sock` unless it lags too far behind.
 local function give(sock, line)
-  if sock:pending() + #line > BACKLOG then
+  if sock:pending() + #line > BEHIND then
     berth.log.warn("disconnecting a client that does not read")
     clients[sock] = nil
     sock:close()
@@ -68,6 +77,7 @@ local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7001),
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
+  max_output = BEHIND + 64 * 1024, send_timeout = STALLED,
   handler = function(sock)
     local id = sock:id()
     clients[sock] = true

@@ -11,6 +11,9 @@
  *   server.c socket*.c timer.c  the classes (one file each; they may use
  *   signal.c fwatch.c proc.c    each other: a server makes sockets)
  *   resolve.c dgram*.c tls.c    (tls.c: the TLS engine, no lua.h)
+ *   shared.c bus_lua.c          shared.c: the group's region and dicts;
+ *   metrics.c                   bus_lua.c: messages, inboxes, sock:id();
+ *                               metrics.c: metrics and their scrape
  *   sched.c                     tasks: spawn, park, wake, resume
  *   loop.c util.c check.c       the loop object; Lua helpers; validators,
  *   options.c limits.c          option tables and limits (defined once)
@@ -60,6 +63,8 @@
 #define CLS_FWATCH "berth.FileWatch"
 #define CLS_DGRAM  "berth.Datagram"
 #define CLS_TLSCTX "berth.TLSContext"
+#define CLS_SHDICT "berth.SharedDict"
+#define CLS_INBOX  "berth.Inbox"
 
 /* Invariants (E7): compiled in unless NDEBUG, i.e. in debug and sanitizer
  * builds; the message says what broke. */
@@ -98,6 +103,7 @@ struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
 struct dgramset;  /* dgram.c: open Datagrams, the receive batch area */
 struct drain;     /* shutdown.c: the grace timer */
 struct tlsstate;  /* socket_tls.c: the default session ticket keys */
+struct mstate;    /* metrics.c: the sampler and the scrape threads */
 struct cleanup;   /* loop.c */
 
 struct loop {
@@ -120,6 +126,7 @@ struct loop {
   struct dgramset *dgrams; /* made by the first berth.udp */
   struct drain *drain;
   struct tlsstate *tls;
+  struct mstate *metrics;
 };
 
 /* [-0, +1, m] the new loop userdata */
@@ -222,6 +229,8 @@ void sched_setonerror(lua_State *L, struct loop *lp, int idx);
 void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds);
 double sched_cpubudget(struct loop *lp);
 long sched_ntasks(struct loop *lp);
+/* Errors reported to error handlers so far (tasks and callbacks). */
+long sched_nerrors(struct loop *lp);
 /* Called (protected) when the last task ends; shutdown.c uses it. */
 void sched_onidle(struct loop *lp, lua_CFunction fn);
 /* End every task still alive: its waits are cancelled and its <close>
@@ -239,7 +248,8 @@ int sched_wake(lua_State *L, struct loop *lp, int taskidx, int nvals);
 #define UV_LOOP 1
 
 enum sock_uv { SOCK_UV_SERVER = 2, SOCK_UV_ONERROR, SOCK_UV_ONDATA,
-               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_NUV = SOCK_UV_ONDRAIN };
+               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_UV_INBOX,
+               SOCK_NUV = SOCK_UV_INBOX };
 
 /* The peer address, kept so peer() answers after close too (11). */
 struct tls;       /* tls.h */
@@ -285,6 +295,8 @@ struct sock {
   socklen_t peerlen;     /* 0: not known yet */
   struct link link;      /* on the loop's open sockets, for shutdown */
   struct tls *tls;       /* TLS on this connection, or NULL (tls.h) */
+  struct inbox *inbox;   /* bus_lua.c, made by sock:id(); SOCK_UV_INBOX
+                            keeps it alive as long as the socket */
 };
 
 enum srv_uv { SRV_UV_HANDLER = 2, SRV_UV_ONERROR, SRV_UV_SPARE, SRV_UV_PATH,
@@ -411,6 +423,8 @@ void limits_push(lua_State *L, const struct limits *lim, int scopes);
                                                             /* [-0,+1,m] */
 void srv_closeall(lua_State *L, struct loop *lp);
 void srv_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
+/* A connection the server accepted has closed (socket.c). */
+void srv_connclosed(struct server *sv);
 
 /* socket_tls.c: TLS on sockets, over tls.c */
 /* The TLSContext class; starttls, handshake, tlsinfo on Socket; settls on
@@ -461,6 +475,25 @@ int dgram_new(lua_State *L);     /* berth.udp{...} */
 void dgram_quiesce(lua_State *L, struct loop *lp);
 void dgram_closeall(lua_State *L, struct loop *lp);
 void dgram_stats(lua_State *L, struct loop *lp); /* adds fields */
+/* shared.c: the region this process shares with its group (created
+ * lazily by a single process, attached from the master's descriptor by a
+ * worker), its member slot, and berth.shared (class berth.SharedDict) */
+void shared_open(lua_State *L); /* [-0, +1, m] the core.shared table */
+/* The region, made now if this process has none yet; raises when it
+ * cannot have one. [-0, +0, v] */
+struct shm *shared_region(lua_State *L);
+int shared_slot(void);          /* this process's member slot, or -1 */
+/* A connection id unique in the group (shm.h), or raises. */
+uint64_t shared_connid(lua_State *L);
+
+/* bus_lua.c: berth.bus (publish, subscribe, send_to) and the inboxes
+ * behind sock:id() and sock:inbox() */
+void busl_open(lua_State *L);   /* [-0, +1, m] the core.bus table */
+/* Socket s closed (not by __gc): its inbox wakes a waiting reader. */
+void inbox_sockclosed(lua_State *L, struct sock *s);
+
+/* metrics.c: berth.metrics' store, sampler and scrape */
+void metrics_open(lua_State *L); /* [-0, +1, m] the core.metrics table */
 
 /* shutdown.c */
 /* Graceful stop: listeners close, idle connections close, tasks get

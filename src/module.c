@@ -73,6 +73,8 @@ static int m_stats(lua_State *L) {
   dgram_stats(L, lp);
   lua_pushinteger(L, sched_ntasks(lp));
   lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, sched_nerrors(lp));
+  lua_setfield(L, -2, "errors");
   lua_pushinteger(L, lp->nanchors);
   lua_setfield(L, -2, "anchors");
   return 1;
@@ -220,6 +222,14 @@ static void m_pushcore(lua_State *L) {
   lua_pushvalue(L, -2);
   stls_open(L);
   lua_setfield(L, -2, "tls");
+  shared_open(L);
+  lua_setfield(L, -2, "shared");
+  lua_pushvalue(L, -2);
+  busl_open(L);
+  lua_setfield(L, -2, "bus");
+  lua_pushvalue(L, -2);
+  metrics_open(L);
+  lua_setfield(L, -2, "metrics");
   http_push(L);
   lua_setfield(L, -2, "http");
   ws_push(L);

@@ -37,6 +37,7 @@
 struct srvset {
   struct link open;      /* open servers */
   long nopen;
+  long accepted, rejected, active; /* served connections, all servers */
 };
 
 static struct server *srv_check(lua_State *L, int idx) {
@@ -101,6 +102,7 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
     if ((size_t)sv->active >= sv->lim.max_connections) {
       close(fd);
       sv->rejected++;
+      sv->loop->servers->rejected++;
       continue;
     }
     if (sv->tls != NULL && (s->tls = tls_new(sv->tls, fd, &s->wbuf, NULL))
@@ -124,6 +126,8 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
       net_set_bool(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     sv->accepted++;
     sv->active++;
+    sv->loop->servers->accepted++;
+    sv->loop->servers->active++;
     sock_timer_arm(s); /* the idle timeout runs from the accept */
     return 1;
   }
@@ -292,6 +296,18 @@ void srv_closeall(lua_State *L, struct loop *lp) {
 void srv_stats(lua_State *L, struct loop *lp) {
   lua_pushinteger(L, lp->servers->nopen);
   lua_setfield(L, -2, "servers");
+  lua_pushinteger(L, lp->servers->active);
+  lua_setfield(L, -2, "connections");
+  lua_pushinteger(L, lp->servers->accepted);
+  lua_setfield(L, -2, "accepted");
+  lua_pushinteger(L, lp->servers->rejected);
+  lua_setfield(L, -2, "rejected");
+}
+
+/* A connection sv accepted has closed (socket.c). */
+void srv_connclosed(struct server *sv) {
+  sv->active--;
+  sv->loop->servers->active--;
 }
 
 static int srv_close(lua_State *L) {

@@ -464,7 +464,9 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
   link_remove(&s->link);
   lp->socks->nopen--;
   if (s->srv)
-    s->srv->active--;
+    srv_connclosed(s->srv);
+  if (s->inbox && why != NULL)
+    inbox_sockclosed(L, s);
   s->callback = 0;
   if (why == NULL) { /* __gc: no task can be waiting, nothing may run */
     waiter_drop(&s->reader);

@@ -8,6 +8,8 @@ local log = require "berth.log"
 local sync = require "berth.sync"
 local reload = require "berth.reload"
 local tls = require "berth.tls"
+local bus = require "berth.bus"
+local metrics = require "berth.metrics"
 
 local Socket, ServerSocket, Datagram = core.Socket, core.ServerSocket, core.Datagram
 local check = core.check
@@ -24,6 +26,16 @@ end
 -- @function ServerSocket:connections
 function ServerSocket:connections(timeout)
   return function() return (self:accept(timeout)) end
+end
+
+-- on("message", fn): the socket's inbox calls fn(msg, from) (berth.bus).
+local sock_on = Socket.on
+function Socket:on(event, fn)
+  if event == "message" then
+    self:inbox():on(fn)
+    return self
+  end
+  return sock_on(self, event, fn)
 end
 
 -- on("connection", "module.name"): a reloadable handler (berth.reload).
@@ -213,6 +225,36 @@ local function bind(c)
     for _, fn in ipairs(hooks) do c.spawn(fn) end
     return c.shutdown(grace)
   end
+
+  --- A dictionary shared by every worker of the master (and by the whole
+  -- of a single process): strings, numbers and booleans, TTLs, LRU
+  -- eviction within `opts.size` bytes (default 4 MiB; the first process
+  -- to ask makes it, later ones get it as it was made). See README
+  -- "Shared dictionary".
+  -- @function shared
+  -- @tparam string name 1 to 58 bytes
+  -- @tparam[opt] table opts `size`
+  -- @return SharedDict: get, set, add, replace, incr, delete, ttl, keys,
+  -- flush_all, flush_expired, stats
+  function api.shared(name, opts)
+    if opts ~= nil then
+      if type(opts) ~= "table" then error("shared: opts must be a table (got " .. type(opts) .. ")", 2) end
+      for k in pairs(opts) do
+        if k ~= "size" then error(("shared: unknown option %q (valid: size)"):format(tostring(k)), 2) end
+      end
+    end
+    return c.shared.dict(name, opts and opts.size)
+  end
+
+  --- This process's worker number: 1..N under `--workers N`, 0 in a
+  -- single process.
+  -- @function worker
+  function api.worker()
+    return c.shared.worker()
+  end
+
+  api.bus = bus.bind(c)
+  api.metrics = metrics.bind(c, api)
 
   --- A new, independent loop with this same API (`berth.loop().serve{…}`,
   -- `:run()`…). The default loop is the one `berth` itself drives.

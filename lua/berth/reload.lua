@@ -98,9 +98,14 @@ end
 --- The handler for module `name`: loads it on first use (raising on any
 -- error) and returns a function that runs the current version.
 -- @tparam string name a module name, as for require
--- @treturn function handler(sock)
-function reload.handler(name)
+-- @tparam[opt=1] integer nargs the handler's arguments before `state`: 1
+-- (`handle(sock, state)`) or 2 (berth.http: `handle(req, res, state)`)
+-- @treturn function handler(sock) (or handler(req, res))
+function reload.handler(name, nargs)
   local rec = record(name)
+  if nargs == 2 then
+    return function(a, b) return rec.current.handle(a, b, rec.state) end
+  end
   return function(sock) return rec.current.handle(sock, rec.state) end
 end
 

@@ -602,7 +602,19 @@ static void sock_setcallback(struct sock *s, int on) {
     ev_feed_event(ev, &s->rio, EV_READ);
 }
 
+/* Whether the socket at idx has on("close") or on("drain"). */
+static int sock_hasevents(lua_State *L, int idx) {
+  int onclose = lua_getiuservalue(L, idx, SOCK_UV_ONCLOSE) == LUA_TFUNCTION;
+  int ondrain = lua_getiuservalue(L, idx, SOCK_UV_ONDRAIN) == LUA_TFUNCTION;
+  lua_pop(L, 2);
+  return onclose || ondrain;
+}
+
 static int sock_on(lua_State *L) {
+  if (lua_isnil(L, 3) && sock_check(L, 1)->fd < 0) {
+    lua_settop(L, 1); /* unregistering on a closed socket: nothing to do */
+    return 1;
+  }
   struct sock *s = sock_checkopen(L, 1);
   static const char *const names[] = {"data", "close", "drain", NULL};
   static const int uvs[] = {SOCK_UV_ONDATA, SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN};
@@ -615,8 +627,8 @@ static int sock_on(lua_State *L) {
   lua_setiuservalue(L, 1, uvs[which]);
   if (which == 0)
     sock_setcallback(s, !lua_isnil(L, 3));
-  else if (!lua_isnil(L, 3))
-    s->events = 1;
+  else /* on(event, nil) unregisters: a handler's socket closes again */
+    s->events = sock_hasevents(L, 1);
   sock_hold(L, s, 1);
   sock_release(L, s);
   lua_settop(L, 1);
@@ -646,11 +658,23 @@ static int sock_setsize(lua_State *L, size_t *field) {
   return 0;
 }
 
+/* A time limit for setoption (the value at 3): seconds, 0, false or
+ * math.huge for none, or true for `loopval`, the loop's value of it
+ * (berth.limits{}, the host's option): what a served connection gets. */
+static double sock_checklimit(lua_State *L, const char *what,
+                              double loopval) {
+  if (lua_type(L, 3) == LUA_TBOOLEAN && lua_toboolean(L, 3))
+    return loopval;
+  double t = check_time(L, 3, what, 0);
+  return isinf(t) ? 0 : t; /* none */
+}
+
 static int sock_setoption(lua_State *L) {
   struct sock *s = sock_checkopen(L, 1);
+  const struct limits *deflim = &s->loop->limits;
   static const char *const names[] = {"nodelay", "keepalive", "maxline",
                                       "highwater", "lowwater", "idle_timeout",
-                                      NULL};
+                                      "send_timeout", NULL};
   int rc = 0;
   switch (luaL_checkoption(L, 2, NULL, names)) {
   case 0:
@@ -662,10 +686,14 @@ static int sock_setoption(lua_State *L) {
   case 2: sock_setsize(L, &s->lim.maxline); break;
   case 3: sock_setsize(L, &s->hiwat); break;
   case 4: sock_setsize(L, &s->lowat); break;
-  case 5: /* seconds; 0 or false: none (a WebSocket waits for minutes) */
-    s->lim.idle_timeout = check_time(L, 3, "setoption: idle_timeout", 0);
-    if (isinf(s->lim.idle_timeout)) /* false or math.huge: none */
-      s->lim.idle_timeout = 0;
+  case 5: /* none: a WebSocket may stay quiet for minutes */
+    s->lim.idle_timeout = sock_checklimit(L, "setoption: idle_timeout",
+                                          deflim->idle_timeout);
+    sock_timer_arm(s);
+    break;
+  case 6:
+    s->lim.send_timeout = sock_checklimit(L, "setoption: send_timeout",
+                                          deflim->send_timeout);
     sock_timer_arm(s);
     break;
   }
@@ -762,6 +790,9 @@ static int sock_connect_k(lua_State *L, int status, lua_KContext ctx) {
   int err = s->writer.timedout ? ETIMEDOUT : -net_connect_result(s->fd);
   s->writer.timedout = 0;
   if (err == 0) {
+    /* An idle timeout given next counts from here, as a served
+     * connection's counts from its accept, not from the connect's start. */
+    s->last_active = s->last_drain = ev_now(s->loop->ev);
     lua_settop(L, idx);
     return 1;
   }

@@ -163,7 +163,10 @@ local function bind(c)
 
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=, tls=}`. Must run in a task. A port is an integer
+  -- path=, timeout=, tls=, idle_timeout=, send_timeout=}`. Must run in a
+  -- task. `idle_timeout` and `send_timeout` (seconds, true for the loop's
+  -- value as `berth.limits` says, false: none, the default) give the socket
+  -- those limits of a served connection (sock:setoption). A port is an integer
   -- 0..65535; it, an unknown key or a bad timeout raises (core.options
   -- "connect"). With `tls` (true, a table of options or a TLSContext) the
   -- TLS handshake follows, verifying the server's certificate for `host`
@@ -194,7 +197,12 @@ local function bind(c)
       port = check.port(port, "connect: port", 2)
       sock, err, extra = connect(host, port, timeout)
     end
-    if not sock or not opts.tls then return sock, err, extra end
+    if not sock then return nil, err, extra end
+    -- Limits a served connection has, opt-in (a client's connection may
+    -- rightly stay quiet: a pool, a subscriber); true: the loop's value.
+    if opts.idle_timeout ~= nil then sock:setoption("idle_timeout", opts.idle_timeout) end
+    if opts.send_timeout ~= nil then sock:setoption("send_timeout", opts.send_timeout) end
+    if not opts.tls then return sock end
     local left = timeout and math.max(0, timeout - (c.now() - started))
     return api.tls.client(sock, opts.tls, host, left)
   end

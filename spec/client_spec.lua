@@ -226,6 +226,8 @@ describe("berth.connect idle_timeout and send_timeout", function()
       local p2 <close> = assert(server:accept(2))
       assert_fail("timeout", nil, s2:read("l", 0.4))
       assert.is_true(s2:fd() >= 0)
+      assert(p2:write("open\n"))
+      assert.equal("open", s2:read("l", 1))
     end)
   end)
 

@@ -49,6 +49,8 @@ describe("regress: client-side sockets have the limits of served ones", function
       assert.equal("timeout", code)
       local took = berth.now() - t0
       assert.is_true(took >= 0.25 and took < 1.5, ("%.2f s: not the idle timeout"):format(took))
+      local _, end_code = support.read_to_end(peer, 1) -- a ClientHello, then the end
+      assert.equal("closed", end_code)
     end)
   end)
 
@@ -65,6 +67,8 @@ describe("regress: client-side sockets have the limits of served ones", function
       local t0 = berth.now()
       assert_fail("timeout", nil, sock:read("l"))
       assert.is_true(berth.now() - t0 < 1)
+      local got, code = support.read_to_end(peer, 1)
+      assert.same({ "", "closed" }, { got, code })
       support.assert_raises("setoption: send_timeout must be a number of seconds >= 0, or false",
         function() local s <close> = assert(berth.connect("127.0.0.1", server:port()))
           s:setoption("send_timeout", -1) end)

@@ -611,14 +611,15 @@ static int sock_hasevents(lua_State *L, int idx) {
 }
 
 static int sock_on(lua_State *L) {
-  if (lua_isnil(L, 3) && sock_check(L, 1)->fd < 0) {
-    lua_settop(L, 1); /* unregistering on a closed socket: nothing to do */
-    return 1;
-  }
-  struct sock *s = sock_checkopen(L, 1);
+  struct sock *s = sock_check(L, 1);
   static const char *const names[] = {"data", "close", "drain", NULL};
   static const int uvs[] = {SOCK_UV_ONDATA, SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN};
   int which = luaL_checkoption(L, 2, NULL, names);
+  if (s->fd < 0 && lua_isnil(L, 3)) {
+    lua_settop(L, 1); /* unregistering on a closed socket: nothing to do */
+    return 1;
+  }
+  sock_checkopen(L, 1);
   if (!lua_isnil(L, 3))
     luaL_checktype(L, 3, LUA_TFUNCTION);
   if (which == 0 && s->reader.task)

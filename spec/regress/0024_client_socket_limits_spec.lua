@@ -96,6 +96,10 @@ describe("regress: client-side sockets have the limits of served ones", function
       assert.equal(client, client:on("close", nil))
       client:close()
       assert.equal(client, client:on("close", nil))
+      support.assert_raises("invalid option 'clsoe'",
+        client.on, client, "clsoe", nil)
+      support.assert_raises("attempt to use a closed socket",
+        client.on, client, "close", function() end)
     end)
   end)
 end)

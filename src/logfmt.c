@@ -259,6 +259,14 @@ enum logfmt_format logfmt_current(void) {
   return log_format;
 }
 
+int logfmt_worker(void) {
+  return log_worker;
+}
+
+int logfmt_master(void) {
+  return log_master;
+}
+
 /* errno is kept: callers log between a failing call and their report. */
 int logfmt_emit(const char *level, const char *peer, const char *msg,
                 size_t msglen) {

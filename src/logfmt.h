@@ -60,6 +60,8 @@ int logfmt_write(int fd, const char *p, size_t n);
 /* The process-wide settings: format, worker number (0: none), master. */
 void logfmt_setup(enum logfmt_format f, int worker, int master);
 enum logfmt_format logfmt_current(void);
+int logfmt_worker(void);
+int logfmt_master(void);
 
 /* Format a record of this process (now, getpid(), the settings above) and
  * write it to stderr in one write. `peer` may be NULL. Returns 0 or

@@ -23,6 +23,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -644,6 +645,30 @@ static int sock_peer(lua_State *L) {
       return util_failerr(L, -rc);
   }
   return util_pushaddr(L, &a);
+}
+
+/* The peer as log records show it: "1.2.3.4:5", "[::1]:5", a unix path;
+ * "" when unknown (an unnamed unix client). */
+void sock_peertext(struct sock *s, char *out, size_t len) {
+  struct net_addr a;
+  char host[NET_ADDRSTRLEN];
+  int port;
+  sock_notepeer(s);
+  memset(&a, 0, sizeof a);
+  if (len > 0)
+    out[0] = '\0';
+  if (s->peerlen == 0 || len == 0)
+    return;
+  memcpy(&a.ss, &s->peer, s->peerlen);
+  a.len = s->peerlen;
+  if (net_format_addr(&a, host, sizeof host, &port) < 0)
+    return;
+  if (a.ss.ss_family == AF_INET6)
+    snprintf(out, len, "[%s]:%d", host, port);
+  else if (a.ss.ss_family == AF_INET)
+    snprintf(out, len, "%s:%d", host, port);
+  else
+    snprintf(out, len, "%s", host);
 }
 
 static int sock_localaddr(lua_State *L) {

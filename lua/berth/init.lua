@@ -32,14 +32,10 @@ function ServerSocket:on(event, fn)
   return c_on(self, event, fn)
 end
 
--- The default handler for errors raised in tasks (E6).
+-- The default handler for errors raised in tasks (E6). The record names
+-- the connection (its peer) when there is one.
 local function log_task_error(err, traceback, sock)
-  local where = ""
-  if sock then
-    local host, port = sock:peer()
-    if host then where = (" (peer %s:%s)"):format(host, port) end
-  end
-  log.write("error", "handler error" .. where .. ": " .. tostring(traceback or err))
+  log.write("error", "handler error: " .. tostring(traceback or err), sock or false)
 end
 
 -- The public API over one core table, i.e. one loop.

@@ -155,6 +155,9 @@ function reload.watch()
   for _, name in ipairs(order) do reload.watchmodule(modules[name]) end
 end
 
+local root
+function reload.root(dir) root = dir or root; return root end
+
 --- Reload counters for berth.stats(): reloads, reload_failures,
 -- last_reload, last_reload_error (nil once a later reload succeeded).
 function reload.stats()

@@ -6,7 +6,9 @@
  * loop, which lives as long as that table or any of its objects.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "berth.h"
 #include "check.h"
@@ -147,6 +149,17 @@ static int m_logformat(lua_State *L) {
   return 1;
 }
 
+/* realpath(path) -> the canonical absolute path (symbolic links and "."
+ * and ".." resolved), or nil, code, errno. Hot reload uses it to tell the
+ * application's modules from the libraries'. */
+static int m_realpath(lua_State *L) {
+  char out[PATH_MAX];
+  if (realpath(luaL_checkstring(L, 1), out) == NULL)
+    return util_failerr(L, errno);
+  lua_pushstring(L, out);
+  return 1;
+}
+
 /* suspend() -> the values given to wake(). Task only. */
 static int m_suspend(lua_State *L) {
   return sched_suspend(L, m_loop(L));
@@ -239,6 +252,7 @@ static const luaL_Reg m_funcs[] = {
   {"setlogger", m_setlogger},
   {"log", m_log},
   {"logformat", m_logformat},
+  {"realpath", m_realpath},
   {NULL, NULL}
 };
 

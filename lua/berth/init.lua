@@ -25,13 +25,6 @@ function ServerSocket:connections(timeout)
   return function() return (self:accept(timeout)) end
 end
 
--- on("connection", "module.name"): a reloadable handler (berth.reload).
-local c_on = ServerSocket.on
-function ServerSocket:on(event, fn)
-  if event == "connection" and type(fn) == "string" then fn = reload.handler(fn) end
-  return c_on(self, event, fn)
-end
-
 -- The default handler for errors raised in tasks (E6). The record names
 -- the connection (its peer) when there is one.
 local function log_task_error(err, traceback, sock)
@@ -61,9 +54,13 @@ local function bind(c)
   -- @treturn[2] integer errno
   function api.serve(opts)
     c.options.check("serve", opts, 2)
-    if opts.handler == nil then
+    local handler = opts.handler
+    if handler == nil then
       error("serve: handler must be a function or a handler module's name (got nil)", 2)
     end
+    -- A handler module is loaded before anything is bound: a missing or
+    -- broken module fails the call, naming itself and the caller's line.
+    if type(handler) == "string" then handler = reload.handler(handler, 2) end
     local t = {} -- listen's own keys: all but handler and onerror
     for k, v in pairs(opts) do
       if c.options.listen[k] then t[k] = v end
@@ -71,7 +68,7 @@ local function bind(c)
     local server, err, errno = api.listen(t)
     if not server then return nil, err, errno end
     if opts.onerror then server:on("error", opts.onerror) end
-    return server:on("connection", opts.handler)
+    return server:on("connection", handler)
   end
 
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.

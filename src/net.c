@@ -267,8 +267,12 @@ const char *net_errcode(int err) {
     return "nofile";
   case ENOMEM: case ENOBUFS:
     return "nomem";
-  case EINVAL:
+  case ENOENT: case ENOTDIR: /* a unix socket path (or its directory) */
+    return "notfound";
+  case EINVAL: case ENOTSOCK: case ENAMETOOLONG:
     return "invalid";
+  case EAFNOSUPPORT: case EPROTONOSUPPORT:
+    return "unsupported";
   default:
     return "error";
   }

@@ -58,7 +58,8 @@ long net_writev(int fd, const struct iovec *iov, int iovcnt);
 
 int net_set_bool(int fd, int level, int opt, int on);
 
-/* The stable error code berth reports for an errno ("reset", "refused"...). */
+/* The stable error code berth reports for an errno ("reset", "refused"...);
+ * README's table of codes lists every one (spec/errors_spec.lua checks). */
 const char *net_errcode(int err);
 
 #endif

@@ -36,7 +36,7 @@ local function bind(c)
   local api = {
     version = c.version, log = log,
     cond = function() return sync.cond(c) end,
-    listen = c.listen, spawn = c.spawn, sleep = c.sleep, now = c.now,
+    spawn = c.spawn, sleep = c.sleep, now = c.now,
     timer = c.timer, signal = c.signal, run = c.run, step = c.step,
     stop = c.stop, shutdown = c.shutdown, stats = c.stats, draining = c.draining,
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
@@ -44,6 +44,33 @@ local function bind(c)
   local shutdown_hooks = {}
   c.setlogger(log.write)
   c.onerror(log_task_error)
+
+  --- Listen on a TCP or unix socket. A `host` that is a name is resolved
+  -- once, here (its first address is bound): in a task the task waits for
+  -- the lookup, which runs off the loop; in the main chunk (the loop is
+  -- not running yet) the lookup is made at once; in a callback it raises.
+  -- @function listen
+  -- @tparam table opts see the reference of listen below
+  -- @treturn[1] ServerSocket
+  -- @treturn[2] nil
+  -- @treturn[2] string error code ("notfound" for a name that does not
+  -- resolve)
+  -- @treturn[2] any errno or message
+  function api.listen(opts)
+    if type(opts) == "table" and type(opts.host) == "string" and opts.path == nil
+      and opts.fd == nil then
+      c.options.check("listen", opts, 2)
+      local addrs, code, msg = c.resolve(opts.host, "listen") -- a number: at once
+      if not addrs then return nil, code, msg end
+      if addrs[1] ~= opts.host then
+        local t = {}
+        for k, v in pairs(opts) do t[k] = v end
+        t.host = addrs[1]
+        opts = t
+      end
+    end
+    return c.listen(opts)
+  end
 
   --- Listen and run `opts.handler(sock)` in a new task per connection.
   -- @function serve
@@ -87,6 +114,7 @@ local function bind(c)
     end
     opts = opts or {}
     c.options.check("connect", opts, 2)
+    c.checkwait("connect") -- before a lookup: nothing happens outside a task
     local timeout = opts.timeout
     if timeout == math.huge or timeout == false then timeout = nil end
     if opts.path then return c.connect(opts.path, nil, timeout) end

@@ -144,18 +144,22 @@ describe("messages", function()
     run(function()
       local p <close> = support.pair()
       local sock = p.client
-      local ok, err = pcall(sock.read, sock, {})
-      assert.is_false(ok)
-      assert.equal("bad argument #2 to 'berth.Socket.read' (string expected, got table)", err)
-      ok, err = pcall(function() return sock:read({}) end)
-      assert.matches("bad argument #1 to 'read' %(string expected, got table%)$", err)
+      local function raised(...)
+        local ok, err = pcall(...)
+        assert.is_false(ok)
+        return err
+      end
+      assert.equal("bad argument #2 to 'berth.Socket.read' (string expected, got table)",
+        raised(sock.read, sock, {}))
+      assert.matches("bad argument #1 to 'read' %(string expected, got table%)$",
+        raised(function() return sock:read({}) end))
       local t = berth.timer(100, 0, function() end)
-      ok, err = pcall(t.cancel, 5)
-      assert.equal("bad argument #1 to 'berth.Timer.cancel' (berth.Timer expected, got number)", err)
+      assert.equal("bad argument #1 to 'berth.Timer.cancel' (berth.Timer expected, got number)",
+        raised(t.cancel, 5))
       t:cancel()
       local server <close> = support.listen()
-      ok, err = pcall(function() server:on(5, print) end)
-      assert.matches("bad argument #1 to 'on' %(invalid option '5'%)$", err)
+      assert.matches("bad argument #1 to 'on' %(invalid option '5'%)$",
+        raised(function() server:on(5, print) end))
     end)
   end)
 

@@ -157,12 +157,12 @@ end
 -- What a JSON record's message must be: bytes that are not UTF-8 become
 -- U+FFFD.
 local function as_json_text(s)
-  return (s:gsub("[\128-\255]+", function(run) -- ASCII is always kept
+  return (s:gsub("[\128-\255]+", function(bytes) -- ASCII is always kept
     local out, i = {}, 1
-    while i <= #run do
-      local n = run:byte(i) >= 0xc0 and utf8.offset(run, 2, i) -- not at a continuation
-      if n and utf8.len(run:sub(i, n - 1)) then
-        out[#out + 1] = run:sub(i, n - 1)
+    while i <= #bytes do
+      local n = bytes:byte(i) >= 0xc0 and utf8.offset(bytes, 2, i) -- not at a continuation
+      if n and utf8.len(bytes:sub(i, n - 1)) then
+        out[#out + 1] = bytes:sub(i, n - 1)
         i = n
       else
         out[#out + 1] = "\239\191\189"

@@ -46,8 +46,8 @@ static void put_str(struct sink *s, const char *q) {
  * become '?', so the field cannot break the line. */
 static void put_field(struct sink *s, const char *q) {
   for (; *q; q++) {
-    char c = (unsigned char)*q < 0x20 || *q == 0x7f ? '?' : *q;
-    put(s, &c, 1);
+    unsigned char u = (unsigned char)*q;
+    put(s, u < 0x20 || u == 0x7f ? "?" : q, 1);
   }
 }
 

@@ -211,7 +211,7 @@ static void loop_logtext(const char *level, const char *prefix,
     logfmt_emit(level, NULL, text, len);
     return;
   }
-  memcpy(line, prefix, n);
+  memcpy(line, prefix, n); /* NOLINT(bugprone-not-null-terminated-result): a length, not a C string */
   memcpy(line + n, text, len);
   logfmt_emit(level, NULL, line, n + len);
   if (line != stack)

@@ -12,15 +12,13 @@ local Socket, ServerSocket = core.Socket, core.ServerSocket
 local check = core.check
 
 
---- Iterate over lines (`fmt` "l" or "L") until EOF or an error.
--- @function Socket:lines
+-- Socket:lines and ServerSocket:connections are documented with their
+-- classes below.
 function Socket:lines(fmt)
   fmt = fmt or "l"
   return function() return (self:read(fmt)) end
 end
 
---- Iterate over accepted connections until a timeout or close.
--- @function ServerSocket:connections
 function ServerSocket:connections(timeout)
   return function() return (self:accept(timeout)) end
 end
@@ -45,17 +43,22 @@ local function bind(c)
   c.setlogger(log.write)
   c.onerror(log_task_error)
 
-  --- Listen on a TCP or unix socket. A `host` that is a name is resolved
-  -- once, here (its first address is bound): in a task the task waits for
-  -- the lookup, which runs off the loop; in the main chunk (the loop is
-  -- not running yet) the lookup is made at once; in a callback it raises.
+  --- Listen on a TCP or unix socket.
+  -- A `host` that is a name is resolved once, here, and its first address
+  -- bound: in a task the task waits for the lookup, which runs off the
+  -- loop; in the main chunk (the loop is not running yet) the lookup is
+  -- made at once; in a callback it raises.
   -- @function listen
-  -- @tparam table opts see the reference of listen below
+  -- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
+  -- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
+  -- `path` (unix socket), `fd` (adopt a listening descriptor), and any limit
+  -- of `berth.limits` but `cpu_budget`. An unknown key or a bad value raises,
+  -- naming it: "listen: port must be an integer 0..65535 (got 70000)",
+  -- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
   -- @treturn[1] ServerSocket
   -- @treturn[2] nil
-  -- @treturn[2] string error code ("notfound" for a name that does not
-  -- resolve)
-  -- @treturn[2] any errno or message
+  -- @treturn[2] string "addrinuse", "addrnotavail", "permission", "notfound", …
+  -- @treturn[2] any errno, or the resolver's message
   function api.listen(opts)
     if type(opts) == "table" and type(opts.host) == "string" and opts.path == nil
       and opts.fd == nil then
@@ -173,19 +176,6 @@ end
 
 -- Reference of the functions the C core provides (for LDoc).
 
---- Listen on a TCP or unix socket.
--- @function listen
--- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
--- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
--- `path` (unix socket), `fd` (adopt a listening descriptor), and any limit
--- of `berth.limits` but `cpu_budget`. An unknown key or a bad value raises,
--- naming it: "listen: port must be an integer 0..65535 (got 70000)",
--- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
--- @treturn[1] ServerSocket
--- @treturn[2] nil
--- @treturn[2] string "addrinuse", "permission", "invalid", …
--- @treturn[2] integer errno
-
 --- Run `fn(...)` as a new task on the next loop iteration.
 -- @function spawn
 -- @tparam function fn
@@ -225,6 +215,10 @@ end
 --- Make a running `run()` return.
 -- @function stop
 
+--- Whether a graceful shutdown is under way.
+-- @function draining
+-- @treturn boolean
+
 --- Set the process-wide handler of task errors: `fn(err, traceback, sock)`.
 -- @function onerror
 -- @tparam function fn
@@ -250,6 +244,12 @@ end
 
 --- Socket: a connection. Methods yield only the calling task.
 -- @type Socket
+
+--- Iterate over lines (`fmt` "l" or "L") until EOF or an error:
+-- `for line in sock:lines() do ... end`.
+-- @function Socket:lines
+-- @tparam[opt="l"] string fmt
+-- @treturn function the iterator
 
 --- Read `fmt`: an integer n, "l", "L" or "a".
 -- @function Socket:read
@@ -301,11 +301,11 @@ end
 --- Close (idempotent); waiting tasks get nil, "closed".
 -- @function Socket:close
 
---- The remote address: host, port (or path, 0).
+--- The remote address: host, port (or path, 0); also after close.
 -- @function Socket:peer
 
---- The local address: host, port (or path, 0).
--- @function Socket:localaddr
+--- The local address: host, port (or path, 0). `localaddr` is the same.
+-- @function Socket:address
 
 --- Bytes buffered for writing and read but unconsumed.
 -- @function Socket:pending
@@ -320,8 +320,17 @@ end
 -- @tparam string event
 -- @tparam function fn
 
+--- The descriptor (-1 once closed).
+-- @function Socket:fd
+
 --- ServerSocket: a listener.
 -- @type ServerSocket
+
+--- Iterate over accepted connections until a timeout or close:
+-- `for client in server:connections() do ... end` (task only).
+-- @function ServerSocket:connections
+-- @tparam[opt] number timeout
+-- @treturn function the iterator
 
 --- Accept one connection (task only).
 -- @function ServerSocket:accept
@@ -355,6 +364,9 @@ end
 
 --- The limits its connections get.
 -- @function ServerSocket:limits
+
+--- The listening descriptor (-1 once closed).
+-- @function ServerSocket:fd
 
 
 return bind(core)

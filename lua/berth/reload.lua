@@ -73,9 +73,9 @@ local function msgh(err)
   return debug.traceback(tostring(err), 2)
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Application roots
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 --- Add `dir` to the application roots (the host adds the script's
 -- directory). Returns the roots.
@@ -119,9 +119,9 @@ local function search(name, what)
   return path
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Generations: new versions built side by side with the live ones
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 -- A generation builds the new versions of the handlers it is asked for.
 -- `fresh` names the application modules (and handlers) that are run
@@ -260,9 +260,9 @@ local function commit(gen, names)
   end
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Loading and reloading
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 --- The handler for module `name`: loads it (and its tree) on first use,
 -- raising on any error, and returns a function that runs the current
@@ -403,9 +403,9 @@ function reload.changed(names)
   return reload_handlers(list, fresh)
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Watching
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 -- Editors save in place, through a temporary file renamed over the
 -- original, or by deleting and re-creating it; core.watch reports each
@@ -444,9 +444,9 @@ function reload.watch()
   for _, rec in pairs(modules) do watch_record(rec) end
 end
 
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 -- Introspection
----------------------------------------------------------------------------
+-- -------------------------------------------------------------------------
 
 --- Reload counters for berth.stats(): `reloads` (handler modules
 -- replaced), `reload_failures`, `last_reload` (the loop time of the last

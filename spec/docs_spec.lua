@@ -1,0 +1,68 @@
+-- The documentation matches what runs: README's usage block is `berth
+-- --help`; README's LUA_PATH works from any directory; scripts/docs builds
+-- the reference of the public API only, each method under its class.
+local support = require "support"
+
+local ROOT = require("berth.core").realpath(".")
+
+local function sh(cmd)
+  local h = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
+  local out = h:read("a")
+  h:close()
+  local body, rc = out:match("^(.-)rc=(%d+)%s*$")
+  return body, tonumber(rc)
+end
+
+local function readme() return assert(support.read_file("README.md")) end
+
+describe("documentation", function()
+  before_each(support.before)
+  after_each(support.after)
+
+  it("README's host options are `berth --help`, word for word", function()
+    local usage = readme():match("### Host options\n\n```\n(.-)```\n")
+    assert(usage, "no usage block in README.md")
+    local out, code = support.run_host { "--help" }
+    assert.equal(0, code)
+    assert.equal(out, usage)
+  end)
+
+  it("README's LUA_PATH and LUA_CPATH make `require \"berth\"` work from any directory",
+    function()
+      local line = readme():match("\n  (export LUA_PATH=[^\n]+)\n")
+      assert(line, "no export line in README.md")
+      local out, rc = sh(("cd %s && %s && cd / && %s -e 'print(require(\"berth\").version)'")
+        :format(support.shquote(ROOT), line, support.lua_binary()))
+      assert.equal(0, rc, out)
+      assert.equal(support.berth.version .. "\n", out)
+    end)
+
+  it("scripts/docs documents the public modules only, each method under its class", function()
+    -- Debian's ldoc runs under lua5.1 or lua5.2; scripts/test installs them.
+    if not (sh("command -v ldoc")):find("ldoc")
+      or not (sh("command -v lua5.1 || command -v lua5.2")):find("lua") then
+      return pending("lua-ldoc (with lua5.1) is not installed: scripts/docs installs it")
+    end
+    local out, rc = sh("scripts/docs")
+    assert.equal(0, rc, out)
+    assert.is_falsy(out:find("lua/berth/[%w_]+%.lua:%d+:"), "LDoc warnings:\n" .. out)
+    local ls = sh("ls build/docs/modules")
+    assert.equal("berth.html\nberth.log.html\nberth.reload.html\nberth.sync.html\n", ls)
+    local html = assert(support.read_file("build/docs/modules/berth.html"))
+    local functions = html:match('<a name="Functions"></a>(.-)<a name="Class_Socket"></a>')
+    local socket = html:match('<a name="Class_Socket"></a>(.-)<a name="Class_ServerSocket"></a>')
+    local server = html:match('<a name="Class_ServerSocket"></a>(.*)$')
+    assert(functions and socket and server, "sections Functions, Socket, ServerSocket")
+    assert.is_falsy(functions:find('name = "[%w]*:'), "a method among the functions")
+    for _, name in ipairs { "listen", "serve", "connect", "spawn", "run", "step", "shutdown" } do
+      assert.is_truthy(functions:find('name = "' .. name .. '"', 1, true), name)
+    end
+    for _, m in ipairs { "lines", "read", "write", "close", "peer", "on" } do
+      assert.is_truthy(socket:find('name = "Socket:' .. m .. '"', 1, true), "Socket:" .. m)
+    end
+    for _, m in ipairs { "connections", "accept", "on", "close", "port" } do
+      assert.is_truthy(server:find('name = "ServerSocket:' .. m .. '"', 1, true),
+        "ServerSocket:" .. m)
+    end
+  end)
+end)

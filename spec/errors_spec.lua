@@ -118,6 +118,14 @@ describe("listen with a host name", function()
       end, 10)
     end)
 
+  it("raises at the caller's line for a host that cannot be a name", function()
+    local line = debug.getinfo(1, "l").currentline + 1
+    local ok, err = pcall(function() local _s = berth.listen { host = "bad host" } end)
+    assert.is_false(ok)
+    assert.equal(('spec/errors_spec.lua:%d: listen: host must be an IP address, "*" or a host '
+      .. 'name (got "bad host")'):format(line), err)
+  end)
+
   it("raises in a callback, where a lookup cannot wait, saying what to do instead", function()
     local err
     run(function()

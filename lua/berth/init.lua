@@ -43,6 +43,15 @@ local function bind(c)
   c.setlogger(log.write)
   c.onerror(log_task_error)
 
+  -- A host that can be neither an address nor a name raises, at `level`
+  -- of our caller (2: its caller).
+  local function check_host(host, level)
+    if type(host) == "string" and not host:match("^[%w%.%-_:%[%]%*]+$") then
+      error(('listen: host must be an IP address, "*" or a host name (got %q)'):format(host),
+        level + 1)
+    end
+  end
+
   --- Listen on a TCP or unix socket.
   -- A `host` that is a name is resolved once, here, and its first address
   -- bound: in a task the task waits for the lookup, which runs off the
@@ -60,19 +69,21 @@ local function bind(c)
   -- @treturn[2] string "addrinuse", "addrnotavail", "permission", "notfound", …
   -- @treturn[2] any errno, or the resolver's message
   function api.listen(opts)
-    if type(opts) == "table" and type(opts.host) == "string" and opts.path == nil
-      and opts.fd == nil then
-      c.options.check("listen", opts, 2)
-      local addrs, code, msg = c.resolve(opts.host, "listen") -- a number: at once
+    c.options.check("listen", opts, 2) -- raised at the caller's line
+    local host = opts.host
+    check_host(host, 2)
+    if type(host) == "string" and opts.path == nil and opts.fd == nil then
+      local ok, addrs, code, msg = pcall(c.resolve, host, "listen") -- a number: at once
+      if not ok then error(addrs, 2) end -- a lookup where nothing may wait
       if not addrs then return nil, code, msg end
-      if addrs[1] ~= opts.host then
+      if addrs[1] ~= host then
         local t = {}
         for k, v in pairs(opts) do t[k] = v end
         t.host = addrs[1]
         opts = t
       end
     end
-    return c.listen(opts)
+    return c.listen(opts) -- options checked: it raises no more
   end
 
   --- Listen and run `opts.handler(sock)` in a new task per connection.
@@ -84,6 +95,7 @@ local function bind(c)
   -- @treturn[2] integer errno
   function api.serve(opts)
     c.options.check("serve", opts, 2)
+    check_host(opts.host, 2)
     local handler = opts.handler
     if handler == nil then
       error("serve: handler must be a function or a handler module's name (got nil)", 2)
@@ -95,6 +107,8 @@ local function bind(c)
     for k, v in pairs(opts) do
       if c.options.listen[k] then t[k] = v end
     end
+    -- api.listen as the table has it now: a worker's goes through its
+    -- master, --check's to a loopback port.
     local server, err, errno = api.listen(t)
     if not server then return nil, err, errno end
     if opts.onerror then server:on("error", opts.onerror) end
@@ -117,7 +131,9 @@ local function bind(c)
     end
     opts = opts or {}
     c.options.check("connect", opts, 2)
-    c.checkwait("connect") -- before a lookup: nothing happens outside a task
+    -- Before a lookup: nothing happens outside a task.
+    local ok, err = pcall(c.checkwait, "connect")
+    if not ok then error(err, 2) end
     local timeout = opts.timeout
     if timeout == math.huge or timeout == false then timeout = nil end
     if opts.path then return c.connect(opts.path, nil, timeout) end

@@ -132,8 +132,8 @@ local function bind(c)
     opts = opts or {}
     c.options.check("connect", opts, 2)
     -- Before a lookup: nothing happens outside a task.
-    local ok, err = pcall(c.checkwait, "connect")
-    if not ok then error(err, 2) end
+    local intask, why = pcall(c.checkwait, "connect")
+    if not intask then error(why, 2) end
     local timeout = opts.timeout
     if timeout == math.huge or timeout == false then timeout = nil end
     if opts.path then return c.connect(opts.path, nil, timeout) end

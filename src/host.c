@@ -4,7 +4,11 @@
  *
  * The executable opts in to the process-wide effects a library must not
  * have: it ignores SIGPIPE, turns SIGINT/SIGTERM into a graceful shutdown
- * (a second one exits at once), and logs at "info" to stderr. What runs in
+ * (a second one exits at once), and logs at "info" to stderr. Once the
+ * command line is parsed, every message is a log record (logfmt.h: one
+ * write each, the process id and the worker number in it, --log-format);
+ * an error the script raises is one record, with its traceback unless the
+ * script could not even be loaded. What runs in
  * Lua before the script is lua/berth/host.lua; the limit options and their
  * --help lines come from LIMITS_LIST (berth_limits.h), and every value is
  * parsed strictly at start-up (units.h): a bad one is an error there.

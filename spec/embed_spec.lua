@@ -86,9 +86,14 @@ describe("embedding", function()
     local lines = {}
     for cc in block:gmatch("\n(cc [^\n]+)") do lines[#lines + 1] = cc end
     assert.equal(2, #lines, block)
+    -- A sanitizer build's libberth.a needs the sanitizer runtimes linked in
+    -- (its libberth.so brings them itself).
+    local cache = support.read_file("build/CMakeCache.txt") or ""
+    local sanitized = cache:find("\nBERTH_SANITIZE:BOOL=ON\n", 1, true) ~= nil
     for i, cc in ipairs(lines) do
       local exe = ("%s/app%d"):format(prefix, i)
       cc = cc:gsub(" app%.c ", " examples/embed/host.c "):gsub("%-o app ", "-o " .. exe .. " ")
+      if sanitized then cc = cc .. " -fsanitize=address,undefined" end
       out, rc = sh(("P=%s; %s && %s"):format(support.shquote(prefix),
         block:match("^(export PKG_CONFIG_PATH=[^\n]+)"), cc))
       assert.equal(0, rc, cc .. "\n" .. out)

@@ -25,6 +25,7 @@
  *                    takes N[ms|s|m|h]
  *   scope      SERVER copied into each server, and from it into each
  *                     accepted socket; listen{} accepts it
+ *              DATAGRAM copied into each Datagram; udp{} accepts it
  *              LOOP   one value per loop (berth.limits{} only)
  *   server     the library default for servers (or for the loop)
  *   connected  the value sockets made by connect/adopt get
@@ -58,14 +59,20 @@
   X(send_timeout, TIME, SERVER, 60, LIMITS_NONE_VALUE, 60,                  \
     "--send-timeout", "close when output makes no progress this long")      \
   X(cpu_budget, TIME, LOOP, LIMITS_NONE_VALUE, LIMITS_NONE_VALUE, 5,        \
-    "--cpu-budget", "end a task that runs this long without yielding")
+    "--cpu-budget", "end a task that runs this long without yielding")      \
+  X(max_datagram, SIZE, DATAGRAM, 64 * 1024, 64 * 1024, 64 * 1024,          \
+    "--max-datagram", "largest datagram received whole")                    \
+  X(max_queue, COUNT, DATAGRAM, 256, 256, 256, "--max-queue",               \
+    "datagrams received, not yet handled, per UDP socket")
 
 /* The kinds and scopes, as values (LIMITS_KIND(SIZE), LIMITS_SCOPE(LOOP)). */
 enum limits_kind { LIMITS_KIND_SIZE, LIMITS_KIND_COUNT, LIMITS_KIND_TIME };
-enum limits_scope { LIMITS_SCOPE_SERVER = 1, LIMITS_SCOPE_LOOP = 2 };
+enum limits_scope { LIMITS_SCOPE_SERVER = 1, LIMITS_SCOPE_LOOP = 2,
+                    LIMITS_SCOPE_DATAGRAM = 4 };
 #define LIMITS_KIND(k) LIMITS_KIND_##k
 #define LIMITS_SCOPE(s) LIMITS_SCOPE_##s
-#define LIMITS_ALL (LIMITS_SCOPE_SERVER | LIMITS_SCOPE_LOOP)
+#define LIMITS_ALL                                                          \
+  (LIMITS_SCOPE_SERVER | LIMITS_SCOPE_LOOP | LIMITS_SCOPE_DATAGRAM)
 
 /* How each kind is stored: sizes and counts as size_t, (size_t)-1 for
  * none; times in seconds as a double, 0 for none. */

@@ -10,7 +10,7 @@
  *   shutdown.c                  graceful stop: closes the objects below
  *   server.c socket*.c timer.c  the classes (one file each; they may use
  *   signal.c fwatch.c proc.c    each other: a server makes sockets)
- *   resolve.c
+ *   resolve.c dgram*.c
  *   sched.c                     tasks: spawn, park, wake, resume
  *   loop.c util.c check.c       the loop object; Lua helpers; validators,
  *   options.c limits.c          option tables and limits (defined once)
@@ -57,6 +57,7 @@
 #define CLS_TIMER  "berth.Timer"
 #define CLS_SIGNAL "berth.Signal"
 #define CLS_FWATCH "berth.FileWatch"
+#define CLS_DGRAM  "berth.Datagram"
 
 /* Invariants (E7): compiled in unless NDEBUG, i.e. in debug and sanitizer
  * builds; the message says what broke. */
@@ -84,6 +85,7 @@ struct sockset;   /* socket.c: open sockets and the byte counters */
 struct srvset;    /* server.c: open servers */
 struct resolver;  /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
+struct dgramset;  /* dgram.c: open Datagrams, the receive batch area */
 struct drain;     /* shutdown.c: the grace timer */
 struct cleanup;   /* loop.c */
 
@@ -104,6 +106,7 @@ struct loop {
   struct srvset *servers;
   struct resolver *resolver;
   struct fwatchset *fwatch;
+  struct dgramset *dgrams; /* made by the first berth.udp */
   struct drain *drain;
 };
 
@@ -360,6 +363,15 @@ void proc_open(lua_State *L); /* [-0, +1, m] the core.proc table */
 /* resolve.c */
 int resolve_lookup(lua_State *L);
 
+/* dgram.c: the Datagram class (UDP and unix datagram sockets) */
+void dgram_open(lua_State *L);   /* [-0, +1, m] the method table */
+int dgram_new(lua_State *L);     /* berth.udp{...} */
+/* Shutdown starts: unconnected Datagrams stop receiving (what they read
+ * already is still handed out); sends go on. */
+void dgram_quiesce(lua_State *L, struct loop *lp);
+void dgram_closeall(lua_State *L, struct loop *lp);
+void dgram_stats(lua_State *L, struct loop *lp); /* adds fields */
+
 /* shutdown.c */
 /* Graceful stop: listeners close, idle connections close, tasks get
  * `grace` seconds; then everything left is closed. */
@@ -376,5 +388,8 @@ int util_pushaddr(lua_State *L, const struct net_addr *a); /* [-0,+2,m] */
 /* A message handler keeping the error and its traceback: pushes
  * {err, traceback}. */
 int util_msgh(lua_State *L);
+/* The handler module named at idx becomes its reloadable handler
+ * (berth.reload's `loader`: "handler" or "packet_handler"). [-0,+0,e] */
+void util_handlermodule(lua_State *L, int idx, const char *loader);
 
 #endif

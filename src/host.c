@@ -143,7 +143,8 @@ static const char usage_head[] =
   "                   exit non-zero with the error if anything fails\n"
   "\n"
   "limits (README \"Limits and safety\"; 0 turns one off); --cpu-budget\n"
-  "applies to every task, the others to every server the script starts:\n";
+  "applies to every task, the datagram limits to every UDP socket, the\n"
+  "others to every server the script starts:\n";
 
 static const char usage_tail[] =
   "\n"

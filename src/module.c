@@ -73,6 +73,7 @@ static int m_stats(lua_State *L) {
   lua_createtable(L, 0, 8);
   sock_stats(L, lp);
   srv_stats(L, lp);
+  dgram_stats(L, lp);
   lua_pushinteger(L, sched_ntasks(lp));
   lua_setfield(L, -2, "tasks");
   lua_pushinteger(L, lp->nanchors);
@@ -226,6 +227,7 @@ static int m_newloop(lua_State *L);
 
 static const luaL_Reg m_funcs[] = {
   {"listen", srv_listen},
+  {"udp", dgram_new},
   {"connect", sock_connect},
   {"adopt", sock_adopt},
   {"resolve", resolve_lookup},
@@ -267,7 +269,10 @@ static void m_pushcore(lua_State *L) {
   luaL_getmetatable(L, CLS_SERVER);
   lua_getfield(L, -1, "__index");
   lua_setfield(L, -4, "ServerSocket");
-  lua_pop(L, 2);
+  luaL_getmetatable(L, CLS_DGRAM);
+  lua_getfield(L, -1, "__index");
+  lua_setfield(L, -5, "Datagram");
+  lua_pop(L, 3);
   lua_pushliteral(L, BERTH_VERSION);
   lua_setfield(L, -2, "version");
   proc_open(L);
@@ -297,7 +302,8 @@ static int m_newloop(lua_State *L) {
 int luaopen_berth_core(lua_State *L) {
   sock_open(L);
   srv_open(L);
-  lua_pop(L, 2);
+  dgram_open(L);
+  lua_pop(L, 3);
   timer_open(L);
   signal_open(L);
   fwatch_open(L);

@@ -3,7 +3,8 @@
  *
  * Contract: no lua.h here. Every function returns >= 0 on success and
  * -errno on failure (never touches errno of the caller's later calls).
- * Every descriptor made here is non-blocking and close-on-exec.
+ * Every descriptor made here is non-blocking and close-on-exec. Datagram
+ * calls use struct mmsghdr, which needs _GNU_SOURCE where it is filled.
  */
 #ifndef BERTH_NET_H
 #define BERTH_NET_H
@@ -57,6 +58,49 @@ long net_recv(int fd, void *p, size_t n);
 long net_writev(int fd, const struct iovec *iov, int iovcnt);
 
 int net_set_bool(int fd, int level, int opt, int on);
+int net_set_int(int fd, int level, int opt, int value);
+int net_get_int(int fd, int level, int opt, int *value);
+
+/* ------------------------------------------------------------ datagrams */
+
+struct mmsghdr;
+
+#define NET_BROADCAST 4
+
+/* A bound, non-blocking datagram socket (UDP, or unix SOCK_DGRAM): the fd
+ * or -errno. Flags: NET_REUSEADDR, NET_REUSEPORT, NET_BROADCAST. A unix
+ * socket file left by a dead process (nothing bound to it) is removed
+ * first; one a live process has bound gives -EADDRINUSE. */
+int net_udp_open(const struct net_addr *a, int flags);
+/* -ENOTSOCK/-EPROTOTYPE unless `fd` is a datagram socket; then makes it
+ * non-blocking and close-on-exec and returns its address family. */
+int net_check_dgram(int fd);
+/* connect(2) a datagram socket to `a`: the kernel then takes datagrams
+ * from that peer only and reports its ICMP errors. */
+int net_udp_connect(int fd, const struct net_addr *a);
+/* recvmmsg up to `n` datagrams without waiting: how many, or -errno
+ * (-EAGAIN: none). With MSG_TRUNC, msg_len is a datagram's real size even
+ * when it was cut to its iovec (and msg_flags has MSG_TRUNC). */
+int net_recvmmsg(int fd, struct mmsghdr *v, unsigned n);
+/* sendmmsg without waiting or SIGPIPE: how many went out, or -errno for
+ * the first one (-EAGAIN: the send buffer is full). */
+int net_sendmmsg(int fd, struct mmsghdr *v, unsigned n);
+/* One datagram to `to` (NULL: the connected peer): bytes sent or -errno. */
+long net_sendto(int fd, const void *p, size_t n, const struct net_addr *to);
+/* Join (join=1) or leave a multicast group on the interface named by
+ * `iface`: NULL (the kernel's choice), a numeric IPv4 address, or an
+ * interface name or index. For IPv4 the interface also becomes the one
+ * multicast datagrams are sent from. */
+int net_multicast(int fd, const struct net_addr *group, const char *iface,
+                  int join);
+
+/* An IPv4-mapped IPv6 address (::ffff:a.b.c.d) becomes plain IPv4, so a
+ * dual-stack socket reports IPv4 peers the way an IPv4 socket does. */
+void net_addr_unmap(struct net_addr *a);
+/* Make `a` fit a socket of `family`: an IPv4 address for an IPv6 socket
+ * becomes IPv4-mapped. 0, or -EAFNOSUPPORT when it cannot fit. */
+int net_addr_tofamily(struct net_addr *a, int family);
+int net_addr_family(const struct net_addr *a);
 
 /* The stable error code berth reports for an errno ("reset", "refused"...);
  * README's table of codes lists every one (spec/errors_spec.lua checks). */

@@ -16,13 +16,13 @@
 
 enum opt_kind {
   OPT_STRING, OPT_PORT, OPT_UINT, OPT_BOOLEAN, OPT_TIME, OPT_FUNCTION,
-  OPT_HANDLER, OPT_SIZE, OPT_COUNT
+  OPT_HANDLER, OPT_SIZE, OPT_COUNT, OPT_TABLE
 };
 
 /* Lua names of the kinds, in enum order (core.options.*.key.kind). */
 static const char *const opt_kindnames[] = {
   "string", "port", "integer", "boolean", "time", "function", "handler",
-  "size", "count"
+  "size", "count", "table"
 };
 
 #define OPT_BIND 1 /* listen: the master binds with it (options.h) */
@@ -129,6 +129,10 @@ static void opt_checkvalue(lua_State *L, int idx, const char *what,
     if (lua_type(L, idx) != LUA_TFUNCTION && lua_type(L, idx) != LUA_TSTRING)
       check_fail(L, idx, what, "a function or a handler module's name");
     break;
+  case OPT_TABLE:
+    if (lua_type(L, idx) != LUA_TTABLE)
+      check_fail(L, idx, what, "a table");
+    break;
   }
 }
 
@@ -195,7 +199,9 @@ static void opt_pushlimit(lua_State *L, const struct opt *o) {
   lua_createtable(L, 0, 5);
   lua_pushstring(L, opt_kindnames[o->kind]);
   lua_setfield(L, -2, "kind");
-  lua_pushstring(L, o->flags & LIMITS_SCOPE_LOOP ? "loop" : "server");
+  lua_pushstring(L, o->flags & LIMITS_SCOPE_LOOP       ? "loop"
+                   : o->flags & LIMITS_SCOPE_DATAGRAM ? "datagram"
+                                                      : "server");
   lua_setfield(L, -2, "scope");
   lua_pushstring(L, info[i].option);
   lua_setfield(L, -2, "option");

@@ -19,6 +19,7 @@
  *          TIME     seconds >= 0, or false (check_time)
  *          FUNCTION a function
  *          HANDLER  a function, or a handler module's name
+ *          TABLE    a table (its contents are its reader's business)
  *   where  BIND     needed to bind a listener: under --workers the master
  *                   binds it, so the worker sends it in its request
  *          LOCAL    applied where the call is made
@@ -50,6 +51,26 @@
   X(path, STRING, LOCAL)                                                    \
   X(timeout, TIME, LOCAL)
 
+/* berth.udp{}: a server (host, port or path; the master binds it under
+ * --workers) or, with none of them, a client. multicast is {group=,
+ * interface=} or a list of them. */
+#define OPTIONS_UDP(X)                                                      \
+  X(host, STRING, BIND)                                                     \
+  X(port, PORT, BIND)                                                       \
+  X(path, STRING, BIND)                                                     \
+  X(reuseaddr, BOOLEAN, BIND)                                               \
+  X(reuseport, BOOLEAN, BIND)                                               \
+  X(broadcast, BOOLEAN, BIND)                                               \
+  X(multicast, TABLE, BIND)                                                 \
+  X(recvbuf, UINT, BIND)                                                    \
+  X(sendbuf, UINT, BIND)                                                    \
+  X(fd, UINT, LOCAL)
+
+#define OPTIONS_SERVE_UDP(X)                                                \
+  OPTIONS_UDP(X)                                                            \
+  X(handler, HANDLER, LOCAL)                                                \
+  X(onerror, FUNCTION, LOCAL)
+
 #define OPTIONS_NOTHING(X) /* limits{}: only limits */
 
 /* X(ID, name, keys, limit scopes it takes) */
@@ -57,9 +78,11 @@
   X(LISTEN, "listen", OPTIONS_LISTEN, LIMITS_SCOPE_SERVER)                  \
   X(SERVE, "serve", OPTIONS_SERVE, LIMITS_SCOPE_SERVER)                     \
   X(CONNECT, "connect", OPTIONS_CONNECT, 0)                                 \
+  X(UDP, "udp", OPTIONS_UDP, LIMITS_SCOPE_DATAGRAM)                         \
+  X(SERVE_UDP, "serve_udp", OPTIONS_SERVE_UDP, LIMITS_SCOPE_DATAGRAM)       \
   X(LIMITS, "limits", OPTIONS_NOTHING, LIMITS_ALL)
 
-/* OPT_LISTEN, OPT_SERVE, OPT_CONNECT, OPT_LIMITS */
+/* OPT_LISTEN, OPT_SERVE, OPT_CONNECT, OPT_UDP, OPT_SERVE_UDP, OPT_LIMITS */
 #define OPTIONS_ID_(id, ...) OPT_##id,
 enum options_table { OPTIONS_TABLES(OPTIONS_ID_) OPT_NTABLES };
 #undef OPTIONS_ID_

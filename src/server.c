@@ -329,27 +329,13 @@ static int srv_accept(lua_State *L) {
   return srv_doaccept(L, 0);
 }
 
-/* on("connection", "module.name"): the reloadable handler of that module,
- * require("berth.reload").handler(name, 2); its errors point at the
- * caller of on(). [-0, +0, e] */
-static void srv_handlermodule(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "berth.reload");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "handler");
-  lua_pushvalue(L, 3);
-  lua_pushinteger(L, 2); /* errors point at our caller */
-  lua_call(L, 2, 1);
-  lua_replace(L, 3);
-}
-
 static int srv_on(lua_State *L) {
   struct server *sv = srv_check(L, 1);
   static const char *const names[] = {"connection", "error", NULL};
   int which = luaL_checkoption(L, 2, NULL, names);
   lua_settop(L, 3);
-  if (which == 0 && lua_type(L, 3) == LUA_TSTRING)
-    srv_handlermodule(L);
+  if (which == 0 && lua_type(L, 3) == LUA_TSTRING) /* "module.name" */
+    util_handlermodule(L, 3, "handler");
   luaL_checktype(L, 3, LUA_TFUNCTION);
   if (which == 0) {
     if (sv->acceptor.task != NULL)

@@ -10,6 +10,9 @@
  * its handler comes back to read (socket_io.c checks lp->draining);
  * handlers in the middle of a message get the grace period (9.7). The loop
  * finishes as soon as the last task ends, or when the grace period is over.
+ * Unconnected Datagrams stop receiving at once, like listeners (dgram.c);
+ * connected ones are clients and keep the grace period. At the finish,
+ * Datagrams close with the sockets.
  *
  * shutdown_finish (L6, steps 2-4): every server and socket closes, waking
  * the tasks that wait on them with nil,"closed"; every other anchored
@@ -106,6 +109,7 @@ void shutdown_finish(lua_State *L, struct loop *lp) {
   }
   srv_closeall(L, lp);
   sock_closeall(L, lp);
+  dgram_closeall(L, lp);
   shutdown_closeanchored(L, lp);
   sched_drain(lp);
   sched_killall(L, lp);
@@ -121,6 +125,7 @@ void shutdown_start(lua_State *L, struct loop *lp, double grace) {
     lp->draining = 1;
     sched_onidle(lp, shutdown_onidle);
     srv_closeall(L, lp);
+    dgram_quiesce(L, lp);
     ev_timer_set(&d->sweep, 0, 0);
     ev_timer_start(lp->ev, &d->sweep);
   }

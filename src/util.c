@@ -59,6 +59,24 @@ int util_pushaddr(lua_State *L, const struct net_addr *a) {
   return 2;
 }
 
+/* A handler given by module name ("app.echo") at stack index idx becomes
+ * require("berth.reload")[loader](name, 2): the reloadable handler of
+ * that module (loader "handler" or "packet_handler"). In C, so that the
+ * method's own argument errors still name the method, and a missing or
+ * broken module is reported at the line that called it. [-0, +0, e] */
+void util_handlermodule(lua_State *L, int idx, const char *loader) {
+  idx = lua_absindex(L, idx);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "berth.reload");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, loader);
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, 2); /* errors point at the method's caller */
+  lua_call(L, 2, 1);
+  lua_replace(L, idx);
+  lua_pop(L, 1); /* the module */
+}
+
 /* Message handler keeping both the error and its traceback. */
 int util_msgh(lua_State *L) {
   const char *msg = luaL_tolstring(L, 1, NULL);

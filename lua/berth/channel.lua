@@ -8,9 +8,12 @@
 --   worker -> master  "ready"   the script has run
 --                     "listen"  bind a listener: the BIND keys of
 --                               core.options.listen, nothing else
---   master -> worker  "ok"      the listening descriptor is attached
---                     "fail"    listen returned nil: code, errno
---                     "error"   listen raised: message
+--                     "udp"     bind a UDP server socket: the BIND keys of
+--                               core.options.udp, multicast groups as one
+--                               string "group|interface,..."
+--   master -> worker  "ok"      the descriptor is attached
+--                     "fail"    listen (udp) returned nil: code, errno
+--                     "error"   listen (udp) raised: message
 --
 -- A reply carries its request's id, so a reply that comes after its
 -- request timed out is recognised and dropped (its descriptor closed).
@@ -94,6 +97,62 @@ function channel.decode(frame)
   local ok, kind, id, fields = pcall(decode, frame)
   if not ok then return nil, "malformed message: " .. tostring(kind) end
   return kind, id, fields
+end
+
+--- The udp{} keys the master binds with (core.options.udp entries with
+-- `bind`), sorted.
+channel.UDP_BIND_KEYS = {}
+for key, o in pairs(core.options.udp) do
+  if o.bind then channel.UDP_BIND_KEYS[#channel.UDP_BIND_KEYS + 1] = key end
+end
+table.sort(channel.UDP_BIND_KEYS)
+
+-- Multicast groups, {group=, interface=} or a list of them, as one string
+-- (a message holds flat values): "group|interface,...". An address or an
+-- interface name has no "|" or ",".
+local function encode_groups(groups)
+  if groups.group ~= nil then groups = { groups } end
+  local list = {}
+  for _, g in ipairs(groups) do
+    local text = tostring(g.group) .. "|" .. tostring(g.interface or "")
+    if text:find(",", 1, true) or select(2, text:gsub("|", "")) ~= 1 then
+      error("berth.udp: a malformed multicast group", 4)
+    end
+    list[#list + 1] = text
+  end
+  return table.concat(list, ",")
+end
+
+--- The "udp" request for `udp(opts)`: only the BIND keys.
+function channel.udp_request(id, opts)
+  local fields = {}
+  for _, k in ipairs(channel.UDP_BIND_KEYS) do fields[k] = opts[k] end
+  if type(opts.multicast) == "table" then fields.multicast = encode_groups(opts.multicast) end
+  return channel.encode("udp", id, fields)
+end
+
+--- Master side: the udp{} options of a "udp" request's fields.
+function channel.udp_options(fields)
+  local o = {}
+  for k, v in pairs(fields) do o[k] = v end
+  if type(o.multicast) == "string" then
+    local groups = {}
+    for g, i in o.multicast:gmatch("([^|,]*)|([^,]*)") do
+      groups[#groups + 1] = { group = g, interface = i ~= "" and i or nil }
+    end
+    o.multicast = groups
+  end
+  return o
+end
+
+--- What a worker gives udp for the descriptor the master sent: its own
+-- options but the BIND keys, and `fd`.
+function channel.adopted_udp_options(opts, fd)
+  local t = {}
+  for k, v in pairs(opts) do t[k] = v end
+  for _, k in ipairs(channel.UDP_BIND_KEYS) do t[k] = nil end
+  t.fd = fd
+  return t
 end
 
 --- The "listen" request for `listen(opts)`: only the BIND keys.

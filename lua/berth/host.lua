@@ -67,6 +67,30 @@ function host.check_listen(listen, tmpname)
   end
 end
 
+--- `udp` for `--check`, the same way: a UDP server socket (a host, port
+-- or path) goes to an ephemeral port on 127.0.0.1 or a fresh temporary
+-- path; `fd` is ignored and no multicast group is joined (membership is
+-- the network's business, not the script's); a client socket stays one.
+-- @tparam function udp the real udp
+-- @tparam[opt] function tmpname a fresh path (default os.tmpname)
+-- @treturn function udp(opts)
+function host.check_udp(udp, tmpname)
+  tmpname = tmpname or os.tmpname
+  return function(opts)
+    if opts ~= nil and type(opts) ~= "table" then return udp(opts) end
+    local t = {}
+    for k, v in pairs(opts or {}) do t[k] = v end
+    t.fd, t.multicast = nil, nil
+    if t.path then
+      t.path = tmpname()
+      os.remove(t.path)
+    elseif t.host ~= nil or t.port ~= nil then
+      t.host, t.port = "127.0.0.1", 0
+    end
+    return udp(t)
+  end
+end
+
 local failed = false -- --strict saw an unhandled task error
 
 --- `--strict`: an error in a task that reaches the default handler (no
@@ -126,6 +150,7 @@ function host.start(berth, opts)
   if opts.drop then berth.spawn(opts.drop) end -- the first thing the loop runs
   if opts.mode == "check" then
     berth.listen = host.check_listen(berth.listen)
+    berth.udp = host.check_udp(berth.udp)
     return
   end
   if opts.watch then berth.reload.watch() end

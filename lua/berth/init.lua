@@ -8,7 +8,7 @@ local log = require "berth.log"
 local sync = require "berth.sync"
 local reload = require "berth.reload"
 
-local Socket, ServerSocket = core.Socket, core.ServerSocket
+local Socket, ServerSocket, Datagram = core.Socket, core.ServerSocket, core.Datagram
 local check = core.check
 
 
@@ -23,6 +23,18 @@ function ServerSocket:connections(timeout)
   return function() return (self:accept(timeout)) end
 end
 
+-- Datagram:packets, documented with its class below: datagrams cut by
+-- max_datagram are skipped (they are counted and reported).
+function Datagram:packets(timeout)
+  return function()
+    while true do
+      local data, host, port = self:recvfrom(timeout)
+      if data then return data, host, port end
+      if host ~= "toolarge" then return nil end
+    end
+  end
+end
+
 -- The default handler for errors raised in tasks (E6). The record names
 -- the connection (its peer) when there is one.
 local function log_task_error(err, traceback, sock)
@@ -34,7 +46,7 @@ local function bind(c)
   local api = {
     version = c.version, log = log,
     cond = function() return sync.cond(c) end,
-    spawn = c.spawn, sleep = c.sleep, now = c.now,
+    udp = c.udp, spawn = c.spawn, sleep = c.sleep, now = c.now,
     timer = c.timer, signal = c.signal, run = c.run, step = c.step,
     stop = c.stop, shutdown = c.shutdown, stats = c.stats, draining = c.draining,
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
@@ -115,6 +127,33 @@ local function bind(c)
     return server:on("connection", handler)
   end
 
+  --- A Datagram socket that runs `opts.handler(data, host, port, dgram)`
+  -- in a new task per datagram; a string the handler returns is sent back
+  -- to the sender.
+  -- @function serve_udp
+  -- @tparam table opts `berth.udp` options plus `handler` (a function or a
+  -- module name) and `onerror`
+  -- @treturn[1] Datagram
+  -- @treturn[2] nil
+  -- @treturn[2] string error code
+  -- @treturn[2] integer errno
+  function api.serve_udp(opts)
+    c.options.check("serve_udp", opts, 2)
+    if opts.handler == nil then
+      error("serve_udp: handler must be a function or a handler module's name (got nil)", 2)
+    end
+    local t = {} -- udp's own keys: all but handler and onerror
+    for k, v in pairs(opts) do
+      if c.options.udp[k] then t[k] = v end
+    end
+    local handler = opts.handler
+    if type(handler) == "string" then handler = reload.packet_handler(handler, 2) end
+    local d, err, errno = api.udp(t)
+    if not d then return nil, err, errno end
+    if opts.onerror then d:on("error", opts.onerror) end
+    return d:serve(handler)
+  end
+
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
   -- path=, timeout=}`. Must run in a task. A port is an integer 0..65535;
@@ -154,8 +193,8 @@ local function bind(c)
   end
 
   --- Counters: active, total, bytes_in, bytes_out, tasks, sockets,
-  -- servers, anchors, plus reloads, reload_failures, last_reload and
-  -- last_reload_error.
+  -- servers, datagrams, anchors, plus reloads, reload_failures,
+  -- last_reload (a time), last_reload_modules and last_reload_error.
   -- @function stats
   function api.stats()
     local s = c.stats()
@@ -191,6 +230,18 @@ local function bind(c)
 end
 
 -- Reference of the functions the C core provides (for LDoc).
+
+--- A datagram socket (UDP over IPv4 or IPv6, or a unix datagram socket).
+-- @function udp
+-- @tparam[opt] table opts `host`, `port` (a server: host defaults to
+-- "127.0.0.1"; neither: a client bound to the wildcard on an ephemeral
+-- port), `path` (unix), `fd` (adopt), `reuseaddr`, `reuseport`,
+-- `broadcast`, `multicast` ({group=, interface=} or a list), `recvbuf`,
+-- `sendbuf`, `max_datagram`, `max_queue`. An unknown key raises.
+-- @treturn[1] Datagram
+-- @treturn[2] nil
+-- @treturn[2] string "addrinuse", "permission", "invalid", …
+-- @treturn[2] integer errno
 
 --- Run `fn(...)` as a new task on the next loop iteration.
 -- @function spawn
@@ -383,6 +434,57 @@ end
 
 --- The listening descriptor (-1 once closed).
 -- @function ServerSocket:fd
+
+--- Datagram: a UDP or unix datagram socket (berth.udp).
+-- @type Datagram
+
+--- Iterate over received datagrams: `data, host, port` until a timeout or
+-- close (`for data, host, port in d:packets() do ... end`, task only).
+-- Datagrams cut by max_datagram are skipped (they are counted and
+-- reported: on("truncated") or the log).
+-- @function Datagram:packets
+-- @tparam[opt] number timeout
+-- @treturn function the iterator
+
+--- Receive one datagram (task only).
+-- @function Datagram:recvfrom
+-- @tparam[opt] number timeout
+-- @treturn[1] string data
+-- @treturn[1] string host (or the unix path)
+-- @treturn[1] integer port
+-- @treturn[2] nil
+-- @treturn[2] string "timeout", "closed", "refused", or "toolarge" (then
+-- the real size, host and port follow)
+
+--- Receive one datagram's data (task only; for a connected socket).
+-- @function Datagram:recv
+-- @tparam[opt] number timeout
+
+--- Send one datagram; queued when the kernel is full. A task waits when
+-- the queue is full too; a callback gets nil, "wouldblock".
+-- @function Datagram:sendto
+-- @tparam string data
+-- @tparam string host a numeric address (or a unix path)
+-- @tparam integer port
+-- @treturn[1] boolean true
+-- @treturn[2] nil
+-- @treturn[2] string "wouldblock", "toolarge", "refused", "closed", …
+
+--- Send to the connected peer.
+-- @function Datagram:send
+-- @tparam string data
+
+--- Take datagrams from one peer only; send/recv need no address.
+-- @function Datagram:connect
+-- @tparam string host
+-- @tparam integer port
+
+--- Callbacks: "packet" fn(data, host, port, dgram) (a returned string is
+-- the reply), "truncated" fn(size, host, port), "error" fn(err, traceback, dgram).
+-- @function Datagram:on
+
+--- A handler task per datagram: fn(data, host, port, dgram).
+-- @function Datagram:serve
 
 
 return bind(core)

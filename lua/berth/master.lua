@@ -39,7 +39,7 @@ function Master.new(berth, opts)
     slots = {},         -- slot -> the worker serving it
     workers = {},       -- pid -> worker
     failures = {},      -- slot -> consecutive quick deaths
-    listeners = {},     -- "address#n" -> ServerSocket (never accepted on)
+    listeners = {},     -- "address#n" -> ServerSocket or Datagram (never read)
     changed = berth.cond(), -- a worker became ready or exited
     stopping = false, reloading = false, started_one = false,
   }, Master)
@@ -93,6 +93,8 @@ function Master:serve_channel(w)
       self.changed:broadcast()
     elseif kind == "listen" then
       self:answer_listen(w, id, fields)
+    elseif kind == "udp" then
+      self:answer_udp(w, id, channel.udp_options(fields))
     else
       self:reply(w, channel.encode("error", id,
         { message = "master: unknown request " .. ("%q"):format(kind) }))
@@ -127,6 +129,33 @@ function Master:answer_listen(w, id, o)
   if server then
     self:reply(w, channel.encode("ok", id), server:fd())
   elseif server == false then
+    self:reply(w, channel.encode("error", id, { message = code }))
+  else
+    self:reply(w, channel.encode("fail", id, { code = code, errno = errno }))
+  end
+end
+
+--- The UDP socket for `o`, bound once per address like a listener: all
+-- workers read from the one socket (and so from one kernel queue).
+function Master:udp_socket(w, o)
+  local addr = "udp " .. (o.path or ("%s:%s"):format(o.host or "127.0.0.1", o.port or 0))
+  w.binds[addr] = (w.binds[addr] or 0) + 1
+  local key = addr .. "#" .. w.binds[addr]
+  if self.listeners[key] then return self.listeners[key] end
+  local ok, d, code, errno = pcall(self.berth.udp, o)
+  if not ok then return false, d end
+  if not d then return nil, code, errno end
+  self.listeners[key] = d
+  self.log.info("master: UDP on %s:%s for the workers", d:address())
+  return d
+end
+
+--- Answer a "udp" request, whatever happens.
+function Master:answer_udp(w, id, o)
+  local d, code, errno = self:udp_socket(w, o)
+  if d then
+    self:reply(w, channel.encode("ok", id), d:fd())
+  elseif d == false then
     self:reply(w, channel.encode("error", id, { message = code }))
   else
     self:reply(w, channel.encode("fail", id, { code = code, errno = errno }))

@@ -264,19 +264,15 @@ end
 -- Loading and reloading
 -- -------------------------------------------------------------------------
 
---- The handler for module `name`: loads it (and its tree) on first use,
--- raising on any error, and returns a function that runs the current
--- version.
--- @tparam string name a module name, as for require
--- @tparam[opt=1] integer level where a "not found" error points, as for
--- `error` (2: the caller of the function calling this)
--- @treturn function handler(sock)
-function reload.handler(name, level)
+-- The live record of handler module `name`, loaded (with its tree) on
+-- first use; raises on any error, a "not found" at `level` of our
+-- caller's caller.
+local function load_handler(name, level)
   local rec = handlers[name]
   if not rec then
     local path, err = package.searchpath(name, package.path)
     if not path then
-      error(("handler module %s not found; tried:\n\t%s"):format(name, err), (level or 1) + 1)
+      error(("handler module %s not found; tried:\n\t%s"):format(name, err), (level or 1) + 2)
     end
     reload.root(root_of(name, path))
     local gen, berr = build({ name })
@@ -291,7 +287,29 @@ function reload.handler(name, level)
     gen.handlers[name] = nil -- its live record is the one just made
     commit(gen, { name })
   end
+  return rec
+end
+
+--- The handler for module `name`: loads it (and its tree) on first use,
+-- raising on any error, and returns a function that runs the current
+-- version.
+-- @tparam string name a module name, as for require
+-- @tparam[opt=1] integer level where a "not found" error points, as for
+-- `error` (2: the caller of the function calling this)
+-- @treturn function handler(sock)
+function reload.handler(name, level)
+  local rec = load_handler(name, level)
   return function(sock) return rec.current.handle(sock, rec.state) end
+end
+
+--- The same for a datagram handler: the module's
+-- `handle(data, host, port, dgram, state)` (its result is the reply).
+-- @tparam string name a module name, as for require
+-- @tparam[opt=1] integer level as for `handler`
+-- @treturn function handler(data, host, port, dgram)
+function reload.packet_handler(name, level)
+  local rec = load_handler(name, level)
+  return function(data, host, port, d) return rec.current.handle(data, host, port, d, rec.state) end
 end
 
 local function failed(names, err)

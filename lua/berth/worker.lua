@@ -1,6 +1,7 @@
 --- The worker side of `berth --workers N`.
 -- A worker runs the script like a single process, except that listening
--- sockets come from the master: `listen` checks its options as a single
+-- sockets (and UDP server sockets: udp{} with a host, port or path) come
+-- from the master: `listen` checks its options as a single
 -- process would, asks the master over the channel (fd 3) to bind (the
 -- request and reply are berth.channel's) and adopts the descriptor it
 -- sends. All workers, and the workers that replace them on a rolling
@@ -46,6 +47,35 @@ function worker.start(berth, fd)
     if fields == "closed" then lost(berth, "listen") end
     if kind == nil then
       berth.log.warn("worker: listen: no reply from the master (%s)", fields)
+      return nil, fields
+    end
+    return nil, "error", ("unexpected reply %q"):format(kind)
+  end
+  -- A UDP server socket is the master's too, one per address: every
+  -- worker reads from the same kernel queue, so a datagram waiting there
+  -- while a worker is replaced is read by another, not lost. A client
+  -- socket (no host, port or path) is the worker's own.
+  local udp = berth.udp
+  function berth.udp(opts)
+    if opts == nil then opts = {} end
+    core.options.check("udp", opts, 2) -- raise as a single process does
+    if opts.fd or (opts.host == nil and opts.port == nil and opts.path == nil) then
+      return udp(opts)
+    end
+    last_id = last_id + 1
+    local kind, fields, passed = channel.exchange(fd, last_id,
+      channel.udp_request(last_id, opts), channel.TIMEOUT)
+    if kind == "ok" and passed then
+      local d, code, errno = udp(channel.adopted_udp_options(opts, passed))
+      if not d then proc.close(passed) end
+      return d, code, errno
+    end
+    if passed then proc.close(passed) end
+    if kind == "fail" then return nil, fields.code, fields.errno end
+    if kind == "error" then error(fields.message, 2) end
+    if fields == "closed" then lost(berth, "udp") end
+    if kind == nil then
+      berth.log.warn("worker: udp: no reply from the master (%s)", fields)
       return nil, fields
     end
     return nil, "error", ("unexpected reply %q"):format(kind)

@@ -8,7 +8,15 @@
  * after them and reports null dereferences, use-after-free and garbage
  * values there. Redeclaring them noreturn here states the truth once
  * instead of a NOLINT at every call site.
+ *
+ * It comes before a file's own first line, so it also defines _GNU_SOURCE
+ * the way the files that need it do (empty: the same definition twice is
+ * no redefinition); otherwise lua.h would pull in the libc headers without
+ * it, and recvmmsg's struct mmsghdr or accept4 would be missing.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
 #include <lua.h>
 #include <lauxlib.h>
 

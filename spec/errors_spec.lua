@@ -177,8 +177,8 @@ describe("messages", function()
 
   it("every C method of every class is named by its class (package.loaded)", function()
     local n = 0
-    for _, class in ipairs { "berth.Socket", "berth.ServerSocket", "berth.Timer", "berth.Signal",
-      "berth.FileWatch" } do
+    for _, class in ipairs { "berth.Socket", "berth.ServerSocket", "berth.Datagram", "berth.Timer",
+      "berth.Signal", "berth.FileWatch" } do
       local methods = package.loaded[class]
       assert.equal("table", type(methods), class)
       assert.equal(methods, debug.getregistry()[class].__index, class)

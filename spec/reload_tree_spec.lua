@@ -149,7 +149,8 @@ describe("hot reload of the module tree", function()
     assert.is_falsy(err:find("not found:no", 1, true), err)
   end)
 
-  it("on(\"connection\", \"module\") and serve{handler = \"module\"}: errors point at the caller",
+  it("on(\"connection\"|\"packet\", \"module\"), serve(\"module\") and serve{handler = \"module\"}: "
+    .. "errors point at the caller",
     function()
       local dir = support.tmpdir()
       support.write_file(dir .. "/bad.lua", "return 42\n")
@@ -164,6 +165,16 @@ describe("hot reload of the module tree", function()
       end)
       assert.is_false(ok)
       assert.matches("^spec/reload_tree_spec%.lua:%d+: handler module nomod not found", err)
+      local d <close> = assert(berth.udp { port = 0 })
+      ok, err = pcall(function() d:on("packet", "nomod") end)
+      assert.is_false(ok)
+      assert.matches("^spec/reload_tree_spec%.lua:%d+: handler module nomod not found; tried:\n\t", err)
+      ok, err = pcall(function() d:serve("nomod") end)
+      assert.is_false(ok)
+      assert.matches("^spec/reload_tree_spec%.lua:%d+: handler module nomod not found", err)
+      ok, err = pcall(function() d:on(5, print) end)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'on' %(invalid option '5'%)$", err)
       ok, err = pcall(berth.serve, { port = 0, handler = "bad" })
       assert.is_false(ok)
       assert.equal(dir .. "/bad.lua: module bad must return a function or a table with "

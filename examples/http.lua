@@ -4,6 +4,7 @@
 --   POST /echo   -> 200 with the request body
 --   anything else-> 404
 -- PORT (default 8080, 0 for any free port) and HOST (default 127.0.0.1).
+-- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
 local berth = require "berth"
 
 local MAX_HEADER_LINE = 8 * 1024    -- one header line; longer -> 431
@@ -104,6 +105,7 @@ end
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 8080),
+  tls = berth.tls.fromenv({ "http/1.1" }), -- TLS_CERT, TLS_KEY: serve TLS
   handler = serve_connection,
 })
 

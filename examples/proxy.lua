@@ -4,6 +4,7 @@
 -- longer read), half-close passed through, and an upstream that refuses or
 -- resets ends the client's connection at once.
 -- PORT (default 7002, 0 for any free port) and HOST (default 127.0.0.1).
+-- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
 local berth = require "berth"
 
 local upstream_host, upstream_port = (os.getenv("UPSTREAM") or ""):match("^%[?(.-)%]?:(%d+)$")
@@ -12,6 +13,9 @@ if not upstream_host then
   os.exit(2)
 end
 upstream_port = tonumber(upstream_port)
+-- UPSTREAM_TLS=1: to the upstream over TLS, verified against UPSTREAM_CA
+-- (a PEM file) or the system's CAs, for the name in UPSTREAM.
+local upstream_tls = os.getenv("UPSTREAM_TLS") == "1" and { ca = os.getenv("UPSTREAM_CA") } or nil
 
 -- Copy from -> to until EOF, then pass the EOF on (half-close). A reset
 -- or any other failure on either side ends both connections.
@@ -31,8 +35,10 @@ end
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7002),
+  tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(client)
-    local upstream <close>, err = berth.connect(upstream_host, upstream_port, { timeout = 5 })
+    local upstream <close>, err = berth.connect(upstream_host, upstream_port,
+      { timeout = 5, tls = upstream_tls })
     if not upstream then
       berth.log.warn("upstream %s:%d: %s", upstream_host, upstream_port, err)
       return -- the client is closed as the handler ends

@@ -3,6 +3,7 @@
 -- INCR DECR INCRBY MGET MSET EXPIRE TTL DBSIZE FLUSHALL, plus COMMAND,
 -- CONFIG GET and HELLO. Binary safe, pipelined, inline commands too.
 -- PORT (default 6379, 0 for any free port) and HOST (default 127.0.0.1).
+-- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
 local berth = require "berth"
 
 local MAX_BULK = 512 * 1024 * 1024 -- Redis's proto-max-bulk-len
@@ -206,6 +207,7 @@ end
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 6379),
+  tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(sock)
     while true do
       local args, protoerr = read_command(sock)

@@ -18,7 +18,8 @@ berth_need() {
   fi
 }
 
-BERTH_BUILD_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libev-dev)
+BERTH_BUILD_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libev-dev
+                  libssl-dev openssl)
 
 # Configure and build into build/ (extra cmake -D options as arguments).
 berth_build() {

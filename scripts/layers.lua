@@ -17,9 +17,10 @@ local LAYERS = {
   { name = "pure", files = {} }, -- filled in: files without lua.h
   { name = "loop", files = { "loop.c", "util.c", "check.c", "options.c", "limits.c" } },
   { name = "sched", files = { "sched.c" } },
-  { name = "objects", files = { "socket.c", "socket_io.c", "server.c", "timer.c",
-    "signal.c", "fwatch.c", "proc.c", "resolve.c", "tls.c", "dgram.c", "dgram_io.c",
-    "http.c", "ws.c", "resp_lua.c", "proxy.c", "shared.c", "bus_lua.c", "metrics.c" } },
+  { name = "objects", files = { "socket.c", "socket_io.c", "socket_tls.c", "server.c",
+    "timer.c", "signal.c", "fwatch.c", "proc.c", "resolve.c", "tls.c", "dgram.c",
+    "dgram_io.c", "http.c", "ws.c", "resp_lua.c", "proxy.c", "shared.c", "bus_lua.c",
+    "metrics.c" } },
   { name = "shutdown", files = { "shutdown.c" } },
   { name = "module", files = { "module.c" } },
   { name = "api", files = { "api.c" } },

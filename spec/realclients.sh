@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # spec/realclients.sh -- the protocol examples against real third-party
 # clients: curl and wrk for examples/http.lua, redis-cli and redis-benchmark
-# for examples/resp.lua.
+# for examples/resp.lua; then the same servers over TLS (TLS_CERT/TLS_KEY
+# from scripts/mkcerts): curl --cacert with keep-alive, wrk with an
+# https:// URL, redis-cli --tls.
 #
 # Starts `build/berth examples/http.lua` and `build/berth examples/resp.lua`
 # with PORT=0 (127.0.0.1 only), reads their "listening on HOST:PORT" lines,
@@ -69,15 +71,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start NAME: runs examples/NAME.lua; sets $port (empty on failure).
+# start NAME [VAR=VALUE...]: runs examples/NAME.lua (with those variables
+# set); sets $port (empty on failure).
 start() {
-  PORT=0 HOST=127.0.0.1 build/berth "examples/$1.lua" >"$tmp/$1.out" 2>"$tmp/$1.err" &
+  local name=$1
+  shift
+  env PORT=0 HOST=127.0.0.1 "$@" build/berth "examples/$name.lua" >"$tmp/$name.out" \
+    2>"$tmp/$name.err" &
   local pid=$!
   pids+=("$pid")
   port=
   for _ in $(seq 100); do
     local line
-    line=$(head -n1 "$tmp/$1.out" 2>/dev/null)
+    line=$(head -n1 "$tmp/$name.out" 2>/dev/null)
     if [[ "$line" =~ ^listening\ on\ 127\.0\.0\.1:([0-9]+)$ ]]; then
       port=${BASH_REMATCH[1]}
       return 0
@@ -85,7 +91,7 @@ start() {
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.05
   done
-  echo "# examples/$1.lua did not start: $(cat "$tmp/$1.err")" >&2
+  echo "# examples/$name.lua did not start: $(cat "$tmp/$name.err")" >&2
 }
 
 # --- HTTP: curl and wrk ----------------------------------------------------------
@@ -202,6 +208,60 @@ else
   # 3-byte value ("VXK" from redis-benchmark 7).
   v=$(cli GET key:__rand_int__); check "redis-benchmark's SETs are stored" $'VXK\n' "${v%x}"
   v=$(cli PING); check "redis-cli PING after the benchmarks" $'PONG\n' "${v%x}"
+fi
+
+# --- TLS: the same servers with TLS_CERT/TLS_KEY ------------------------------------
+if ! scripts/mkcerts "$tmp/certs" >/dev/null; then
+  not_ok "scripts/mkcerts"
+  finish
+fi
+tls=(TLS_CERT="$tmp/certs/server.crt" TLS_KEY="$tmp/certs/server.key")
+start http "${tls[@]}"
+if [ -z "$port" ]; then
+  not_ok "https server starts"
+else
+  ok "https server starts"
+  url="https://localhost:$port"
+  t() { timeout 20 "$@"; }
+  check "curl --cacert GET / over TLS" "Hello, World!" \
+    "$(t curl -sS --cacert "$tmp/certs/ca.crt" "$url/" 2>&1)"
+  two=$(t curl -sS -v --cacert "$tmp/certs/ca.crt" "$url/" "$url/" 2>"$tmp/curl3.err")
+  if [ "$two" == "Hello, World!Hello, World!" ] &&
+    grep -q "Re-using existing connection" "$tmp/curl3.err" &&
+    grep -q "ALPN: server accepted http/1.1" "$tmp/curl3.err"; then
+    ok "curl --cacert keep-alive over TLS: two requests on one connection, ALPN http/1.1"
+  else
+    not_ok "curl --cacert keep-alive over TLS" "$(printf '%q' "$two")" \
+      "$(grep -iE "connection|ALPN|SSL" "$tmp/curl3.err" | tr '\n' ' ')"
+  fi
+  check "curl POST /echo 300 KB over TLS, byte-exact" "" \
+    "$(t curl -sS --cacert "$tmp/certs/ca.crt" --data-binary @"$tmp/body.bin" \
+       -o "$tmp/echoed2.bin" "$url/echo" 2>&1; cmp "$tmp/body.bin" "$tmp/echoed2.bin" 2>&1)"
+  check "curl without the CA refuses the certificate" "60" \
+    "$(t curl -s -o /dev/null -w '%{exitcode}' "$url/" 2>/dev/null)"
+  wrk_out=$(timeout 30 wrk -t1 -c10 -d2 "https://127.0.0.1:$port/" 2>&1)
+  wrk_rc=$?
+  requests=$(sed -n 's/^ *\([0-9][0-9]*\) requests in .*/\1/p' <<<"$wrk_out")
+  if [ $wrk_rc -eq 0 ] && [ "${requests:-0}" -gt 0 ] &&
+    ! grep -q "Socket errors" <<<"$wrk_out" && ! grep -q "Non-2xx" <<<"$wrk_out"; then
+    ok "wrk https:// -t1 -c10 -d2: $requests requests, no socket errors, all 2xx"
+  else
+    not_ok "wrk https:// -t1 -c10 -d2" "rc=$wrk_rc" "$wrk_out"
+  fi
+fi
+
+start resp "${tls[@]}"
+if [ -z "$port" ]; then
+  not_ok "resp server with TLS starts"
+else
+  ok "resp server with TLS starts"
+  tcli() {
+    timeout 10 redis-cli --tls --cacert "$tmp/certs/ca.crt" -h localhost -p "$port" "$@" 2>&1
+    echo x
+  }
+  v=$(tcli PING); check "redis-cli --tls PING" $'PONG\n' "${v%x}"
+  v=$(tcli SET tls-key "over TLS"); check "redis-cli --tls SET" $'OK\n' "${v%x}"
+  v=$(tcli GET tls-key); check "redis-cli --tls GET" $'over TLS\n' "${v%x}"
 fi
 
 finish

@@ -58,6 +58,9 @@
     "--message-timeout", "a started line must arrive within this")          \
   X(send_timeout, TIME, SERVER, 60, LIMITS_NONE_VALUE, 60,                  \
     "--send-timeout", "close when output makes no progress this long")      \
+  X(handshake_timeout, TIME, SERVER, 10, LIMITS_NONE_VALUE, 10,             \
+    "--handshake-timeout", "close a TLS connection still handshaking "      \
+    "this long")                                                            \
   X(cpu_budget, TIME, LOOP, LIMITS_NONE_VALUE, LIMITS_NONE_VALUE, 5,        \
     "--cpu-budget", "end a task that runs this long without yielding")      \
   X(max_datagram, SIZE, DATAGRAM, 64 * 1024, 64 * 1024, 64 * 1024,          \

@@ -1,8 +1,8 @@
 /*
- * bus.c -- the message bus between members. See bus.h for the contract
- * and the measured queue bound. No lua.h here.
+ * bus.c -- the message bus between members: mailboxes in the region, a
+ * datagram doorbell each. See bus.h for the contract. No lua.h here.
  */
-#define _GNU_SOURCE /* recvmmsg, struct ucred, SOCK_CLOEXEC */
+#define _GNU_SOURCE /* recvmmsg, SOCK_CLOEXEC */
 /* scripts/lint force-includes lua.h ahead of this file, which settles the
  * glibc feature macros without _GNU_SOURCE; have them read again (a no-op
  * in a normal build, where nothing came before). */
@@ -11,13 +11,13 @@
 #include "bus.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#define BUS_MAGIC 0x53554231u /* "1BUS": version 1 */
+#define BUS_MAGIC 0x53554232u /* "2BUS": version 2, in a mailbox record */
+#define BUS_BELLS 32          /* doorbell datagrams taken per recvmmsg */
 
 struct bus_hdr {
   uint32_t magic;
@@ -51,14 +51,12 @@ static int bus_socket(void) {
   return fd;
 }
 
-/* The receive socket: bound, credentials on every datagram. */
 static int bus_bind(struct bus *b) {
-  int fd = bus_socket(), on = 1;
+  int fd = bus_socket();
   if (fd < 0)
     return fd;
   const struct bus_addr *a = &b->names[b->slot];
-  if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, sizeof on) != 0 ||
-      bind(fd, (const struct sockaddr *)&a->sun, a->len) != 0) {
+  if (bind(fd, (const struct sockaddr *)&a->sun, a->len) != 0) {
     int err = -errno;
     close(fd);
     return err;
@@ -67,95 +65,111 @@ static int bus_bind(struct bus *b) {
   return 0;
 }
 
-int bus_open(struct bus *b, struct shm *r, int slot, int sndbuf) {
-  if (shm_member(r, slot) == NULL || sndbuf < 0)
+/* Our mailbox: made in zone "bus.<slot>.<bytes>", or taken over from the
+ * slot's previous member and emptied, then announced in the member table
+ * (the member is not LIVE yet, so no sender looks there meanwhile). */
+static int bus_mailbox(struct bus *b, size_t ring) {
+  char name[SHM_NAME_MAX + 1];
+  struct shm_zone z;
+  snprintf(name, sizeof name, "bus.%d.%zu", b->slot, ring);
+  int rc = shm_zone(b->r, name, mbox_zone_size(ring), mbox_init, NULL, &z);
+  if (rc == 0)
+    rc = mbox_open(&b->box, z.base, z.size);
+  if (rc == 0 && !z.created)
+    rc = mbox_reset(&b->box);
+  if (rc == 0)
+    atomic_store(&shm_member(b->r, b->slot)->bus_mbox, shm_off(b->r, z.base));
+  return rc;
+}
+
+int bus_open(struct bus *b, struct shm *r, int slot, size_t ring) {
+  if (shm_member(r, slot) == NULL)
     return -EINVAL;
   memset(b, 0, sizeof *b);
   b->r = r;
   b->slot = slot;
-  b->fd = -1;
-  b->uid = geteuid();
-  b->sndbuf = sndbuf == 0 ? 0 : sndbuf < BUS_MSG_MAX ? BUS_MSG_MAX : sndbuf;
-  for (int i = 0; i < SHM_MEMBERS; i++) {
-    b->out[i] = -1;
+  b->fd = b->out = -1;
+  if (ring == 0)
+    ring = BUS_RING_DEFAULT;
+  if (ring < BUS_RING_MIN)
+    ring = BUS_RING_MIN;
+  for (int i = 0; i < SHM_MEMBERS; i++)
     bus_name(r, i, &b->names[i]);
-  }
-  /* Address space only: the kernel commits what recvmmsg writes. */
+  /* Address space only: the kernel commits what the copies touch. */
   b->rbuf = malloc((size_t)BUS_BATCH * BUS_MSG_MAX);
   if (b->rbuf == NULL)
     return -ENOMEM;
-  int rc = bus_bind(b);
-  if (rc < 0) {
-    free(b->rbuf);
-    b->rbuf = NULL;
-  }
+  int rc = bus_mailbox(b, ring);
+  if (rc == 0)
+    rc = bus_bind(b);
+  if (rc == 0 && (b->out = bus_socket()) < 0)
+    rc = b->out;
+  if (rc < 0)
+    bus_close(b);
   return rc;
 }
 
 void bus_close(struct bus *b) {
   if (b->fd >= 0)
     close(b->fd);
-  for (int i = 0; i < SHM_MEMBERS; i++)
-    if (b->out[i] >= 0)
-      close(b->out[i]);
+  if (b->out >= 0)
+    close(b->out);
   free(b->rbuf);
   b->rbuf = NULL;
-  b->fd = -1;
-  for (int i = 0; i < SHM_MEMBERS; i++)
-    b->out[i] = -1;
-}
-
-/* The socket for sending to `dst`, made on first use (see bus.h: one
- * per destination, so one full queue does not block the others). */
-static int bus_out(struct bus *b, int dst) {
-  if (b->out[dst] >= 0)
-    return b->out[dst];
-  int fd = bus_socket();
-  if (fd < 0)
-    return fd;
-  if (b->sndbuf > 0 &&
-      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &b->sndbuf, sizeof b->sndbuf) != 0) {
-    int err = -errno;
-    close(fd);
-    return err;
-  }
-  b->out[dst] = fd;
-  return fd;
+  b->fd = b->out = -1;
 }
 
 /* --- sending ------------------------------------------------------------ */
 
-/* One datagram to member `dst` (of instance `inst`): 0, -EAGAIN (its
- * queue is full: dropped, counted on it), or another -errno (it is gone:
- * ECONNREFUSED until the master frees its slot). */
+/* Member dst's mailbox, if it announced one inside the region. */
+static int bus_dest(struct bus *b, struct shm_member *m, struct mbox *box) {
+  uint64_t off = atomic_load(&m->bus_mbox);
+  if (off == 0 || off >= b->r->size)
+    return -ENOENT;
+  return mbox_open(box, shm_ptr(b->r, off), b->r->size - (size_t)off);
+}
+
+/* Wake dst. 0, or -ENOENT when nothing is bound there any more: the
+ * member died and its slot is not freed yet; its bell is cleared again,
+ * so the next sender tries (and learns) too. A full socket queue is no
+ * failure: wake-ups are pending then. */
+static int bus_ring(struct bus *b, int dst, struct mbox *box) {
+  static const char ding = 1;
+  const struct bus_addr *a = &b->names[dst];
+  if (sendto(b->out, &ding, 1, MSG_DONTWAIT | MSG_NOSIGNAL,
+             (const struct sockaddr *)&a->sun, a->len) == 1)
+    return 0;
+  if (errno != ECONNREFUSED && errno != ENOENT)
+    return 0;
+  mbox_clear_bell(box);
+  return -ENOENT;
+}
+
+/* One message to member `dst` (of instance `inst`): 0, -EAGAIN (its
+ * mailbox is full: dropped, counted on it), -ENOENT (it is gone), or
+ * another -errno. */
 static int bus_send_one(struct bus *b, int dst, uint64_t inst,
                         struct bus_hdr *h, struct iovec *iov, int iovcnt) {
   struct bus_stream *tx = &b->tx[dst];
+  struct shm_member *m = shm_member(b->r, dst);
+  struct mbox box;
   if (tx->instance != inst) { /* a new member there: a new stream */
     tx->instance = inst;
     tx->seq = 0;
   }
   h->seq = tx->seq++;
-  int fd = bus_out(b, dst);
-  if (fd < 0)
-    return fd;
-  struct msghdr mh = {0};
-  mh.msg_name = &b->names[dst].sun;
-  mh.msg_namelen = b->names[dst].len;
-  mh.msg_iov = iov;
-  mh.msg_iovlen = (size_t)iovcnt;
-  if (sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) >= 0) {
-    atomic_fetch_add_explicit(&shm_member(b->r, b->slot)->bus_sent, 1,
-                              memory_order_relaxed);
-    return 0;
-  }
-  int err = errno;
-  if (err == EAGAIN || err == ENOBUFS) {
-    atomic_fetch_add_explicit(&shm_member(b->r, dst)->bus_dropped, 1,
-                              memory_order_relaxed);
+  int ring = 0, rc = bus_dest(b, m, &box);
+  if (rc == 0)
+    rc = mbox_put(&box, iov, iovcnt, &ring);
+  if (rc == -ENOSPC) {
+    atomic_fetch_add_explicit(&m->bus_dropped, 1, memory_order_relaxed);
     return -EAGAIN;
   }
-  return -err;
+  if (rc < 0)
+    return rc;
+  atomic_fetch_add_explicit(&shm_member(b->r, b->slot)->bus_sent, 1,
+                            memory_order_relaxed);
+  return ring ? bus_ring(b, dst, &box) : 0;
 }
 
 static void bus_header(const struct bus *b, struct bus_hdr *h, int kind,
@@ -201,31 +215,36 @@ int bus_send_to(struct bus *b, uint64_t conn, const void *data, size_t len) {
   bus_header(b, &h, BUS_DIRECT, 0, conn);
   struct iovec iov[2] = {{&h, sizeof h}, {(void *)data, len}};
   uint64_t inst = atomic_load(&shm_member(b->r, dst)->instance);
-  int rc = bus_send_one(b, dst, inst, &h, iov, 2);
-  return rc == -ECONNREFUSED ? -ENOENT : rc;
+  return bus_send_one(b, dst, inst, &h, iov, 2);
 }
 
 /* --- receiving ---------------------------------------------------------- */
 
-/* The sender's uid from SCM_CREDENTIALS, or -1 when there is none. */
-static long bus_sender_uid(struct msghdr *mh) {
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
-        c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
-      struct ucred uc;
-      memcpy(&uc, CMSG_DATA(c), sizeof uc);
-      return (long)uc.uid;
+/* Take every doorbell datagram waiting (their content is meaningless). */
+static void bus_take_bells(struct bus *b) {
+  struct mmsghdr mm[BUS_BELLS];
+  struct iovec iov[BUS_BELLS];
+  char sink[BUS_BELLS];
+  for (;;) {
+    memset(mm, 0, sizeof mm);
+    for (int i = 0; i < BUS_BELLS; i++) {
+      iov[i].iov_base = &sink[i];
+      iov[i].iov_len = 1;
+      mm[i].msg_hdr.msg_iov = &iov[i];
+      mm[i].msg_hdr.msg_iovlen = 1;
     }
+    int got = recvmmsg(b->fd, mm, BUS_BELLS, MSG_DONTWAIT, NULL);
+    if (got < BUS_BELLS)
+      return;
   }
-  return -1;
 }
 
-/* How many datagrams of the stream from `h`'s publisher went missing
- * before this one; tracks the stream. */
+/* How many messages of `h`'s stream went missing before this one;
+ * tracks the stream. */
 static uint64_t bus_track(struct bus *b, const struct bus_hdr *h) {
   struct bus_stream *rx = &b->rx[h->from_slot];
   uint64_t lost;
-  if (rx->instance != h->from) { /* its first datagram to reach us */
+  if (rx->instance != h->from) { /* its first message to reach us */
     rx->instance = h->from;
     lost = h->seq;
   } else {
@@ -235,13 +254,11 @@ static uint64_t bus_track(struct bus *b, const struct bus_hdr *h) {
   return lost;
 }
 
-/* 0 and `out` filled, or -EBADMSG for a datagram to refuse. */
-static int bus_decode(struct bus *b, struct mmsghdr *mm, struct bus_msg *out) {
-  const unsigned char *p = mm->msg_hdr.msg_iov->iov_base;
-  size_t n = mm->msg_len;
+/* 0 and `out` filled, or -EBADMSG for a record to refuse. */
+static int bus_decode(struct bus *b, const unsigned char *p, size_t n,
+                      struct bus_msg *out) {
   struct bus_hdr h;
-  if (bus_sender_uid(&mm->msg_hdr) != (long)b->uid ||
-      (mm->msg_hdr.msg_flags & MSG_TRUNC) || n < sizeof h)
+  if (n < sizeof h)
     return -EBADMSG;
   memcpy(&h, p, sizeof h);
   if (h.magic != BUS_MAGIC || (h.kind != BUS_TOPIC && h.kind != BUS_DIRECT) ||
@@ -261,52 +278,34 @@ static int bus_decode(struct bus *b, struct mmsghdr *mm, struct bus_msg *out) {
 }
 
 int bus_recv_batch(struct bus *b, struct bus_msg *msgs, int max) {
-  struct mmsghdr mm[BUS_BATCH];
-  struct iovec iov[BUS_BATCH];
-  union {
-    char buf[CMSG_SPACE(sizeof(struct ucred))];
-    struct cmsghdr align;
-  } ctl[BUS_BATCH];
   if (max > BUS_BATCH)
     max = BUS_BATCH;
   if (max <= 0)
     return -EINVAL;
-  memset(mm, 0, sizeof mm[0] * (size_t)max);
-  memset(ctl, 0, sizeof ctl[0] * (size_t)max);
-  for (int i = 0; i < max; i++) {
-    iov[i].iov_base = b->rbuf + (size_t)i * BUS_MSG_MAX;
-    iov[i].iov_len = BUS_MSG_MAX;
-    mm[i].msg_hdr.msg_iov = &iov[i];
-    mm[i].msg_hdr.msg_iovlen = 1;
-    mm[i].msg_hdr.msg_control = ctl[i].buf;
-    mm[i].msg_hdr.msg_controllen = sizeof ctl[i].buf;
-  }
-  int got = recvmmsg(b->fd, mm, (unsigned)max, MSG_DONTWAIT, NULL);
-  if (got < 0)
-    return (errno == EAGAIN || errno == EINTR) ? 0 : -errno;
   struct shm_member *self = shm_member(b->r, b->slot);
+  bus_take_bells(b);
+  mbox_clear_bell(&b->box); /* before reading: see mbox.h */
   int n = 0;
-  for (int i = 0; i < got; i++) {
-    if (bus_decode(b, &mm[i], &msgs[n]) == 0)
-      n++;
-    else
+  size_t used = 0;
+  uint64_t got = 0;
+  while (n < max) {
+    unsigned char *at = b->rbuf + used;
+    size_t len = 0;
+    int rc = mbox_get(&b->box, at, BUS_MSG_MAX, &len);
+    if (rc == 0)
+      break;
+    got++;
+    if (rc < 0 || bus_decode(b, at, len, &msgs[n]) < 0) {
       atomic_fetch_add_explicit(&self->bus_rejected, 1, memory_order_relaxed);
+      continue;
+    }
+    n++;
+    used += len;
   }
-  atomic_fetch_add_explicit(&self->bus_received, (uint64_t)got,
-                            memory_order_relaxed);
+  atomic_fetch_add_explicit(&self->bus_received, got, memory_order_relaxed);
   return n;
 }
 
-int bus_qlen(void) {
-  char text[32];
-  int fd = open("/proc/sys/net/unix/max_dgram_qlen", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return -errno;
-  ssize_t n = read(fd, text, sizeof text - 1);
-  int err = errno;
-  close(fd);
-  if (n <= 0)
-    return n < 0 ? -err : -EIO;
-  text[n] = '\0';
-  return atoi(text);
+int bus_pending(const struct bus *b) {
+  return mbox_used(&b->box) > 0;
 }

@@ -5,49 +5,48 @@
  * Contract: no lua.h here; 0 (or a count) on success, -errno on failure.
  * A struct bus is one member's endpoint; it lives in that process only.
  *
- * Transport: unix datagram sockets in the abstract namespace (no files,
- * no descriptor passing). Member `slot` receives on the name
- * "\0berth.<creator pid>.<region nonce>.<slot>". A datagram is a 40-byte
- * header (kind, topic length, publisher slot and instance, sequence
- * number, target connection id), the topic, then the payload; at most
- * BUS_MSG_MAX bytes in all (-EMSGSIZE beyond).
+ * Transport: each member has a mailbox (mbox.h) in the shared region, a
+ * ring of records bounded in bytes, and a unix datagram socket in the
+ * abstract namespace, "\0berth.<creator pid>.<region nonce>.<slot>", used
+ * only as a doorbell. A message is one record: a 40-byte header (kind,
+ * topic length, publisher slot and instance, sequence number, target
+ * connection id), the topic, then the payload; at most BUS_MSG_MAX bytes
+ * in all (-EMSGSIZE beyond). Sending appends the record to the
+ * destination's mailbox under its lock (held for the copy only) and rings
+ * the doorbell only when none is pending (mbox.h), so a burst of messages
+ * costs one datagram per time the receiver drains. A lost doorbell (its
+ * socket queue full) is harmless: one is pending already.
  *
- * Delivery: publish sends one datagram to every member that is LIVE or
- * RETIRED -- the publisher included, so subscribers in the publishing
+ * Why not one datagram per message (the first design): Linux bounds a
+ * unix datagram queue by net.unix.max_dgram_qlen datagrams -- 10 in a
+ * fresh network namespace, 512 where systemd set it -- whatever their
+ * size, so a subscriber off the CPU for a moment dropped after ten
+ * messages. A mailbox of 1 MiB holds ~8,000 messages of 64 bytes.
+ * Measured between two processes (spec/c/bench_shm.c bus, shared 2-core
+ * VM): with the publisher paced to the mailbox, no loss, 540,000
+ * messages/s of 64 bytes, 500,000 of 1 KiB, 150,000 of 16 KiB (the
+ * datagram design: 50,000/s of 64 bytes at qlen 10); unpaced, 620,000/s
+ * of 64 bytes get through and 11% are dropped and counted.
+ *
+ * Delivery: publish appends to the mailbox of every member that is LIVE
+ * or RETIRED -- the publisher included, so subscribers in the publishing
  * process (and a group of one) get the message the same way as everyone
- * else, in the same order. Sends never block: when a member's queue is
- * full the datagram is dropped for that member only and its bus_dropped
- * counter in the member table goes up. Unix datagrams are reliable and
- * ordered, so what is not dropped arrives in the order each publisher
- * sent it. Each (publisher, destination) pair numbers its datagrams from
- * 0, so a receiver also learns how many it missed (bus_msg.lost).
+ * else, in the same order. Sending never blocks: when a member's mailbox
+ * is full, the message is dropped for that member only (the newest one:
+ * what is queued stays) and its bus_dropped counter in the member table
+ * goes up. A mailbox is FIFO and each publisher appends in its own order,
+ * so what is not dropped arrives in the order each publisher sent it.
+ * Each (publisher, destination) pair numbers its messages from 0, so a
+ * receiver also learns how many it missed (bus_msg.lost).
  *
- * The queue bound -- measured, not what SO_RCVBUF suggests. Linux ignores
- * SO_RCVBUF for unix datagram sockets. A member's queue is bounded by
- *   (1) net.unix.max_dgram_qlen + 1 datagrams in total from all senders
- *       (a sysctl read when the socket is made: 10 in a bare kernel or a
- *       container's fresh network namespace, 512 where systemd set it;
- *       bus_qlen() reads it), and
- *   (2) per publisher, the publisher's SO_SNDBUF for that destination:
- *       the kernel charges an unread datagram to its sender's send
- *       buffer by its "truesize" (measured with the default 208 KiB,
- *       net.core.wmem_default: 278 messages of 100 bytes, 93 of 1 KiB;
- *       2605 of 100 bytes with sndbuf 1,000,000, which the kernel
- *       doubles; settable with bus_open's sndbuf, up to wmem_max).
- * Because of (2), a publisher uses a separate unbound socket for each
- * destination: with one socket, a subscriber that stops reading would
- * fill the publisher's send buffer and make every other destination drop
- * too. With (1) at 10, a subscriber that is off the CPU for a moment
- * while others publish fast will drop; raise the sysctl for a deeper
- * queue (it is per network namespace). Measured between two processes
- * on a shared 2-core VM (spec/c/bench_shm.c bus): with the publisher
- * paced to the queue, ~50,000 messages/s at qlen 10 and ~100,000/s at
- * qlen 512, no loss; unpaced, the subscriber keeps 17,000-53,000/s and
- * the rest is dropped and counted.
+ * A member's mailbox is made (or, in a reused slot, emptied) by bus_open,
+ * before the member turns LIVE; its offset is in the member table
+ * (shm_member.bus_mbox). It lives in zone "bus.<slot>.<bytes>" of the
+ * region, reused by the next member of the slot.
  *
- * Trust: any local process can send to an abstract name, so receivers
- * turn on SO_PASSCRED and refuse datagrams from another uid (counted in
- * bus_rejected), as well as malformed ones.
+ * Trust: only processes that map the region can append to a mailbox; any
+ * local process can send to an abstract name, but a datagram carries
+ * nothing, so a stranger can only cause a spurious wake-up.
  */
 #ifndef BERTH_BUS_H
 #define BERTH_BUS_H
@@ -57,12 +56,15 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include "mbox.h"
 #include "shm.h"
 
 #define BUS_MSG_MAX 65536  /* header + topic + payload */
 #define BUS_HDR_SIZE 40
 #define BUS_TOPIC_MAX 255
-#define BUS_BATCH 32       /* datagrams per recvmmsg */
+#define BUS_BATCH 32       /* messages per bus_recv_batch at most */
+#define BUS_RING_DEFAULT ((size_t)1 << 20)
+#define BUS_RING_MIN ((size_t)256 << 10) /* a few maximal messages */
 
 enum bus_kind {
   BUS_TOPIC = 1,
@@ -76,7 +78,7 @@ struct bus_msg {
   int from_slot;
   uint64_t from;      /* publisher's instance id */
   uint64_t seq;       /* its number in the (publisher -> us) stream */
-  uint64_t lost;      /* datagrams of that stream lost just before it */
+  uint64_t lost;      /* messages of that stream lost just before it */
   uint64_t target;    /* BUS_DIRECT: the connection id */
   const char *topic;
   size_t topic_len;
@@ -97,20 +99,19 @@ struct bus_stream {
 struct bus {
   struct shm *r;
   int slot;
-  int fd;                               /* bound; watch it for reading */
-  int sndbuf;
-  uid_t uid;
-  int out[SHM_MEMBERS];                 /* per destination, -1 until used */
+  int fd;                               /* doorbell: watch it for reading */
+  int out;                              /* unbound: rings the others */
+  struct mbox box;                      /* ours */
   struct bus_stream tx[SHM_MEMBERS];    /* per destination */
   struct bus_stream rx[SHM_MEMBERS];    /* per publisher slot */
   struct bus_addr names[SHM_MEMBERS];
   unsigned char *rbuf;                  /* BUS_BATCH x BUS_MSG_MAX */
 };
 
-/* Bind member `slot`'s endpoint (then mark the member LIVE). `sndbuf`:
- * bytes for SO_SNDBUF of each destination socket, 0 for the system
- * default (at least BUS_MSG_MAX, so a maximal message always fits). */
-int bus_open(struct bus *b, struct shm *r, int slot, int sndbuf);
+/* Make (or take over) member `slot`'s mailbox of `ring` bytes (0:
+ * BUS_RING_DEFAULT; at least BUS_RING_MIN), and bind its doorbell; then
+ * the caller marks the member LIVE. */
+int bus_open(struct bus *b, struct shm *r, int slot, size_t ring);
 void bus_close(struct bus *b);
 static inline int bus_fd(const struct bus *b) { return b->fd; }
 
@@ -119,14 +120,14 @@ static inline int bus_fd(const struct bus *b) { return b->fd; }
 int bus_publish(struct bus *b, const void *topic, size_t topic_len,
                 const void *data, size_t len);
 /* To the member owning connection `conn`: 0; -ENOENT (no live owner);
- * -EAGAIN (its queue is full: dropped and counted); -EMSGSIZE. */
+ * -EAGAIN (its mailbox is full: dropped and counted); -EMSGSIZE. */
 int bus_send_to(struct bus *b, uint64_t conn, const void *data, size_t len);
-/* Read up to `max` (<= BUS_BATCH) waiting datagrams with one recvmmsg and
- * decode them into msgs: how many, 0 when nothing valid was waiting, or
- * -errno. Refused datagrams are skipped and counted. */
+/* Take the doorbell's datagrams, then read up to `max` (<= BUS_BATCH)
+ * queued messages into msgs: how many, 0 when none. Malformed records
+ * are skipped and counted (bus_rejected). */
 int bus_recv_batch(struct bus *b, struct bus_msg *msgs, int max);
-
-/* net.unix.max_dgram_qlen (see the queue bound above), or -errno. */
-int bus_qlen(void);
+/* Whether messages are still queued: a reader that stopped before the
+ * mailbox was empty must come back without waiting for a doorbell. */
+int bus_pending(const struct bus *b);
 
 #endif

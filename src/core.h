@@ -10,7 +10,10 @@
  *   shutdown.c                  graceful stop: closes the objects below
  *   server.c socket*.c timer.c  the classes (one file each; they may use
  *   signal.c fwatch.c proc.c    each other: a server makes sockets)
- *   resolve.c dgram*.c
+ *   resolve.c dgram*.c tls.c    (tls.c: the TLS engine, no lua.h)
+ *   shared.c bus_lua.c          shared.c: the group's region and dicts;
+ *   metrics.c                   bus_lua.c: messages, inboxes, sock:id();
+ *                               metrics.c: metrics and their scrape
  *   sched.c                     tasks: spawn, park, wake, resume
  *   loop.c util.c check.c       the loop object; Lua helpers; validators,
  *   options.c limits.c          option tables and limits (defined once)
@@ -58,6 +61,9 @@
 #define CLS_SIGNAL "berth.Signal"
 #define CLS_FWATCH "berth.FileWatch"
 #define CLS_DGRAM  "berth.Datagram"
+#define CLS_TLSCTX "berth.TLSContext"
+#define CLS_SHDICT "berth.SharedDict"
+#define CLS_INBOX  "berth.Inbox"
 
 /* Invariants (E7): compiled in unless NDEBUG, i.e. in debug and sanitizer
  * builds; the message says what broke. */
@@ -87,6 +93,8 @@ struct resolver;  /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
 struct dgramset;  /* dgram.c: open Datagrams, the receive batch area */
 struct drain;     /* shutdown.c: the grace timer */
+struct tlsstate;  /* socket_tls.c: the default session ticket keys */
+struct mstate;    /* metrics.c: the sampler and the scrape threads */
 struct cleanup;   /* loop.c */
 
 struct loop {
@@ -108,6 +116,8 @@ struct loop {
   struct fwatchset *fwatch;
   struct dgramset *dgrams; /* made by the first berth.udp */
   struct drain *drain;
+  struct tlsstate *tls;
+  struct mstate *metrics;
 };
 
 /* [-0, +1, m] the new loop userdata */
@@ -210,6 +220,8 @@ void sched_setonerror(lua_State *L, struct loop *lp, int idx);
 void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds);
 double sched_cpubudget(struct loop *lp);
 long sched_ntasks(struct loop *lp);
+/* Errors reported to error handlers so far (tasks and callbacks). */
+long sched_nerrors(struct loop *lp);
 /* Called (protected) when the last task ends; shutdown.c uses it. */
 void sched_onidle(struct loop *lp, lua_CFunction fn);
 /* End every task still alive: its waits are cancelled and its <close>
@@ -232,9 +244,13 @@ int sched_wake(lua_State *L, struct loop *lp, int taskidx, int nvals);
 #define UV_LOOP 1
 
 enum sock_uv { SOCK_UV_SERVER = 2, SOCK_UV_ONERROR, SOCK_UV_ONDATA,
-               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_NUV = SOCK_UV_ONDRAIN };
+               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_UV_INBOX,
+               SOCK_NUV = SOCK_UV_INBOX };
 
 /* The peer address, kept so peer() answers after close too (11). */
+struct tls;       /* tls.h */
+struct tls_ctx;
+
 union sock_peer {
   struct sockaddr sa;
   struct sockaddr_in in;
@@ -274,10 +290,13 @@ struct sock {
   union sock_peer peer;
   socklen_t peerlen;     /* 0: not known yet */
   struct link link;      /* on the loop's open sockets, for shutdown */
+  struct tls *tls;       /* TLS on this connection, or NULL (tls.h) */
+  struct inbox *inbox;   /* bus_lua.c, made by sock:id(); SOCK_UV_INBOX
+                            keeps it alive as long as the socket */
 };
 
 enum srv_uv { SRV_UV_HANDLER = 2, SRV_UV_ONERROR, SRV_UV_SPARE, SRV_UV_PATH,
-              SRV_NUV = SRV_UV_PATH };
+              SRV_UV_TLS, SRV_NUV = SRV_UV_TLS };
 
 struct server {
   struct loop *loop;
@@ -295,6 +314,8 @@ struct server {
   long accepted, active, rejected;
   ev_tstamp lastwarn;    /* rate limit for the EMFILE warning */
   struct link link;      /* on the loop's open servers, for shutdown */
+  struct tls_ctx *tls;   /* its TLSContext's (SRV_UV_TLS), or NULL */
+  long tls_ok, tls_failed; /* handshakes */
 };
 
 /* socket.c */
@@ -330,6 +351,19 @@ void sock_timer_arm(struct sock *s);
 void sock_flushnow(lua_State *L, struct sock *s);
 void sock_countin(struct sock *s, size_t n);
 void sock_countout(struct sock *s, size_t n);
+/* One receive into p, through TLS when the socket has it: bytes, 0 at
+ * EOF, -EAGAIN, or -errno / a TLS_E* code. Counts the bytes and keeps
+ * `readable` up to date. `idx`: the socket's stack index. */
+long sock_recv(lua_State *L, struct sock *s, int idx, char *p, size_t n);
+/* After a TLS call: count its wire bytes, note a failed send, and start
+ * draining what it queued (unless idx is 0). [-0, +0, m] */
+void sock_tlsio(lua_State *L, struct sock *s, int idx);
+/* The code for a read or write failure (-errno or TLS_E*), and the
+ * nil, code, extra of it. */
+const char *sock_errcode(int err);
+int sock_failerr(lua_State *L, int err);
+/* Start the write watcher if output is queued (and anchor). [-0,+0,m] */
+void sock_armwrite(lua_State *L, struct sock *s, int idx);
 void sock_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
 /* socket_io.c: the read and write methods */
 extern const luaL_Reg sock_io_methods[];
@@ -347,6 +381,26 @@ void limits_push(lua_State *L, const struct limits *lim, int scopes);
                                                             /* [-0,+1,m] */
 void srv_closeall(lua_State *L, struct loop *lp);
 void srv_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
+/* A connection the server accepted has closed (socket.c). */
+void srv_connclosed(struct server *sv);
+
+/* socket_tls.c: TLS on sockets, over tls.c */
+/* The TLSContext class; starttls, handshake, tlsinfo on Socket; settls on
+ * ServerSocket (once per state, after sock_open and srv_open). */
+void stls_classes(lua_State *L);
+/* The core.tls table for the loop at the top, popped. [-1, +1, m] */
+void stls_open(lua_State *L);
+/* listen{tls = options or TLSContext} at idx: a server context pushed,
+ * or nil, "tls", message pushed (a file is missing or broken). The
+ * options are checked (wrong ones raise). [-0, +1, m] */
+int stls_servercontext(lua_State *L, struct loop *lp, int idx);
+/* Give server sv (at svidx) the context at the top, popped. */
+void stls_setserver(lua_State *L, struct server *sv, int svidx);
+/* A handler task's first step on a TLS server's connection (the socket
+ * at index 1): the handshake. Returns true, or false when it failed (the
+ * socket is closed, the failure counted and logged at debug level). */
+int stls_handshake(lua_State *L);
+void stls_srvstats(lua_State *L, const struct server *sv);
 
 /* timer.c, signal.c, fwatch.c */
 void timer_open(lua_State *L);
@@ -371,6 +425,25 @@ int dgram_new(lua_State *L);     /* berth.udp{...} */
 void dgram_quiesce(lua_State *L, struct loop *lp);
 void dgram_closeall(lua_State *L, struct loop *lp);
 void dgram_stats(lua_State *L, struct loop *lp); /* adds fields */
+/* shared.c: the region this process shares with its group (created
+ * lazily by a single process, attached from the master's descriptor by a
+ * worker), its member slot, and berth.shared (class berth.SharedDict) */
+void shared_open(lua_State *L); /* [-0, +1, m] the core.shared table */
+/* The region, made now if this process has none yet; raises when it
+ * cannot have one. [-0, +0, v] */
+struct shm *shared_region(lua_State *L);
+int shared_slot(void);          /* this process's member slot, or -1 */
+/* A connection id unique in the group (shm.h), or raises. */
+uint64_t shared_connid(lua_State *L);
+
+/* bus_lua.c: berth.bus (publish, subscribe, send_to) and the inboxes
+ * behind sock:id() and sock:inbox() */
+void busl_open(lua_State *L);   /* [-0, +1, m] the core.bus table */
+/* Socket s closed (not by __gc): its inbox wakes a waiting reader. */
+void inbox_sockclosed(lua_State *L, struct sock *s);
+
+/* metrics.c: berth.metrics' store, sampler and scrape */
+void metrics_open(lua_State *L); /* [-0, +1, m] the core.metrics table */
 
 /* shutdown.c */
 /* Graceful stop: listeners close, idle connections close, tasks get

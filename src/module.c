@@ -76,6 +76,8 @@ static int m_stats(lua_State *L) {
   dgram_stats(L, lp);
   lua_pushinteger(L, sched_ntasks(lp));
   lua_setfield(L, -2, "tasks");
+  lua_pushinteger(L, sched_nerrors(lp));
+  lua_setfield(L, -2, "errors");
   lua_pushinteger(L, lp->nanchors);
   lua_setfield(L, -2, "anchors");
   return 1;
@@ -281,6 +283,17 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "check");
   options_open(L);
   lua_setfield(L, -2, "options");
+  lua_pushvalue(L, -2);
+  stls_open(L);
+  lua_setfield(L, -2, "tls");
+  shared_open(L);
+  lua_setfield(L, -2, "shared");
+  lua_pushvalue(L, -2);
+  busl_open(L);
+  lua_setfield(L, -2, "bus");
+  lua_pushvalue(L, -2);
+  metrics_open(L);
+  lua_setfield(L, -2, "metrics");
   lua_remove(L, -2);
 }
 
@@ -304,6 +317,7 @@ int luaopen_berth_core(lua_State *L) {
   srv_open(L);
   dgram_open(L);
   lua_pop(L, 3);
+  stls_classes(L);
   timer_open(L);
   signal_open(L);
   fwatch_open(L);

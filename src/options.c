@@ -16,13 +16,13 @@
 
 enum opt_kind {
   OPT_STRING, OPT_PORT, OPT_UINT, OPT_BOOLEAN, OPT_TIME, OPT_FUNCTION,
-  OPT_HANDLER, OPT_SIZE, OPT_COUNT, OPT_TABLE
+  OPT_HANDLER, OPT_SIZE, OPT_COUNT, OPT_TABLE, OPT_TLS
 };
 
 /* Lua names of the kinds, in enum order (core.options.*.key.kind). */
 static const char *const opt_kindnames[] = {
   "string", "port", "integer", "boolean", "time", "function", "handler",
-  "size", "count", "table"
+  "size", "count", "table", "tls"
 };
 
 #define OPT_BIND 1 /* listen: the master binds with it (options.h) */
@@ -132,6 +132,11 @@ static void opt_checkvalue(lua_State *L, int idx, const char *what,
   case OPT_TABLE:
     if (lua_type(L, idx) != LUA_TTABLE)
       check_fail(L, idx, what, "a table");
+    break;
+  case OPT_TLS:
+    if (lua_type(L, idx) != LUA_TTABLE && lua_type(L, idx) != LUA_TUSERDATA &&
+        !(lua_type(L, idx) == LUA_TBOOLEAN && lua_toboolean(L, idx)))
+      check_fail(L, idx, what, "a table of TLS options, a TLSContext or true");
     break;
   }
 }

@@ -20,6 +20,8 @@
  *          FUNCTION a function
  *          HANDLER  a function, or a handler module's name
  *          TABLE    a table (its contents are its reader's business)
+ *          TLS      a table of TLS options, a TLSContext, or true (connect);
+ *                   socket_tls.c checks what is inside
  *   where  BIND     needed to bind a listener: under --workers the master
  *                   binds it, so the worker sends it in its request
  *          LOCAL    applied where the call is made
@@ -38,7 +40,8 @@
   X(backlog, UINT, BIND)                                                    \
   X(reuseaddr, BOOLEAN, BIND)                                               \
   X(reuseport, BOOLEAN, BIND)                                               \
-  X(fd, UINT, LOCAL)
+  X(fd, UINT, LOCAL)                                                        \
+  X(tls, TLS, LOCAL)
 
 #define OPTIONS_SERVE(X)                                                    \
   OPTIONS_LISTEN(X)                                                         \
@@ -49,7 +52,8 @@
   X(host, STRING, LOCAL)                                                    \
   X(port, PORT, LOCAL)                                                      \
   X(path, STRING, LOCAL)                                                    \
-  X(timeout, TIME, LOCAL)
+  X(timeout, TIME, LOCAL)                                                   \
+  X(tls, TLS, LOCAL)
 
 /* berth.udp{}: a server (host, port or path; the master binds it under
  * --workers) or, with none of them, a client. multicast is {group=,

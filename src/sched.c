@@ -61,6 +61,7 @@ struct sched {
   int overrun;              /* the hook stopped the current task */
   int onerror;              /* registry ref: default error handler */
   int idle_pending;         /* the last task ended: call onidle */
+  long nerrors;             /* errors reported (tasks and callbacks) */
   lua_CFunction onidle;
   long ntasks;
   struct link tasks;
@@ -222,6 +223,7 @@ static void sched_logerror(lua_State *L, const char *what, int idx) {
  * logged, nothing more. */
 static void sched_report(lua_State *L, struct loop *lp, int hidx) {
   int top = lua_gettop(L);
+  lp->sched->nerrors++;
   hidx = hidx ? lua_absindex(L, hidx) : 0;
   if (!sched_pushhandler(L, lp, hidx)) {
     sched_logerror(L, "error in task: ", top - 1);
@@ -699,6 +701,10 @@ void sched_onidle(struct loop *lp, lua_CFunction fn) {
 
 long sched_ntasks(struct loop *lp) {
   return lp->sched->ntasks;
+}
+
+long sched_nerrors(struct loop *lp) {
+  return lp->sched->nerrors;
 }
 
 /* Set the loop's default error handler to the function at idx (or none

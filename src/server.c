@@ -15,6 +15,10 @@
  * EMFILE/ENFILE (R9): the listen watcher stops and a 100 ms timer retries,
  * so no busy loop while the process is out of descriptors; existing
  * connections are unaffected; a warning is logged at most once a second.
+ *
+ * TLS (listen{tls=}): each accepted socket is wrapped with the server's
+ * context of the moment, and its handler task runs the handshake
+ * (socket_tls.c) before the handler; a failed one ends the task quietly.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -26,12 +30,14 @@
 #include "check.h"
 #include "core.h"
 #include "options.h"
+#include "tls.h"
 
 #define BACKOFF_SECONDS 0.1
 
 struct srvset {
   struct link open;      /* open servers */
   long nopen;
+  long accepted, rejected, active; /* served connections, all servers */
 };
 
 static struct server *srv_check(lua_State *L, int idx) {
@@ -96,7 +102,14 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
     if ((size_t)sv->active >= sv->lim.max_connections) {
       close(fd);
       sv->rejected++;
+      sv->loop->servers->rejected++;
       continue;
+    }
+    if (sv->tls != NULL && (s->tls = tls_new(sv->tls, fd, &s->wbuf, NULL))
+                           == NULL) {
+      close(fd);
+      lua_pop(L, 1);
+      return -ENOMEM;
     }
     lua_pushnil(L);
     lua_setiuservalue(L, idx, SRV_UV_SPARE);
@@ -113,6 +126,8 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
       net_set_bool(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     sv->accepted++;
     sv->active++;
+    sv->loop->servers->accepted++;
+    sv->loop->servers->active++;
     sock_timer_arm(s); /* the idle timeout runs from the accept */
     return 1;
   }
@@ -120,15 +135,33 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
 
 static int srv_handler_k(lua_State *L, int status, lua_KContext ctx);
 
-/* A handler task's function: handler(sock), then what it wrote is flushed
- * before the task ends (9.8), so the shutdown's grace covers it too; the
- * task's done callback (sock_handlerdone) then closes the socket.
- * Stack: handler, sock. */
-static int srv_runhandler(lua_State *L) {
+/* handler(sock), then what it wrote is flushed before the task ends (9.8),
+ * so the shutdown's grace covers it too; the task's done callback
+ * (sock_handlerdone) then closes the socket. Stack: handler, sock. */
+static int srv_callhandler(lua_State *L) {
   lua_pushvalue(L, 2);
   lua_rotate(L, 1, 1);                       /* sock, handler, sock */
   lua_callk(L, 1, 0, 1, srv_handler_k);
   return srv_handler_k(L, LUA_OK, 1);
+}
+
+/* After the TLS handshake: the handler runs only if it succeeded. */
+static int srv_handshake_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  if (!lua_toboolean(L, -1))
+    return 0; /* failed: counted and logged; the socket is closed */
+  lua_pop(L, 1);
+  return srv_callhandler(L);
+}
+
+/* A handler task's function; a TLS connection's handshake comes first. */
+static int srv_runhandler(lua_State *L) {
+  if (sock_check(L, 2)->tls == NULL)
+    return srv_callhandler(L);
+  lua_pushcfunction(L, stls_handshake);
+  lua_pushvalue(L, 2);
+  lua_callk(L, 1, 1, 0, srv_handshake_k);
+  return srv_handshake_k(L, LUA_OK, 0);
 }
 
 static int srv_handler_k(lua_State *L, int status, lua_KContext ctx) {
@@ -263,6 +296,18 @@ void srv_closeall(lua_State *L, struct loop *lp) {
 void srv_stats(lua_State *L, struct loop *lp) {
   lua_pushinteger(L, lp->servers->nopen);
   lua_setfield(L, -2, "servers");
+  lua_pushinteger(L, lp->servers->active);
+  lua_setfield(L, -2, "connections");
+  lua_pushinteger(L, lp->servers->accepted);
+  lua_setfield(L, -2, "accepted");
+  lua_pushinteger(L, lp->servers->rejected);
+  lua_setfield(L, -2, "rejected");
+}
+
+/* A connection sv accepted has closed (socket.c). */
+void srv_connclosed(struct server *sv) {
+  sv->active--;
+  sv->loop->servers->active--;
 }
 
 static int srv_close(lua_State *L) {
@@ -398,6 +443,7 @@ static int srv_stats_m(lua_State *L) {
   lua_setfield(L, -2, "active");
   lua_pushinteger(L, sv->rejected);
   lua_setfield(L, -2, "rejected");
+  stls_srvstats(L, sv);
   return 1;
 }
 
@@ -494,17 +540,28 @@ static void srv_attach(struct server *sv, int fd) {
   lp->servers->nopen++;
 }
 
-/* berth.listen{...} -> ServerSocket | nil, code, errno. The userdata
- * exists before the socket does (9.14): nothing after the bind can fail
- * but the path's copy, and a server with its fd closes on __gc. */
+/* berth.listen{...} -> ServerSocket | nil, code, errno (or nil, "tls",
+ * message for a missing or broken certificate). The userdata exists
+ * before the socket does (9.14): nothing after the bind can fail but the
+ * path's copy, and a server with its fd closes on __gc. */
 int srv_listen(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   options_check(L, 1, OPT_LISTEN); /* every key and value: opt* can trust */
   struct limits lim = lp->limits;
   limits_read(L, 1, &lim, LIMITS_SCOPE_SERVER, "listen");
   lua_settop(L, 1);
-  struct server *sv = srv_new(L, lp);
+  if (lua_getfield(L, 1, "tls") != LUA_TNIL) { /* before any descriptor */
+    if (stls_servercontext(L, lp, 2) > 1)
+      return 3;
+    lua_replace(L, 2);
+  }
+  struct server *sv = srv_new(L, lp);      /* stack: opts, ctx|nil, sv */
   sv->lim = lim;
+  if (!lua_isnil(L, 2)) {
+    lua_pushvalue(L, 2);
+    stls_setserver(L, sv, 3);
+  }
+  lua_remove(L, 2);                        /* stack: opts, sv */
   const char *path;
   int fd = -1;
   int rc = srv_openfd(L, &fd, &path);

@@ -332,10 +332,12 @@ static void sd_release(struct shdict *d, uint32_t off) {
 /* Remove an entry to make room: an expired one is counted as such. */
 static void sd_reclaim(struct shdict *d, uint32_t off, double now, int free) {
   struct sd_hdr *h = sd_h(d);
-  if (sd_dead(h, sd_e(d, off), now))
+  if (sd_dead(h, sd_e(d, off), now)) {
     h->expired++;
-  else
+  } else {
     h->evictions++;
+    d->evicted++;
+  }
   if (free)
     sd_release(d, off);
   else
@@ -965,7 +967,7 @@ int shdict_init(void *zone, size_t size, const struct shdict_config *cfg) {
   if (rc < 0)
     return rc;
   sd_classes(h);
-  struct shdict d = {zone, size};
+  struct shdict d = {zone, size, 0};
   sd_clear(&d);
   h->version = SD_VERSION;
   h->magic = SD_MAGIC;
@@ -979,6 +981,7 @@ int shdict_open(struct shdict *d, void *zone, size_t size) {
     return -EPROTO;
   d->base = zone;
   d->size = size;
+  d->evicted = 0;
   return 0;
 }
 

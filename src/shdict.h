@@ -112,10 +112,13 @@ struct shdict_stats {
   uint64_t recoveries; /* holder died; nothing lost */
 };
 
-/* Process-local handle. */
+/* Process-local handle. `evicted` counts the live entries this handle's
+ * own operations evicted, so a caller can tell whether its set pushed
+ * something out without another trip under the lock. */
 struct shdict {
   unsigned char *base;
   size_t size;
+  uint64_t evicted;
 };
 
 #define SHDICT_OVERHEAD 48       /* entry header bytes */

@@ -311,6 +311,7 @@ static void shm_member_reset(struct shm_member *m, int worker, pid_t pid,
   atomic_store_explicit(&m->bus_sent, 0, memory_order_relaxed);
   atomic_store_explicit(&m->bus_received, 0, memory_order_relaxed);
   atomic_store_explicit(&m->bus_rejected, 0, memory_order_relaxed);
+  atomic_store_explicit(&m->bus_mbox, 0, memory_order_relaxed);
 }
 
 int shm_member_claim(struct shm *r, int worker, pid_t pid) {

@@ -147,8 +147,9 @@ struct shm_member {
                                    (added to by every publisher) */
   _Atomic uint64_t bus_sent;    /* datagrams it queued (it alone writes) */
   _Atomic uint64_t bus_received;/* datagrams it read (it alone writes) */
-  _Atomic uint64_t bus_rejected;/* datagrams it read and refused */
-  uint64_t pad2_;
+  _Atomic uint64_t bus_rejected;/* records it read and refused */
+  _Atomic uint64_t bus_mbox;    /* region offset of its mailbox (bus.c),
+                                   set before it turns LIVE; 0: none */
 };
 
 /* The slot, or NULL when out of range. */

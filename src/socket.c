@@ -18,6 +18,11 @@
  * An error in a connection's code ends that connection: a handler task's
  * error closes its socket (sock_handlerdone), and so does an error in an
  * on("data"/"drain") callback; on("close") then gets "error".
+ *
+ * TLS (s->tls, tls.h) changes only how bytes enter and leave: receives go
+ * through sock_recv, and the encrypted bytes OpenSSL writes go out at once
+ * or into the write buffer, which drains as for a plain socket. A close
+ * sends close_notify; the other socket_tls.c does.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +36,7 @@
 
 #include "check.h"
 #include "core.h"
+#include "tls.h"
 
 struct sockset {
   struct link open;      /* open sockets */
@@ -79,6 +85,51 @@ void sock_countout(struct sock *s, size_t n) {
   s->bytes_out += n;
   s->loop->socks->bytes_out += n;
   s->last_active = s->last_drain = ev_now(s->loop->ev);
+}
+
+/* ---------------------------------------------------------------- I/O */
+
+long sock_recv(lua_State *L, struct sock *s, int idx, char *p, size_t n) {
+  if (s->tls == NULL) {
+    long got = net_recv(s->fd, p, n);
+    if (got == -EAGAIN || (got > 0 && (size_t)got < n))
+      s->readable = 0; /* drained the kernel: wait for readiness next */
+    if (got > 0)
+      sock_countin(s, (size_t)got);
+    return got;
+  }
+  long got = tls_recv(s->tls, p, n);
+  sock_tlsio(L, s, idx); /* an alert or a key update may have been sent */
+  /* OpenSSL may hold more records than the kernel does: readiness alone
+   * would miss them. */
+  s->readable = got > 0 && tls_readable(s->tls);
+  if (got > 0)
+    s->last_active = ev_now(s->loop->ev);
+  return got;
+}
+
+void sock_tlsio(lua_State *L, struct sock *s, int idx) {
+  size_t in, out;
+  int werr = tls_take(s->tls, &in, &out);
+  if (in > 0)
+    sock_countin(s, in);
+  if (out > 0)
+    sock_countout(s, out);
+  if (werr && !s->werr) {
+    s->werr = werr;
+    buf_free(&s->wbuf);
+  }
+  if (idx != 0)
+    sock_armwrite(L, s, idx);
+}
+
+const char *sock_errcode(int err) {
+  return TLS_ISERR(err) ? tls_errcode(err) : net_errcode(-err);
+}
+
+int sock_failerr(lua_State *L, int err) {
+  return TLS_ISERR(err) ? util_fail(L, tls_errcode(err))
+                        : util_failerr(L, -err);
 }
 
 /* ------------------------------------------------------------- timeouts */
@@ -213,22 +264,22 @@ static int sock_ondata(lua_State *L) {
     }
     return 0;
   }
-  long got = s->eof ? 0 : net_recv(s->fd, lp->scratch, BERTH_SCRATCH);
-  if (got == -EAGAIN) {
-    s->readable = 0;
+  long got = s->eof ? 0 : sock_recv(L, s, idx, lp->scratch, BERTH_SCRATCH);
+  if (got == -EAGAIN)
     return 0;
-  }
   if (got <= 0) {
     s->eof = got == 0;
     s->rerr = got < 0 ? (int)got : 0;
-    sock_destroy(L, s, idx, got == 0 ? "closed" : net_errcode((int)-got));
+    sock_destroy(L, s, idx, got == 0 ? "closed" : sock_errcode((int)got));
     return 0;
   }
-  sock_countin(s, (size_t)got);
   if (sock_pushcb(L, idx, SOCK_UV_ONDATA)) {
     lua_pushlstring(L, lp->scratch, (size_t)got);
     sock_callback(L, s, idx, 1);
   }
+  /* Records OpenSSL already holds raise no readiness: deliver them next. */
+  if (s->fd >= 0 && s->callback && s->tls != NULL && s->readable)
+    ev_feed_event(lp->ev, &s->rio, EV_READ);
   return 0;
 }
 
@@ -397,19 +448,25 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
   ev_io_stop(lp->ev, &s->rio);
   ev_io_stop(lp->ev, &s->wio);
   ev_timer_stop(lp->ev, &s->timer);
+  if (s->tls != NULL)
+    tls_close(s->tls); /* close_notify: sent, or queued for the send below */
   if (s->wbuf.len > 0 && s->werr == 0)
     sock_drainbuf(s);
   if (why != NULL)
     sock_notepeer(s);
   close(s->fd);
   s->fd = -1;
+  tls_free(s->tls);
+  s->tls = NULL;
   s->why = why ? why : "closed";
   buf_free(&s->rbuf);
   buf_free(&s->wbuf);
   link_remove(&s->link);
   lp->socks->nopen--;
   if (s->srv)
-    s->srv->active--;
+    srv_connclosed(s->srv);
+  if (s->inbox && why != NULL)
+    inbox_sockclosed(L, s);
   s->callback = 0;
   if (why == NULL) { /* __gc: no task can be waiting, nothing may run */
     waiter_drop(&s->reader);
@@ -545,11 +602,31 @@ static void sock_setcallback(struct sock *s, int on) {
     ev_feed_event(ev, &s->rio, EV_READ);
 }
 
+/* on("message", fn): the socket's inbox calls fn(msg, from) (berth.bus),
+ * as sock:inbox():on(fn) does; here, so that on()'s argument errors name
+ * on() whatever the event. */
+static int sock_onmessage(lua_State *L) {
+  lua_settop(L, 3);
+  lua_getfield(L, 1, "inbox");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);               /* stack: sock, event, fn, inbox */
+  lua_getfield(L, 4, "on");
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 3);
+  lua_call(L, 2, 0);
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int sock_on(lua_State *L) {
-  struct sock *s = sock_checkopen(L, 1);
-  static const char *const names[] = {"data", "close", "drain", NULL};
+  static const char *const names[] = {"data", "close", "drain", "message",
+                                      NULL};
   static const int uvs[] = {SOCK_UV_ONDATA, SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN};
+  sock_check(L, 1);
   int which = luaL_checkoption(L, 2, NULL, names);
+  if (which == 3)
+    return sock_onmessage(L);
+  struct sock *s = sock_checkopen(L, 1);
   if (!lua_isnil(L, 3))
     luaL_checktype(L, 3, LUA_TFUNCTION);
   if (which == 0 && s->reader.task)
@@ -620,6 +697,10 @@ static int sock_shutdown(lua_State *L) {
   if (how != 0 && shutdown(s->fd, SHUT_RD) != 0)
     return util_failerr(L, errno);
   if (how != 1) {
+    if (s->tls != NULL && !s->shut_wr) {
+      tls_close(s->tls); /* close_notify first; reading goes on */
+      sock_tlsio(L, s, 1);
+    }
     /* With output queued, SHUT_WR waits for it to drain (sock_wio_cb). */
     if (s->wbuf.len == 0 && shutdown(s->fd, SHUT_WR) != 0)
       return util_failerr(L, errno);

@@ -16,12 +16,18 @@
  * buffered, a write is queued instead, and the read that next has to wait
  * sends the whole batch with one writev (the write watcher is armed as a
  * safety net, so a handler that stops reading still gets it sent).
+ *
+ * On a TLS socket a write is encrypted at once (several strings gathered
+ * into one record) and what the kernel does not take of the records is
+ * what gets buffered, so the watermarks, max_output and pending() count
+ * bytes on the wire; reads decrypt into the same buffers (sock_recv).
  */
 #include <errno.h>
 #include <string.h>
 
 #include "check.h"
 #include "core.h"
+#include "tls.h"
 
 enum rfmt { RF_COUNT, RF_LINE, RF_LINE_EOL, RF_ALL, RF_SOME, RF_UNTIL };
 enum rkind { RK_READ, RK_READSOME, RK_READUNTIL };
@@ -128,7 +134,7 @@ static int sock_readend(lua_State *L, struct sock *s, const struct rreq *q) {
   int n = 1;
   if (q->fmt != RF_ALL || s->rerr) {
     lua_pushnil(L);
-    lua_pushstring(L, s->rerr ? net_errcode(-s->rerr) : "closed");
+    lua_pushstring(L, s->rerr ? sock_errcode(s->rerr) : "closed");
     n = 3;
   }
   lua_pushlstring(L, buf_begin(b), b->len);
@@ -153,19 +159,14 @@ static int sock_fill(lua_State *L, struct sock *s, const struct rreq *q) {
       return luaL_error(L, "not enough memory");
     room = buf_room(b);
   }
-  long got = net_recv(s->fd, dst, room);
+  long got = sock_recv(L, s, 1, dst, room);
   if (got <= 0) {
-    if (got == -EAGAIN)
-      s->readable = 0;
-    else if (got == 0)
+    if (got == 0)
       s->eof = 1;
-    else
+    else if (got != -EAGAIN)
       s->rerr = (int)got;
     return 0;
   }
-  if ((size_t)got < room)
-    s->readable = 0; /* drained the kernel: wait for readiness next time */
-  sock_countin(s, (size_t)got);
   if (b->len == 0)
     s->msg_start = s->last_active; /* the first byte of a new message */
   if (!scratch) {
@@ -286,11 +287,61 @@ static int sock_readuntil(lua_State *L) { return sock_doread(L, RK_READUNTIL, 0)
 
 #define WRITE_IOV 64
 
+/* Encrypt p[0..n) (tls.h: sent now, or queued in wbuf; `cork` queues only):
+ * 0, -errno (the write side failed) or -EMSGSIZE (past max_output). */
+static int sock_tlsput(lua_State *L, struct sock *s, const char *p, size_t n,
+                       int cork) {
+  long rc = tls_send(s->tls, p, n, cork);
+  sock_tlsio(L, s, 0);
+  if (rc == -ENOMEM)
+    return luaL_error(L, "not enough memory");
+  if (rc < 0) {
+    s->werr = (int)rc;
+    return (int)rc;
+  }
+  return s->wbuf.len > s->lim.max_output ? -EMSGSIZE : 0;
+}
+
+/* TLS: gather small pieces into one record (the scratch buffer is free
+ * while a write runs); a large piece goes through as it is. A peer that
+ * does not read is refused before anything is encrypted when output is
+ * queued already, and at most one gathering's worth later otherwise. */
+static int sock_tlssend(lua_State *L, struct sock *s, struct iovec *iov,
+                        int cnt) {
+  size_t total = 0, used = 0;
+  for (int i = 0; i < cnt; i++)
+    total += iov[i].iov_len;
+  if (s->wbuf.len > 0 && over(s->wbuf.len + total, s->lim.max_output, 0))
+    return -EMSGSIZE;
+  int cork = s->rbuf.len > 0, rc = 0;
+  char *gather = s->loop->scratch;
+  for (int i = 0; i < cnt && rc == 0; i++) {
+    size_t len = iov[i].iov_len;
+    if (used > 0 && (used + len > BERTH_SCRATCH || len > BERTH_SCRATCH / 4)) {
+      rc = sock_tlsput(L, s, gather, used, cork);
+      used = 0;
+    }
+    if (rc != 0)
+      break;
+    if (len > BERTH_SCRATCH / 4 || cnt == 1) {
+      rc = sock_tlsput(L, s, iov[i].iov_base, len, cork);
+    } else if (len > 0) {
+      memcpy(gather + used, iov[i].iov_base, len);
+      used += len;
+    }
+  }
+  if (rc == 0 && used > 0)
+    rc = sock_tlsput(L, s, gather, used, cork);
+  return rc;
+}
+
 /* Send iov[0..cnt) now if nothing is queued before it, and buffer what the
  * kernel did not take. Returns 0, -errno (the write side failed), or
  * -EMSGSIZE when buffering the rest would pass max_output: checked before
  * copying, so a huge write to a peer that does not read costs nothing. */
 static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
+  if (s->tls != NULL)
+    return sock_tlssend(L, s, iov, cnt);
   size_t sent = 0, total = 0;
   for (int i = 0; i < cnt; i++)
     total += iov[i].iov_len;
@@ -342,18 +393,18 @@ static int sock_write_k(lua_State *L, int status, lua_KContext ctx) {
     return util_fail(L, "timeout"); /* the data stays queued and is sent */
   }
   if (s->werr)
-    return util_failerr(L, -s->werr);
+    return sock_failerr(L, s->werr);
   if (s->wbuf.len > (size_t)ctx)
     return sock_waitwrite(L, s, (size_t)ctx, 0, 1);
   lua_settop(L, 1);
   return 1;
 }
 
-static void sock_armwrite(lua_State *L, struct sock *s) {
+void sock_armwrite(lua_State *L, struct sock *s, int idx) {
   if (s->wbuf.len > 0 && !ev_is_active(&s->wio)) {
     s->last_drain = ev_now(s->loop->ev); /* the send timeout starts now */
     ev_io_start(s->loop->ev, &s->wio);
-    sock_hold(L, s, 1);
+    sock_hold(L, s, idx);
     if (s->lim.send_timeout > 0)
       sock_timer_arm(s);
   }
@@ -368,8 +419,11 @@ static int sock_write(lua_State *L) {
     return util_fail(L, s->why);
   if (s->writer.task != NULL)
     return luaL_error(L, "socket already has a pending write");
+  if (s->tls != NULL && !tls_established(s->tls))
+    return luaL_error(L, "write: the TLS handshake is not done "
+                         "(sock:handshake() first)");
   if (s->werr)
-    return util_failerr(L, -s->werr);
+    return sock_failerr(L, s->werr);
   if (s->shut_wr)
     return util_fail(L, "closed"); /* this side is closed for writing */
   struct iovec iov[WRITE_IOV];
@@ -386,9 +440,9 @@ static int sock_write(lua_State *L) {
       return util_fail(L, "toolarge");
     }
     if (rc < 0)
-      return util_failerr(L, -rc);
+      return sock_failerr(L, rc);
   }
-  sock_armwrite(L, s);
+  sock_armwrite(L, s, 1);
   if (s->wbuf.len > 0)
     s->drain_cb = 1; /* on("drain") fires when it has emptied */
   if (s->wbuf.len > s->hiwat && sched_canwait(L, s->loop))
@@ -404,7 +458,7 @@ static int sock_flush(lua_State *L) {
   if (s->fd < 0)
     return util_fail(L, s->why);
   if (s->werr)
-    return util_failerr(L, -s->werr);
+    return sock_failerr(L, s->werr);
   if (s->writer.task != NULL)
     return luaL_error(L, "socket already has a pending write");
   lua_settop(L, 1);

@@ -5,15 +5,23 @@
 -- message is a frame, a 4-byte big-endian length and a body: its kind,
 -- the request id, then fields (key, tagged value)*. Kinds:
 --
---   worker -> master  "ready"   the script has run
+--   worker -> master  "attach"  send the shared region (first, at start)
+--                     "ready"   the script has run
 --                     "listen"  bind a listener: the BIND keys of
 --                               core.options.listen, nothing else
 --                     "udp"     bind a UDP server socket: the BIND keys of
 --                               core.options.udp, multicast groups as one
 --                               string "group|interface,..."
---   master -> worker  "ok"      the descriptor is attached
---                     "fail"    listen (udp) returned nil: code, errno
+--                     "tickets" the TLS session ticket keys, please
+--   master -> worker  "ok"      to "listen"/"udp": the descriptor is
+--                               attached; to "attach": the region's
+--                               descriptor is, with slot (the member slot
+--                               claimed for the worker) and worker (its
+--                               number)
+--                     "fail"    listen (udp) returned nil: code, errno; or
+--                               the master has no region: code
 --                     "error"   listen (udp) raised: message
+--                     "tickets" keys: the ticket keys (berth.tls)
 --
 -- A reply carries its request's id, so a reply that comes after its
 -- request timed out is recognised and dropped (its descriptor closed).
@@ -153,6 +161,11 @@ function channel.adopted_udp_options(opts, fd)
   for _, k in ipairs(channel.UDP_BIND_KEYS) do t[k] = nil end
   t.fd = fd
   return t
+end
+
+--- The "attach" request: the shared region, please.
+function channel.attach_request(id)
+  return channel.encode("attach", id)
 end
 
 --- The "listen" request for `listen(opts)`: only the BIND keys.

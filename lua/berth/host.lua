@@ -159,7 +159,10 @@ function host.start(berth, opts)
     if not channel then error("--worker: no channel from a master", 0) end
     require("berth.worker").start(berth, channel)
   end
-  berth.signal("HUP", function() berth.reload.all() end)
+  berth.signal("HUP", function()
+    berth.reload.all()
+    berth.tls.reload() -- new certificates for new handshakes
+  end)
   host.on_stop_signals(berth, {
     log = berth.log,
     graceful = function(name)

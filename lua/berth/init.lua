@@ -7,6 +7,9 @@ local core = require "berth.core"
 local log = require "berth.log"
 local sync = require "berth.sync"
 local reload = require "berth.reload"
+local tls = require "berth.tls"
+local bus = require "berth.bus"
+local metrics = require "berth.metrics"
 
 local Socket, ServerSocket, Datagram = core.Socket, core.ServerSocket, core.Datagram
 local check = core.check
@@ -72,8 +75,9 @@ local function bind(c)
   -- @function listen
   -- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
   -- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
-  -- `path` (unix socket), `fd` (adopt a listening descriptor), and any limit
-  -- of `berth.limits` but `cpu_budget`. An unknown key or a bad value raises,
+  -- `path` (unix socket), `fd` (adopt a listening descriptor), `tls` (TLS
+  -- options or a TLSContext: README "TLS"), and any limit of `berth.limits`
+  -- but `cpu_budget`. An unknown key or a bad value raises,
   -- naming it: "listen: port must be an integer 0..65535 (got 70000)",
   -- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
   -- @treturn[1] ServerSocket
@@ -97,6 +101,10 @@ local function bind(c)
     end
     return c.listen(opts) -- options checked: it raises no more
   end
+
+  -- berth.tls wraps api.listen (listen{tls=} servers are reloaded with it).
+  api.tls = tls.bind(c, api)
+  api.tls.fromenv = tls.fromenv
 
   --- Listen and run `opts.handler(sock)` in a new task per connection.
   -- @function serve
@@ -154,14 +162,33 @@ local function bind(c)
     return d:serve(handler)
   end
 
+  -- The TCP connection of api.connect: every address `host` resolves to
+  -- in turn, within the timeout.
+  local function connect(host, port, timeout)
+    local deadline = timeout and c.now() + timeout
+    local addrs, err, extra = c.resolve(host)
+    if not addrs then return nil, err, extra end
+    for _, addr in ipairs(addrs) do
+      local left = deadline and math.max(0, deadline - c.now())
+      local sock
+      sock, err, extra = c.connect(addr, port, left)
+      if sock or err == "timeout" then return sock, err, extra end
+    end
+    return nil, err, extra
+  end
+
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=}`. Must run in a task. A port is an integer 0..65535;
-  -- it, an unknown key or a bad timeout raises (core.options "connect").
+  -- path=, timeout=, tls=}`. Must run in a task. A port is an integer
+  -- 0..65535; it, an unknown key or a bad timeout raises (core.options
+  -- "connect"). With `tls` (true, a table of options or a TLSContext) the
+  -- TLS handshake follows, verifying the server's certificate for `host`
+  -- (or `tls.servername`) against the system CA store (or `tls.ca`) unless
+  -- `tls.verify` is false; `timeout` covers both.
   -- @function connect
   -- @treturn[1] Socket
   -- @treturn[2] nil
-  -- @treturn[2] string error code
+  -- @treturn[2] string error code ("tls" for a failed handshake)
   -- @treturn[2] any errno or message
   function api.connect(host, port, opts)
     if type(host) == "table" then
@@ -175,21 +202,20 @@ local function bind(c)
     if not intask then error(why, 2) end
     local timeout = opts.timeout
     if timeout == math.huge or timeout == false then timeout = nil end
-    if opts.path then return c.connect(opts.path, nil, timeout) end
-    if host == nil then error("connect: host must be a string (got nil)", 2) end
-    check.string(host, "connect: host", 2)
-    if port == nil then error("connect: port must be an integer 0..65535 (got nil)", 2) end
-    port = check.port(port, "connect: port", 2)
-    local deadline = timeout and c.now() + timeout
-    local addrs, err, extra = c.resolve(host)
-    if not addrs then return nil, err, extra end
-    for _, addr in ipairs(addrs) do
-      local left = deadline and math.max(0, deadline - c.now())
-      local sock
-      sock, err, extra = c.connect(addr, port, left)
-      if sock or err == "timeout" then return sock, err, extra end
+    local started = c.now()
+    local sock, err, extra
+    if opts.path then
+      sock, err, extra = c.connect(opts.path, nil, timeout)
+    else
+      if host == nil then error("connect: host must be a string (got nil)", 2) end
+      check.string(host, "connect: host", 2)
+      if port == nil then error("connect: port must be an integer 0..65535 (got nil)", 2) end
+      port = check.port(port, "connect: port", 2)
+      sock, err, extra = connect(host, port, timeout)
     end
-    return nil, err, extra
+    if not sock or not opts.tls then return sock, err, extra end
+    local left = timeout and math.max(0, timeout - (c.now() - started))
+    return api.tls.client(sock, opts.tls, host, left)
   end
 
   --- Counters: active, total, bytes_in, bytes_out, tasks, sockets,
@@ -218,6 +244,36 @@ local function bind(c)
     for _, fn in ipairs(hooks) do c.spawn(fn) end
     return c.shutdown(grace)
   end
+
+  --- A dictionary shared by every worker of the master (and by the whole
+  -- of a single process): strings, numbers and booleans, TTLs, LRU
+  -- eviction within `opts.size` bytes (default 4 MiB; the first process
+  -- to ask makes it, later ones get it as it was made). See README
+  -- "Shared dictionary".
+  -- @function shared
+  -- @tparam string name 1 to 58 bytes
+  -- @tparam[opt] table opts `size`
+  -- @return SharedDict: get, set, add, replace, incr, delete, ttl, keys,
+  -- flush_all, flush_expired, stats
+  function api.shared(name, opts)
+    if opts ~= nil then
+      if type(opts) ~= "table" then error("shared: opts must be a table (got " .. type(opts) .. ")", 2) end
+      for k in pairs(opts) do
+        if k ~= "size" then error(("shared: unknown option %q (valid: size)"):format(tostring(k)), 2) end
+      end
+    end
+    return c.shared.dict(name, opts and opts.size)
+  end
+
+  --- This process's worker number: 1..N under `--workers N`, 0 in a
+  -- single process.
+  -- @function worker
+  function api.worker()
+    return c.shared.worker()
+  end
+
+  api.bus = bus.bind(c)
+  api.metrics = metrics.bind(c, api)
 
   --- A new, independent loop with this same API (`berth.loop().serve{…}`,
   -- `:run()`…). The default loop is the one `berth` itself drives.

@@ -1,24 +1,36 @@
 --- The master of `berth --workers N app.lua`.
 -- It runs no script. Its steps, in the order of a worker's life:
 --
+-- 0. shared: create the group's shared region before any worker (the
+--    dictionaries, the bus mailboxes and the metrics live there), so it
+--    outlives every worker and every rolling reload; claim a member slot
+--    for each worker it starts and send it the region on request;
 -- 1. spawn: start a worker (the berth executable again, with --worker and
 --    its slot number, and the same options) with a channel to it;
 -- 2. channel: answer the worker's requests (berth.channel): bind each
 --    listener it asks for once per address, so that every worker gets the
 --    same socket and they share one accept queue; every request gets an
 --    answer, the error of a failed or raising listen included;
--- 3. supervise: reap a worker that exited and restart it after 0.1 s,
+-- 3. supervise: reap a worker that exited (folding its counters into the
+--    retired totals and freeing its slot) and restart it after 0.1 s,
 --    backing off to 10 s while it keeps crashing;
 -- 4. rolling replace (SIGHUP): one slot at a time, a new worker starts and
---    reports ready before the old one is told to drain;
+--    reports ready before the old one is told to drain (its member slot
+--    RETIRED: it still owns its connections and gets their messages);
 -- 5. stop (SIGTERM/SIGINT, with the policy of berth.host): close the
 --    listeners, pass the signal on, wait for the workers, then end the
 --    loop; a second signal makes them all exit at once.
+--
+-- It also makes the TLS session ticket keys every worker uses, so that a
+-- ticket from one worker resumes on any other, and rotates them on SIGHUP:
+-- the new workers encrypt with a new key and still accept the previous.
 -- @module berth.master
 local core = require "berth.core"
 local channel = require "berth.channel"
 local host = require "berth.host"
+local metrics = require "berth.metrics"
 local proc = core.proc
+local shared = core.shared
 
 local master = {}
 
@@ -42,7 +54,58 @@ function Master.new(berth, opts)
     listeners = {},     -- "address#n" -> ServerSocket or Datagram (never read)
     changed = berth.cond(), -- a worker became ready or exited
     stopping = false, reloading = false, started_one = false,
+    ticket_keys = berth.tls.newkeys(1), -- the first encrypts
+    shared = false,     -- the region exists
   }, Master)
+end
+
+---------------------------------------------------------------------------
+-- 0. the shared region
+---------------------------------------------------------------------------
+
+--- Create the region before any worker; without one, workers run with
+-- shared memory off (they refuse to make private ones).
+function Master:setup_shared()
+  local fd, code = shared.create()
+  if not fd then
+    shared.disable("the master could not create it: " .. tostring(code))
+    self.log.error("master: no shared region (%s): berth.shared, berth.bus and "
+      .. "berth.metrics are off in the workers", code)
+    return
+  end
+  self.shared = true
+  local family = function(kind, name, help)
+    return metrics.family(core, kind, name, help or metrics.HELP[name])
+  end
+  self.counters = {
+    reloads = family("counter", "berth_reloads_total"),
+    reload_failures = family("counter", "berth_reload_failures_total"),
+    restarts = family("counter", "berth_worker_restarts_total", "Workers restarted after they died."),
+    workers = family("gauge", "berth_workers", "Workers the master runs (draining ones included)."),
+  }
+end
+
+--- Count `name` (a counter of setup_shared), if there is a region.
+function Master:count(name)
+  if self.counters then self.counters[name]:inc() end
+end
+
+function Master:count_workers()
+  if not self.counters then return end
+  local n = 0
+  for _ in pairs(self.workers) do n = n + 1 end
+  self.counters.workers:set(n)
+end
+
+--- The member slot for a new worker of `slot`, or nil (no region, or
+-- all 128 slots taken: the worker then runs without shared memory).
+function Master:claim(slot)
+  if not self.shared then return nil end
+  local member, code = shared.claim(slot)
+  if not member then
+    self.log.error("master: no shared-memory slot for a new worker (%s)", code)
+  end
+  return member
 end
 
 ---------------------------------------------------------------------------
@@ -52,6 +115,7 @@ end
 --- Start a worker for `slot`; nil if it could not be started.
 function Master:spawn(slot)
   local mine, theirs = proc.socketpair()
+  local member = self:claim(slot)
   -- "berth --worker SLOT ...": the slot is its number in its log records.
   local argv = { table.unpack(self.opts.argv) }
   table.insert(argv, 3, tostring(slot))
@@ -60,13 +124,16 @@ function Master:spawn(slot)
   proc.close(theirs)
   if not pid then
     proc.close(mine)
+    if member then shared.release(member) end
     self.log.error("master: cannot start a worker: %s", err)
     return nil
   end
+  if member then shared.setpid(member, pid) end
   self.started_one = true
   local w = { pid = pid, slot = slot, started = self.berth.now(),
-    channel = core.adopt(mine), binds = {} }
+    channel = core.adopt(mine), binds = {}, member = member }
   self.workers[pid] = w
+  self:count_workers()
   self.berth.spawn(self.serve_channel, self, w)
   self.log.info("master: worker %d started (slot %d)", pid, slot)
   return w
@@ -95,6 +162,10 @@ function Master:serve_channel(w)
       self:answer_listen(w, id, fields)
     elseif kind == "udp" then
       self:answer_udp(w, id, channel.udp_options(fields))
+    elseif kind == "tickets" then
+      self:reply(w, channel.encode("tickets", id, { keys = self.ticket_keys }))
+    elseif kind == "attach" then
+      self:answer_attach(w, id)
     else
       self:reply(w, channel.encode("error", id,
         { message = "master: unknown request " .. ("%q"):format(kind) }))
@@ -162,6 +233,17 @@ function Master:answer_udp(w, id, o)
   end
 end
 
+--- Answer an "attach" request: the region's descriptor and the
+-- worker's member slot, or why there is none.
+function Master:answer_attach(w, id)
+  if w.member then
+    self:reply(w, channel.encode("ok", id, { slot = w.member, worker = w.slot }), shared.fd())
+  else
+    self:reply(w, channel.encode("fail", id,
+      { code = self.shared and "noslot" or "nosharedmemory" }))
+  end
+end
+
 --- Send without waiting: a worker that does not read its replies times
 -- out on its side.
 function Master:reply(w, msg, fd)
@@ -182,6 +264,9 @@ function Master:reap()
     if w then
       self.workers[pid] = nil
       w.channel:close()
+      -- Its counters join the retired totals before its slot is free.
+      if w.member then shared.release(w.member) end
+      self:count_workers()
       if not self.stopping and not w.retiring and self.slots[w.slot] == w then
         self:restart_later(w, how, code)
       else
@@ -202,6 +287,7 @@ function Master:restart_later(w, how, code)
   local level = failures > 1 and "warn" or "info"
   self.log[level]("master: worker %d died (%s %d); restarting in %.1f s%s", w.pid, how, code,
     delay, failures > 1 and " (it keeps crashing)" or "")
+  self:count("restarts")
   core.timer(delay, 0, function()
     if not self.stopping and self.slots[w.slot] == w then
       self.slots[w.slot] = self:spawn(w.slot)
@@ -241,6 +327,7 @@ function Master:replace(slot)
   self.slots[slot] = new
   if old and self.workers[old.pid] then
     old.retiring = true
+    if old.member then shared.retire(old.member) end
     proc.kill(old.pid, "TERM")
   end
   return true
@@ -251,13 +338,17 @@ end
 function Master:rolling_reload()
   if self.reloading or self.stopping then return end
   self.reloading = true
+  self.ticket_keys = self.berth.tls.newkeys(1) .. self.ticket_keys:sub(1, 80)
   self.log.info("master: rolling reload of %d workers", #self.slots)
+  local ok = true
   for slot = 1, #self.slots do
     if not self:replace(slot) then
       self.log.error("master: the new worker did not get ready; keeping the old ones")
+      ok = false
       break
     end
   end
+  self:count(ok and "reloads" or "reload_failures")
   self.reloading = false
   self.log.info("master: rolling reload done")
 end
@@ -309,6 +400,7 @@ end
 -- @return the master object
 function master.run(berth, opts)
   local m = Master.new(berth, opts)
+  m:setup_shared()
   m:install_signals()
   for slot = 1, opts.workers do m.slots[slot] = m:spawn(slot) end
   return m

@@ -7,7 +7,14 @@
 -- sends. All workers, and the workers that replace them on a rolling
 -- reload, then share one accept queue, so no connection waiting in it is
 -- lost when a worker goes away. Once the script has run, the worker tells
--- the master it is ready.
+-- the master it is ready. TLS session ticket keys come from the master
+-- too, so that every worker resumes the sessions of every other.
+--
+-- Before the script runs, the worker attaches the group's shared region
+-- (berth.shared, berth.bus, berth.metrics, sock:id()) from the descriptor
+-- the master sends, in the member slot the master claimed for it. A
+-- worker that gets none refuses shared memory rather than making a
+-- private region only it would see.
 --
 -- Every exchange is bounded: with no reply within channel.TIMEOUT,
 -- `listen` returns nil, "timeout"; a SIGTERM or SIGINT during the wait
@@ -26,10 +33,42 @@ local function lost(berth, what)
   os.exit(1)
 end
 
+-- The TLS session ticket keys all workers share, from the master (request
+-- `id`).
+local function fetch_tickets(berth, fd, id)
+  local kind, fields = channel.exchange(fd, id, channel.encode("tickets", id), channel.TIMEOUT)
+  if kind == "tickets" then
+    berth.tls.ticketkeys(fields.keys)
+  elseif fields == "closed" then
+    lost(berth, "tickets")
+  end
+end
+
+-- Ask the master for the shared region and attach it (request `id`).
+local function attach(berth, fd, id)
+  local kind, fields, passed = channel.exchange(fd, id, channel.attach_request(id),
+    channel.TIMEOUT)
+  if kind == "ok" and passed then
+    local ok, err = core.shared.attach(passed, fields.slot)
+    if ok then return end
+    core.shared.disable("cannot map the master's shared region: " .. tostring(err))
+    berth.log.error("worker: cannot map the master's shared region: %s", err)
+    return
+  end
+  if passed then proc.close(passed) end
+  if fields == "closed" then lost(berth, "attach") end
+  local why = kind == "fail" and fields.code or tostring(kind or fields)
+  core.shared.disable("the master has none (" .. why .. ")")
+  berth.log.warn("worker: no shared region from the master (%s)", why)
+end
+
 --- Route `berth.listen` of the API table through the master on `fd`.
 function worker.start(berth, fd)
   local listen = berth.listen
-  local last_id = 0
+  local last_id = 1
+  attach(berth, fd, last_id)
+  last_id = last_id + 1
+  fetch_tickets(berth, fd, last_id)
   function berth.listen(opts)
     core.options.check("listen", opts, 2) -- raise as a single process does
     if opts.fd then return listen(opts) end

@@ -20,6 +20,13 @@
  * SSL_do_handshake, SSL_read or SSL_write, and the connection's state is
  * simply re-run from the top on every event.
  *
+ * TLS_BIO=queue switches the transport to berth's design (src/tls.c), so
+ * the two can be measured against each other on the same server: OpenSSL
+ * reads straight from the descriptor as with SSL_set_fd, but writes go
+ * through a BIO that sends at once and queues what the kernel refuses in a
+ * per-connection buffer, drained on EV_WRITE; SSL_write then never
+ * returns WANT_WRITE. Default: SSL_set_fd.
+ *
  * Build: cc -O2 -Wall -Wextra -o https_libev https_libev.c -lev -lssl -lcrypto
  */
 #include "libev_server.h"
@@ -39,6 +46,8 @@ static const char RESPONSE[] = "HTTP/1.1 200 OK\r\n"
 struct conn {
     ev_io io;         /* the one watcher; its events follow OpenSSL's wants */
     SSL *ssl;
+    char *q;          /* TLS_BIO=queue: encrypted bytes the kernel refused */
+    size_t qlen, qcap;
     bool established; /* handshake done */
     unsigned match;   /* how much of "\r\n\r\n" has been seen */
     size_t pending;   /* response bytes still to send */
@@ -68,18 +77,84 @@ static size_t count_requests(struct conn *c, const char *p, size_t n)
     return requests;
 }
 
+static BIO_METHOD *g_queue_bio; /* NULL: SSL_set_fd */
+
+static int queue_write(BIO *b, const char *p, int len)
+{
+    struct conn *c = BIO_get_data(b);
+    size_t sent = 0;
+    BIO_clear_retry_flags(b);
+    if (c->qlen == 0) {
+        ssize_t n = send(c->io.fd, p, (size_t)len, MSG_NOSIGNAL);
+        if (n < 0 && errno != EAGAIN)
+            return len; /* the connection is gone: the next read says so */
+        sent = n > 0 ? (size_t)n : 0;
+    }
+    if (sent < (size_t)len) {
+        size_t need = c->qlen + (size_t)len - sent;
+        if (need > c->qcap) {
+            char *q = realloc(c->q, need * 2);
+            if (!q)
+                return -1;
+            c->q = q;
+            c->qcap = need * 2;
+        }
+        memcpy(c->q + c->qlen, p + sent, (size_t)len - sent);
+        c->qlen = need;
+    }
+    return len;
+}
+
+static int queue_read(BIO *b, char *p, int len)
+{
+    struct conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    ssize_t n = recv(c->io.fd, p, (size_t)len, 0);
+    if (n < 0 && errno == EAGAIN)
+        BIO_set_retry_read(b);
+    return n < 0 ? -1 : (int)n;
+}
+
+static long queue_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)b; (void)num; (void)ptr;
+    return cmd == BIO_CTRL_FLUSH;
+}
+
+/* TLS_BIO=queue: send what is queued; the queue's memory goes when empty */
+static void queue_flush(struct conn *c)
+{
+    size_t off = 0;
+    while (off < c->qlen) {
+        ssize_t n = send(c->io.fd, c->q + off, c->qlen - off, MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    memmove(c->q, c->q + off, c->qlen - off);
+    c->qlen -= off;
+    if (c->qlen == 0) {
+        free(c->q);
+        c->q = NULL;
+        c->qcap = 0;
+    }
+}
+
 static void conn_close(struct ev_loop *loop, struct conn *c)
 {
     ev_io_stop(loop, &c->io);
+    free(c->q);
     SSL_free(c->ssl);
     close(c->io.fd);
     free(c);
     ERR_clear_error(); /* SSL_get_error needs an empty queue before each call */
 }
 
-/* wait for `events` (EV_READ or EV_WRITE) */
+/* wait for `events` (EV_READ or EV_WRITE), and to drain the queue */
 static void conn_wait(struct ev_loop *loop, struct conn *c, int events)
 {
+    if (c->qlen > 0)
+        events |= EV_WRITE;
     if ((c->io.events & (EV_READ | EV_WRITE)) == events && ev_is_active(&c->io))
         return;
     ev_io_stop(loop, &c->io);
@@ -148,20 +223,31 @@ static void conn_run(struct ev_loop *loop, struct conn *c)
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)revents;
-    conn_run(loop, CONTAINER_OF(w, struct conn, io));
+    struct conn *c = CONTAINER_OF(w, struct conn, io);
+    if ((revents & EV_WRITE) && c->qlen > 0) {
+        queue_flush(c);
+        if (c->qlen > 0)
+            return;
+    }
+    conn_run(loop, c);
 }
 
 static void on_conn(struct ev_loop *loop, int fd)
 {
     struct conn *c = calloc(1, sizeof *c);
     SSL *ssl = c ? SSL_new(g_ctx) : NULL;
-    if (!ssl || SSL_set_fd(ssl, fd) != 1) {
+    BIO *b = ssl && g_queue_bio ? BIO_new(g_queue_bio) : NULL;
+    if (!ssl || (g_queue_bio ? !b : SSL_set_fd(ssl, fd) != 1)) {
         SSL_free(ssl);
         free(c);
         close(fd);
         ERR_clear_error();
         return;
+    }
+    if (b) {
+        BIO_set_data(b, c);
+        BIO_set_init(b, 1);
+        SSL_set_bio(ssl, b, b);
     }
     c->ssl = ssl;
     SSL_set_accept_state(ssl);
@@ -201,5 +287,13 @@ int main(void)
     for (size_t i = 0; i < RESPONSE_COPIES; i++)
         memcpy(g_out + i * RESPONSE_LEN, RESPONSE, RESPONSE_LEN);
     g_ctx = tls_context();
+    const char *bio = getenv("TLS_BIO");
+    if (bio && strcmp(bio, "queue") == 0) {
+        g_queue_bio = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "queue");
+        if (!g_queue_bio || !BIO_meth_set_write(g_queue_bio, queue_write) ||
+            !BIO_meth_set_read(g_queue_bio, queue_read) ||
+            !BIO_meth_set_ctrl(g_queue_bio, queue_ctrl))
+            return 1;
+    }
     return bench_serve(on_conn);
 }

@@ -288,6 +288,7 @@ static void test_lru_eviction_order(void) {
   CHECK(!has(&d, "k003", 1) && has(&d, "k004", 1)); /* k002 was touched */
   stats(&d, &st);
   CHECK(st.evictions == 2 && st.entries == cap);
+  CHECK(d.evicted == 2); /* this handle's own sets did it */
   /* An expired entry at the tail is reclaimed as expired, not evicted. */
   CHECK(put(&d, "k005", num_i(5), 2.0, SHDICT_SET, 1) == 0);
   for (size_t i = 6; i < cap; i++) { /* make k005 the LRU tail */

@@ -25,22 +25,28 @@ local function ls(pattern)
 end
 
 -- Every error code the sources can return, code -> the first file seen:
--- net_errcode's mapping of errnos, and the literal codes of util_fail,
--- sock_destroy, a socket's `why`, resolve's nil + literal, and Lua's
+-- the mappings of every *_errcode function (net_errcode's of errnos,
+-- shdict_errcode's, tls_errcode's), and the literal codes of util_fail,
+-- sock_destroy, a socket's `why`, a nil then a literal, and Lua's
 -- `return nil, "code"`.
 local function source_codes()
   local codes = {}
   local function add(code, file) codes[code] = codes[code] or file end
+  local mappings = 0
   for _, f in ipairs(ls("src/*.c")) do
     local text = read(f)
     for c in text:gmatch('util_fail%(L, "(%w+)"%)') do add(c, f) end
     for c in text:gmatch('sock_destroy%([^;]-"(%w+)"') do add(c, f) end
     for c in text:gmatch('why = "(%w+)"') do add(c, f) end
-    for c in text:gmatch('lua_pushnil%(L%);%s*lua_pushliteral%(L, "(%w+)"%)') do add(c, f) end
+    for c in text:gmatch('lua_pushnil%(L%);%s*lua_push%a+%(L, "(%w+)"%)') do add(c, f) end
+    for body in text:gmatch("\nconst char %*[%w_]+_errcode%([^)]*%) {(.-)\n}") do
+      mappings = mappings + 1
+      for c in body:gmatch('return "(%w+)";') do
+        if c ~= "ok" then add(c, f) end
+      end
+    end
   end
-  local body = read("src/net.c"):match("\nconst char %*net_errcode%(int err%) {(.-)\n}")
-  assert(body, "net_errcode not found in src/net.c")
-  for c in body:gmatch('return "(%w+)";') do add(c, "src/net.c") end
+  assert(mappings >= 2, "the *_errcode functions were not found in src/")
   for _, f in ipairs(ls("lua/berth/*.lua")) do
     for c in read(f):gmatch('return nil, "(%w+)"') do add(c, f) end
   end
@@ -67,7 +73,7 @@ describe("error codes", function()
   it("README's table lists every code the sources can return, and no other", function()
     local src, doc = source_codes(), readme_codes()
     for _, known in ipairs { "closed", "reset", "timeout", "toolarge", "refused", "notfound",
-      "canceled", "addrnotavail", "nofile", "error" } do
+      "canceled", "addrnotavail", "nofile", "exists", "error" } do
       assert.is_truthy(src[known], "the scan of the sources missed " .. known)
     end
     for code, file in pairs(src) do

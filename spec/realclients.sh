@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # spec/realclients.sh -- the protocol examples against real third-party
-# clients: curl and wrk for examples/http.lua, redis-cli and redis-benchmark
-# for examples/resp.lua; then the same servers over TLS (TLS_CERT/TLS_KEY
-# from scripts/mkcerts): curl --cacert with keep-alive, wrk with an
-# https:// URL, redis-cli --tls.
+# clients: curl and wrk for examples/http.lua; Python's websockets, node's
+# ws and a headless Chromium for examples/websocket.lua; redis-cli and
+# redis-benchmark for examples/resp.lua; then the same servers over TLS
+# (TLS_CERT/TLS_KEY from scripts/mkcerts): curl --cacert with keep-alive,
+# wrk with an https:// URL, redis-cli --tls.
 #
-# Starts `build/berth examples/http.lua` and `build/berth examples/resp.lua`
-# with PORT=0 (127.0.0.1 only), reads their "listening on HOST:PORT" lines,
-# runs the clients (each under `timeout`) and stops the servers by PID.
+# Starts `build/berth examples/http.lua`, `examples/websocket.lua` and
+# `examples/resp.lua` with PORT=0 (127.0.0.1 only), reads their "listening
+# on HOST:PORT" lines, runs the clients (each under `timeout`) and stops the
+# servers (and Chromium) by PID. The WebSocket clients are
+# spec/clients/ws_client.py and ws_client.js; node's ws package is
+# installed with npm into build/realclients/ (not the repository).
 # Prints one line per check, "ok NAME" or "not ok NAME" (details of a failure
 # go to stderr), and ends with exactly one line "N passed, N failed"; exits
 # non-zero if anything failed. Missing clients are installed with apt-get
@@ -43,6 +47,10 @@ missing=()
 command -v curl >/dev/null || missing+=(curl)
 command -v wrk >/dev/null || missing+=(wrk)
 { command -v redis-cli && command -v redis-benchmark; } >/dev/null || missing+=(redis-tools)
+/usr/bin/python3 -c 'import websockets' 2>/dev/null || missing+=(python3-websockets)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     echo "# installing: ${missing[*]}" >&2
@@ -62,6 +70,7 @@ tmp=$(mktemp -d)
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
   for pid in "${pids[@]}"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
@@ -138,6 +147,34 @@ else
       "$(grep -i connection "$tmp/curl2.err" | tr '\n' ' ')"
   fi
   check "curl --http1.0 GET /" "Hello, World!" "$(t curl -sS --http1.0 "$url/" 2>&1)"
+  # Chunked request bodies, Expect: 100-continue, a chunked response.
+  if t curl -sS -H 'Transfer-Encoding: chunked' --data-binary @"$tmp/body.bin" \
+      -o "$tmp/chunked.bin" "$url/echo" 2>"$tmp/curl.err" && cmp -s "$tmp/body.bin" "$tmp/chunked.bin"; then
+    ok "curl POST /echo chunked upload (300 KB), byte-exact"
+  else
+    not_ok "curl POST /echo chunked upload (300 KB), byte-exact" "$(cat "$tmp/curl.err")"
+  fi
+  # curl sends Expect: 100-continue for a body over 1 MiB... or when asked:
+  # it must see "100 Continue" before it sends the body.
+  head -c 50000 /dev/urandom >"$tmp/small.bin"
+  if t curl -sS -v -H 'Expect: 100-continue' --data-binary @"$tmp/small.bin" \
+      -o "$tmp/cont.bin" "$url/echo" 2>"$tmp/curl100.err" &&
+    grep -q '^< HTTP/1.1 100 Continue' "$tmp/curl100.err" && cmp -s "$tmp/small.bin" "$tmp/cont.bin"; then
+    ok "curl Expect: 100-continue: 100 Continue, then the body echoed"
+  else
+    not_ok "curl Expect: 100-continue: 100 Continue, then the body echoed" \
+      "$(grep -E '^[<>] ' "$tmp/curl100.err" | head -n 12 | tr '\n' ' ')"
+  fi
+  hdrs=$(t curl -sS -i "$url/chunked" 2>&1; echo x)
+  check "curl GET /chunked (Transfer-Encoding: chunked)" \
+    $'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\nHello, World!' \
+    "${hdrs%x}"
+  # Request smuggling, exact bytes on the wire: a 400 and the connection closed.
+  smuggle=$(printf 'POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n' |
+    timeout 5 curl -sS --max-time 3 telnet://127.0.0.1:"$port" 2>/dev/null; echo x)
+  check "space before the colon (Transfer-Encoding : chunked) -> 400, closed" \
+    $'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nBad Request\n' \
+    "${smuggle%x}"
 
   wrk_out=$(timeout 30 wrk -t1 -c10 -d2 "$url/" 2>&1)
   wrk_rc=$?
@@ -148,6 +185,71 @@ else
   else
     not_ok "wrk -t1 -c10 -d2: requests, no socket errors, all 2xx" "rc=$wrk_rc" "$wrk_out"
   fi
+fi
+
+# --- WebSocket: Python websockets, node ws, headless Chromium ----------------------
+# relay FILE: count the "ok NAME" / "not ok NAME: why" lines a client printed.
+relay() {
+  local line n=0
+  while IFS= read -r line; do
+    case $line in
+      "ok "*) ok "${line#ok }"; n=$((n + 1)) ;;
+      "not ok "*) not_ok "${line#not ok }"; n=$((n + 1)) ;;
+    esac
+  done <"$1"
+  [ "$n" -gt 0 ] || not_ok "$2 reported nothing" "$(head -c 400 "$1")"
+}
+
+# wait_line FILE PATTERN TENTHS: until FILE has a line matching PATTERN.
+wait_line() {
+  for _ in $(seq "$3"); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+
+start websocket
+ws_pid=${pids[-1]}
+if [ -z "$port" ]; then
+  not_ok "websocket server starts"
+else
+  ok "websocket server starts"
+  timeout 90 /usr/bin/python3 spec/clients/ws_client.py checks "$port" >"$tmp/py.out" 2>&1
+  relay "$tmp/py.out" "spec/clients/ws_client.py"
+
+  ws_dir=build/realclients/node_modules/ws
+  if [ ! -f "$ws_dir/package.json" ]; then
+    echo "# npm install --prefix build/realclients ws@8" >&2
+    timeout 300 npm install --prefix build/realclients --no-save --no-package-lock --no-audit \
+      --no-fund ws@8 >&2 || true
+  fi
+  if [ -f "$ws_dir/package.json" ]; then
+    timeout 60 node spec/clients/ws_client.js "$ws_dir" "$port" >"$tmp/node.out" 2>&1
+    relay "$tmp/node.out" "spec/clients/ws_client.js"
+  else
+    not_ok "node ws client" "npm install ws failed"
+  fi
+
+  # Chromium loads GET / and chats with a Python client over /chat.
+  timeout 60 /usr/bin/python3 spec/clients/ws_client.py browser "$port" >"$tmp/browser.out" 2>&1 &
+  py_pid=$!
+  if wait_line "$tmp/browser.out" '^ready' 100; then
+    chromium --headless=new --no-sandbox --disable-gpu --no-first-run \
+      --user-data-dir="$tmp/chromium" \
+      "http://127.0.0.1:$port/?say=hello+from+chromium&ack=1" >"$tmp/chromium.log" 2>&1 &
+    chromium_pid=$!
+    wait "$py_pid"
+    kill -TERM "$chromium_pid" 2>/dev/null
+    wait "$chromium_pid" 2>/dev/null
+  else
+    kill -TERM "$py_pid" 2>/dev/null
+  fi
+  relay "$tmp/browser.out" "chromium and spec/clients/ws_client.py"
+
+  # Last: the server shuts down (SIGTERM) and says going away (1001).
+  timeout 30 /usr/bin/python3 spec/clients/ws_client.py away "$port" >"$tmp/away.out" 2>&1 &
+  py_pid=$!
+  if wait_line "$tmp/away.out" '^ready' 100; then kill -TERM "$ws_pid"; fi
+  wait "$py_pid"
+  relay "$tmp/away.out" "spec/clients/ws_client.py away"
 fi
 
 # --- RESP: redis-cli and redis-benchmark ---------------------------------------------

@@ -45,6 +45,7 @@
 #include <lua.h>
 #include <netinet/in.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "buffer.h"
 #include "list.h"
@@ -89,7 +90,15 @@
 struct sched;     /* sched.c */
 struct sockset;   /* socket.c: open sockets and the byte counters */
 struct srvset;    /* server.c: open servers */
-struct resolver;  /* resolve.c */
+struct resolver;  /* http.c: berth.core.http (berth.http's hot path) */
+void http_open(lua_State *L);  /* the classes, once per state */
+void http_push(lua_State *L);  /* [-0, +1, m] the core.http table */
+
+/* ws.c: berth.core.ws (berth.websocket's hot path) */
+void ws_open(lua_State *L);    /* the class, once per state */
+void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
+
+/* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
 struct dgramset;  /* dgram.c: open Datagrams, the receive batch area */
 struct drain;     /* shutdown.c: the grace timer */
@@ -368,6 +377,47 @@ void sock_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
 /* socket_io.c: the read and write methods */
 extern const luaL_Reg sock_io_methods[];
 
+/* A framing (http.c, ws.c): a read whose message boundaries a protocol
+ * decides, served from the socket's buffer and the scratch buffer like
+ * read(). match() sees the unread bytes p[0..n) -- writable, to unmask in
+ * place -- with the method's arguments on the stack (1: the socket). It
+ * returns the number of results it pushed once a message is complete, or 0
+ * when more bytes are needed; either way *take is how many bytes it used,
+ * and s->rscan is its own to remember how far it looked. It may close the
+ * socket (the socket stays on the stack). */
+struct sock_framing {
+  int (*match)(lua_State *L, struct sock *s, char *p, size_t n,
+               size_t *take);
+  /* At EOF or a read error (s->eof, s->rerr), with the unused bytes in
+   * s->rbuf: push the results (NULL: nil, code, the bytes, as read()). */
+  int (*end)(lua_State *L, struct sock *s);
+  int timeout_arg;       /* stack index of the optional timeout */
+};
+/* The read method of a framing: results, or nil, code, extra as read()
+ * (the continuation retries match). */
+int sock_readframe(lua_State *L, const struct sock_framing *fr);
+/* Send iov now and buffer what the kernel does not take, as write() does,
+ * never waiting; `idx` is the socket's stack index. Returns 0, or the count
+ * of a failure pushed (nil, code[, errno]); "toolarge" closes the socket. */
+int sock_put(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+             int cnt);
+/* As sock_put, but only buffered: it leaves with the next sock_put or
+ * sock_flushnow, or when the write watcher (armed here) finds the socket
+ * writable -- at the latest once the task yields. Several small writes
+ * of one response thus go out in one writev. */
+int sock_queue(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+               int cnt);
+/* After sock_put: whether the writer should wait for the buffer to drain
+ * (above the high watermark, and L is a task that can wait). */
+int sock_overhigh(lua_State *L, const struct sock *s);
+/* Park the running task until the write buffer drains to the low
+ * watermark (or the write timeout); k continues with ctx, and first calls
+ * sock_afterwait: 0 done, -1 wait again (sock_waitdrain with retry 1), or
+ * the count of a failure it pushed. */
+int sock_waitdrain(lua_State *L, struct sock *s, int retry, lua_KContext ctx,
+                   lua_KFunction k);
+int sock_afterwait(lua_State *L, struct sock *s);
+
 /* server.c */
 void srv_init(lua_State *L, struct loop *lp);
 void srv_open(lua_State *L);
@@ -413,6 +463,14 @@ int fwatch_new(lua_State *L);
 
 /* proc.c: process primitives for the master/worker model (core.proc) */
 void proc_open(lua_State *L); /* [-0, +1, m] the core.proc table */
+
+/* http.c: berth.core.http (berth.http's hot path) */
+void http_open(lua_State *L);  /* the classes, once per state */
+void http_push(lua_State *L);  /* [-0, +1, m] the core.http table */
+
+/* ws.c: berth.core.ws (berth.websocket's hot path) */
+void ws_open(lua_State *L);    /* the class, once per state */
+void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
 
 /* resolve.c */
 int resolve_lookup(lua_State *L);

@@ -212,6 +212,7 @@ struct head {
   const char *p, *end;
   struct http_request *req;
   size_t max_headers;
+  int host_optional;
   /* facts gathered across field lines, judged at the end */
   int cl_seen, te_seen, te_chunked, te_last_chunked, te_other;
 };
@@ -613,7 +614,7 @@ static int parse_field_line(struct head *h) {
 /* Judgements that need every field line (RFC 9112 §3.2, §6.1, §6.3). */
 static int finish(struct head *h) {
   struct http_request *req = h->req;
-  if (req->minor_version == 1 && !req->has_host)
+  if (req->minor_version == 1 && !req->has_host && !h->host_optional)
     return HTTP_ENO_HOST;
   if (!h->te_seen)
     return 0;
@@ -642,8 +643,10 @@ static void reset_request(struct http_request *req, const char *buf) {
 /* The head from s: its length, 0 when the bytes run out, or an error (the
  * first in byte order). */
 static int parse_head(const char *buf, size_t len, size_t s,
-                      struct http_request *req, size_t max_headers) {
-  struct head h = {buf + s, buf + len, req, max_headers, 0, 0, 0, 0, 0};
+                      struct http_request *req, size_t max_headers,
+                      int host_optional) {
+  struct head h = {buf + s, buf + len, req, max_headers, host_optional,
+                   0, 0, 0, 0, 0};
   reset_request(req, buf);
   int r = parse_request_line(&h);
   while (r == 0)
@@ -662,7 +665,7 @@ static int parse_full(const char *buf, size_t len, size_t s,
                       const struct http_limits *lim) {
   size_t max = lim->max_headers < req->max_headers ? lim->max_headers
                                                    : req->max_headers;
-  int r = parse_head(buf, len, s, req, max);
+  int r = parse_head(buf, len, s, req, max, lim->host_optional);
   size_t e = r > 0 ? (size_t)r : r < 0 ? find_end(buf, len, s) : 0;
   int err = limit_error(buf, e ? e : len, s, 0, lim);
   if (err != 0)

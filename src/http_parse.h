@@ -87,9 +87,12 @@ struct http_limits {
   size_t max_line;         /* request line bytes, line ending excluded */
   size_t max_header_bytes; /* the whole head, final empty line included */
   size_t max_headers;      /* header field lines */
+  int host_optional;       /* 1: an HTTP/1.1 request without Host is
+                              accepted (a lenient server's choice; RFC
+                              9112 §3.2 says 400, the default) */
 };
 
-#define HTTP_LIMITS_DEFAULT {8192, 65536, 100}
+#define HTTP_LIMITS_DEFAULT {8192, 65536, 100, 0}
 
 struct http_header {
   const char *name;
@@ -149,7 +152,8 @@ struct http_request {
  * arrives in small pieces costs O(length), not O(length^2). `lim` NULL means
  * HTTP_LIMITS_DEFAULT. On success every output field of `req` is set; on
  * other results its contents are unspecified. Also enforced, all 400: at
- * most one Host, and HTTP/1.1 needs one (RFC 9112 §3.2); no
+ * most one Host, and HTTP/1.1 needs one (RFC 9112 §3.2; unless
+ * lim->host_optional); no
  * Transfer-Encoding in HTTP/1.0 (§6.1). Line ends are CRLF or a bare LF.
  * A caller that gets a head length n consumes n bytes and calls again on
  * the rest (with last_len 0) for a pipelined request.

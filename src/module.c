@@ -294,6 +294,10 @@ static void m_pushcore(lua_State *L) {
   lua_pushvalue(L, -2);
   metrics_open(L);
   lua_setfield(L, -2, "metrics");
+  http_push(L);
+  lua_setfield(L, -2, "http");
+  ws_push(L);
+  lua_setfield(L, -2, "ws");
   lua_remove(L, -2);
 }
 
@@ -321,6 +325,8 @@ int luaopen_berth_core(lua_State *L) {
   timer_open(L);
   signal_open(L);
   fwatch_open(L);
+  http_open(L);
+  ws_open(L);
   m_pushloop(L);                          /* stack: loop */
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, LOOP_REGKEY);

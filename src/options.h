@@ -48,6 +48,18 @@
   X(handler, HANDLER, LOCAL)                                                \
   X(onerror, FUNCTION, LOCAL)
 
+/* berth.http.serve{}: serve's keys and berth.http's own (lua/berth/http.lua
+ * reads them; src/http.c checks their ranges). */
+#define OPTIONS_HTTP_SERVE(X)                                               \
+  OPTIONS_SERVE(X)                                                          \
+  X(max_line, UINT, LOCAL)                                                  \
+  X(max_head, UINT, LOCAL)                                                  \
+  X(max_headers, UINT, LOCAL)                                               \
+  X(max_header_line, UINT, LOCAL)                                           \
+  X(max_body, UINT, LOCAL)                                                  \
+  X(date, BOOLEAN, LOCAL)                                                   \
+  X(require_host, BOOLEAN, LOCAL)
+
 #define OPTIONS_CONNECT(X)                                                  \
   X(host, STRING, LOCAL)                                                    \
   X(port, PORT, LOCAL)                                                      \
@@ -81,12 +93,14 @@
 #define OPTIONS_TABLES(X)                                                   \
   X(LISTEN, "listen", OPTIONS_LISTEN, LIMITS_SCOPE_SERVER)                  \
   X(SERVE, "serve", OPTIONS_SERVE, LIMITS_SCOPE_SERVER)                     \
+  X(HTTP_SERVE, "http.serve", OPTIONS_HTTP_SERVE, LIMITS_SCOPE_SERVER)      \
   X(CONNECT, "connect", OPTIONS_CONNECT, 0)                                 \
   X(UDP, "udp", OPTIONS_UDP, LIMITS_SCOPE_DATAGRAM)                         \
   X(SERVE_UDP, "serve_udp", OPTIONS_SERVE_UDP, LIMITS_SCOPE_DATAGRAM)       \
   X(LIMITS, "limits", OPTIONS_NOTHING, LIMITS_ALL)
 
-/* OPT_LISTEN, OPT_SERVE, OPT_CONNECT, OPT_UDP, OPT_SERVE_UDP, OPT_LIMITS */
+/* OPT_LISTEN, OPT_SERVE, OPT_HTTP_SERVE, OPT_CONNECT, OPT_UDP, OPT_SERVE_UDP,
+ * OPT_LIMITS */
 #define OPTIONS_ID_(id, ...) OPT_##id,
 enum options_table { OPTIONS_TABLES(OPTIONS_ID_) OPT_NTABLES };
 #undef OPTIONS_ID_

@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -669,7 +670,8 @@ static int sock_setsize(lua_State *L, size_t *field) {
 static int sock_setoption(lua_State *L) {
   struct sock *s = sock_checkopen(L, 1);
   static const char *const names[] = {"nodelay", "keepalive", "maxline",
-                                      "highwater", "lowwater", NULL};
+                                      "highwater", "lowwater", "idle_timeout",
+                                      NULL};
   int rc = 0;
   switch (luaL_checkoption(L, 2, NULL, names)) {
   case 0:
@@ -681,6 +683,12 @@ static int sock_setoption(lua_State *L) {
   case 2: sock_setsize(L, &s->lim.maxline); break;
   case 3: sock_setsize(L, &s->hiwat); break;
   case 4: sock_setsize(L, &s->lowat); break;
+  case 5: /* seconds; 0 or false: none (a WebSocket waits for minutes) */
+    s->lim.idle_timeout = check_time(L, 3, "setoption: idle_timeout", 0);
+    if (isinf(s->lim.idle_timeout)) /* false or math.huge: none */
+      s->lim.idle_timeout = 0;
+    sock_timer_arm(s);
+    break;
   }
   if (rc < 0)
     return util_failerr(L, -rc);

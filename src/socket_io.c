@@ -29,7 +29,8 @@
 #include "core.h"
 #include "tls.h"
 
-enum rfmt { RF_COUNT, RF_LINE, RF_LINE_EOL, RF_ALL, RF_SOME, RF_UNTIL };
+enum rfmt { RF_COUNT, RF_LINE, RF_LINE_EOL, RF_ALL, RF_SOME, RF_UNTIL,
+            RF_FRAME };
 enum rkind { RK_READ, RK_READSOME, RK_READUNTIL };
 enum rmatch { R_MORE, R_DONE, R_TOOLARGE };
 
@@ -40,6 +41,8 @@ struct rreq {
   const char *delim; /* RF_UNTIL */
   size_t dlen;
   double timeout;    /* per call; -1 none */
+  const struct sock_framing *fr; /* RF_FRAME */
+  int nres;          /* RF_FRAME: the results its match pushed */
 };
 
 #define READ_CHUNK (16 * 1024)
@@ -81,12 +84,15 @@ static int over(size_t n, size_t limit, size_t extra) {
 
 /* Match q against bytes p[0..n). s->rscan records how far a search went in
  * vain, so bytes dribbling in are not searched again (no O(n^2)). */
-static enum rmatch rreq_match(struct sock *s, const struct rreq *q,
-                              const char *p, size_t n, size_t *ret,
-                              size_t *take) {
+static enum rmatch rreq_match(lua_State *L, struct sock *s, struct rreq *q,
+                              char *p, size_t n, size_t *ret, size_t *take) {
   size_t len, total;
   long at;
   switch (q->fmt) {
+  case RF_FRAME:
+    *take = 0;
+    q->nres = q->fr->match(L, s, p, n, take);
+    return q->nres > 0 ? R_DONE : R_MORE;
   case RF_COUNT:
     if (q->n > s->lim.max_input)
       return R_TOOLARGE;
@@ -132,6 +138,8 @@ static enum rmatch rreq_match(struct sock *s, const struct rreq *q,
 static int sock_readend(lua_State *L, struct sock *s, const struct rreq *q) {
   struct buf *b = &s->rbuf;
   int n = 1;
+  if (q->fmt == RF_FRAME && q->fr->end != NULL)
+    return q->fr->end(L, s);
   if (q->fmt != RF_ALL || s->rerr) {
     lua_pushnil(L);
     lua_pushstring(L, s->rerr ? sock_errcode(s->rerr) : "closed");
@@ -143,10 +151,27 @@ static int sock_readend(lua_State *L, struct sock *s, const struct rreq *q) {
   return n;
 }
 
+/* The writable start of the buffer ("" when it has no memory: n is 0). */
+static char *buf_w(struct buf *b) {
+  return (char *)buf_begin(b);
+}
+
+/* A request completed at p[0..ret) of a match (take bytes consumed): push
+ * what it returns (a framing pushed its own results). */
+static int rreq_push(lua_State *L, const struct rreq *q, const char *p,
+                     size_t ret) {
+  if (q->fmt == RF_FRAME)
+    return q->nres;
+  lua_pushlstring(L, p, ret);
+  return 1;
+}
+
 /* One recv. An empty buffer receives into the loop's scratch buffer and a
- * request completed there is pushed directly (returns 1); everything else
- * is appended to rbuf (returns 0). EOF and errors are recorded in s. */
-static int sock_fill(lua_State *L, struct sock *s, const struct rreq *q) {
+ * request completed there is pushed directly (returns its result count);
+ * everything else is appended to rbuf (returns 0). EOF and errors are
+ * recorded in s. A framing may consume bytes without completing (and may
+ * close the socket: then nothing is kept). */
+static int sock_fill(lua_State *L, struct sock *s, struct rreq *q) {
   struct buf *b = &s->rbuf;
   int scratch = b->len == 0;
   size_t room = BERTH_SCRATCH;
@@ -173,47 +198,50 @@ static int sock_fill(lua_State *L, struct sock *s, const struct rreq *q) {
     buf_commit(b, (size_t)got);
     return 0;
   }
-  size_t ret, take;
-  int done = rreq_match(s, q, dst, (size_t)got, &ret, &take) == R_DONE;
-  if (done) {
-    lua_pushlstring(L, dst, ret);
+  size_t ret = 0, take = 0;
+  int n = 0;
+  if (rreq_match(L, s, q, dst, (size_t)got, &ret, &take) == R_DONE) {
+    n = rreq_push(L, q, dst, ret);
     s->rscan = 0;
-  } else {
+  } else if (q->fmt != RF_FRAME) {
     take = 0;
   }
-  if (buf_append(b, dst + take, (size_t)got - take) < 0)
+  if (s->fd >= 0 && buf_append(b, dst + take, (size_t)got - take) < 0)
     return luaL_error(L, "not enough memory");
-  return done;
+  return n;
 }
 
 /* Complete q from the buffer and the kernel: the number of results pushed,
  * or -1 when the task has to wait for readiness. */
-static int sock_tryread(lua_State *L, struct sock *s, const struct rreq *q) {
+static int sock_tryread(lua_State *L, struct sock *s, struct rreq *q) {
   struct buf *b = &s->rbuf;
   for (;;) {
-    size_t ret, take;
-    switch (rreq_match(s, q, buf_begin(b), b->len, &ret, &take)) {
+    size_t ret = 0, take = 0;
+    int n;
+    switch (rreq_match(L, s, q, buf_w(b), b->len, &ret, &take)) {
     case R_DONE:
-      lua_pushlstring(L, buf_begin(b), ret);
+      n = rreq_push(L, q, buf_begin(b), ret);
+      if (s->fd < 0)
+        return n; /* a framing closed it: the buffer is gone */
       buf_consume(b, take);
       s->rscan = 0;
       s->msg_start = ev_now(s->loop->ev); /* the next message starts now */
-      return 1;
+      return n;
     case R_TOOLARGE:
       return util_fail(L, "toolarge");
     case R_MORE:
+      if (take > 0)
+        buf_consume(b, take); /* a framing used part of it */
       break;
     }
     if (s->eof || s->rerr)
       return sock_readend(L, s, q);
     if (!s->readable)
       return -1;
-    if (sock_fill(L, s, q))
-      return 1;
+    if ((n = sock_fill(L, s, q)) > 0)
+      return n;
   }
 }
-
-static int sock_read_k(lua_State *L, int status, lua_KContext ctx);
 
 /* While the loop drains (shutdown), a served connection about to wait for
  * its next message with nothing buffered either way is idle: it closes now
@@ -223,9 +251,10 @@ static int sock_idleatshutdown(const struct sock *s) {
          s->wbuf.len == 0 && !sock_isyoung(s);
 }
 
-/* A message (line, delimited block) that has started must be complete by
- * msg_start + message_timeout, however slowly its bytes dribble in: the
- * slowloris defence. Waiting for the first byte is the idle timeout's job. */
+/* A message (line, delimited block, frame) that has started must be
+ * complete by msg_start + message_timeout, however slowly its bytes
+ * dribble in: the slowloris defence. Waiting for the first byte is the
+ * idle timeout's job. */
 static void sock_messagedeadline(struct sock *s) {
   if (s->lim.message_timeout <= 0 || s->rbuf.len == 0)
     return;
@@ -234,12 +263,11 @@ static void sock_messagedeadline(struct sock *s) {
     s->reader.deadline = at;
 }
 
-/* The read family. `retry` is set in the continuation: the per-call
- * deadline then stands, and a timeout reported by the timer is returned. */
-static int sock_doread(lua_State *L, int kind, int retry) {
-  struct sock *s = sock_check(L, 1);
-  struct rreq q;
-  rreq_parse(L, s, kind, &q);
+/* The read family. `retry` is set in the continuation k (with ctx): the
+ * per-call deadline then stands, and a timeout reported by the timer is
+ * returned. */
+static int sock_readwith(lua_State *L, struct sock *s, struct rreq *q,
+                         int retry, lua_KContext ctx, lua_KFunction k) {
   if (s->fd < 0)
     return util_fail(L, s->why);
   if (!retry) {
@@ -249,12 +277,12 @@ static int sock_doread(lua_State *L, int kind, int retry) {
       return luaL_error(L, "read: the socket is in on(\"data\") mode");
     sched_checkwait(L, s->loop, "read");
     s->rscan = 0;
-    s->reader.deadline = loop_deadline(s->loop, q.timeout);
+    s->reader.deadline = loop_deadline(s->loop, q->timeout);
   } else if (s->reader.timedout) {
     s->reader.timedout = 0;
     return util_fail(L, "timeout"); /* nothing consumed: a retry sees it all */
   }
-  int n = sock_tryread(L, s, &q);
+  int n = sock_tryread(L, s, q);
   if (n >= 0)
     return sched_spend(L, s->loop, n);
   if (s->wbuf.len > 0 && s->writer.task == NULL)
@@ -263,7 +291,8 @@ static int sock_doread(lua_State *L, int kind, int retry) {
     sock_destroy(L, s, 1, "closed");
     return util_fail(L, "closed");
   }
-  if (q.fmt == RF_LINE || q.fmt == RF_LINE_EOL || q.fmt == RF_UNTIL)
+  if (q->fmt == RF_LINE || q->fmt == RF_LINE_EOL || q->fmt == RF_UNTIL ||
+      q->fmt == RF_FRAME)
     sock_messagedeadline(s);
   sched_register(s->loop, &s->reader); /* the timer sees its deadline */
   if (!ev_is_active(&s->rio))
@@ -271,7 +300,16 @@ static int sock_doread(lua_State *L, int kind, int retry) {
   sock_timer_arm(s);
   if (s->rbuf.len == 0)
     buf_free(&s->rbuf); /* idle connections hold no buffer */
-  return sched_park(L, s->loop, NULL, kind, sock_read_k);
+  return sched_park(L, s->loop, NULL, ctx, k);
+}
+
+static int sock_read_k(lua_State *L, int status, lua_KContext ctx);
+
+static int sock_doread(lua_State *L, int kind, int retry) {
+  struct sock *s = sock_check(L, 1);
+  struct rreq q;
+  rreq_parse(L, s, kind, &q);
+  return sock_readwith(L, s, &q, retry, kind, sock_read_k);
 }
 
 static int sock_read_k(lua_State *L, int status, lua_KContext ctx) {
@@ -282,6 +320,25 @@ static int sock_read_k(lua_State *L, int status, lua_KContext ctx) {
 static int sock_read(lua_State *L) { return sock_doread(L, RK_READ, 0); }
 static int sock_readsome(lua_State *L) { return sock_doread(L, RK_READSOME, 0); }
 static int sock_readuntil(lua_State *L) { return sock_doread(L, RK_READUNTIL, 0); }
+
+static int sock_frame_k(lua_State *L, int status, lua_KContext ctx);
+
+static int sock_doframe(lua_State *L, const struct sock_framing *fr,
+                        int retry) {
+  struct sock *s = sock_check(L, 1);
+  struct rreq q = {RF_FRAME, 0, NULL, 0, -1, fr, 0};
+  q.timeout = check_timeout(L, fr->timeout_arg, "read: timeout", s->rtimeout);
+  return sock_readwith(L, s, &q, retry, (lua_KContext)fr, sock_frame_k);
+}
+
+static int sock_frame_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return sock_doframe(L, (const struct sock_framing *)ctx, 1);
+}
+
+int sock_readframe(lua_State *L, const struct sock_framing *fr) {
+  return sock_doframe(L, fr, 0);
+}
 
 /* ---------------------------------------------------------------- write */
 
@@ -339,13 +396,14 @@ static int sock_tlssend(lua_State *L, struct sock *s, struct iovec *iov,
  * kernel did not take. Returns 0, -errno (the write side failed), or
  * -EMSGSIZE when buffering the rest would pass max_output: checked before
  * copying, so a huge write to a peer that does not read costs nothing. */
-static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
-  if (s->tls != NULL)
+static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt,
+                     int now) {
+  if (s->tls != NULL) /* encrypted now: no queueing without sending */
     return sock_tlssend(L, s, iov, cnt);
   size_t sent = 0, total = 0;
   for (int i = 0; i < cnt; i++)
     total += iov[i].iov_len;
-  if (s->wbuf.len == 0 && s->rbuf.len == 0) {
+  if (now && s->wbuf.len == 0 && s->rbuf.len == 0) {
     long n = net_writev(s->fd, iov, cnt);
     if (n < 0 && n != -EAGAIN) {
       s->werr = (int)n;
@@ -369,23 +427,27 @@ static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt) {
   return 0;
 }
 
-static int sock_write_k(lua_State *L, int status, lua_KContext ctx);
-
-/* Park the writer until the buffer is at `target` bytes or less. */
+/* Park the writer until the buffer is at `target` bytes or less; k
+ * continues (with sock_drained_k's verdict). */
 static int sock_waitwrite(lua_State *L, struct sock *s, size_t target,
-                          double timeout, int retry) {
+                          double timeout, int retry, lua_KContext ctx,
+                          lua_KFunction k) {
   s->wtarget = target;
   if (!retry)
     s->writer.deadline = loop_deadline(s->loop, timeout);
   sched_register(s->loop, &s->writer);
   sock_timer_arm(s);
-  return sched_park(L, s->loop, NULL, (lua_KContext)target, sock_write_k);
+  return sched_park(L, s->loop, NULL, ctx, k);
 }
 
-/* After a wait: closed, timed out, failed, still above target, or done. */
-static int sock_write_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  struct sock *s = sock_check(L, 1);
+int sock_waitdrain(lua_State *L, struct sock *s, int retry, lua_KContext ctx,
+                   lua_KFunction k) {
+  return sock_waitwrite(L, s, s->lowat, s->wtimeout, retry, ctx, k);
+}
+
+/* After a write wait: closed, timed out or failed (the failure pushed: its
+ * count), still above target (-1: wait again), or done (0). */
+int sock_afterwait(lua_State *L, struct sock *s) {
   if (s->fd < 0)
     return util_fail(L, s->why);
   if (s->writer.timedout) {
@@ -394,8 +456,17 @@ static int sock_write_k(lua_State *L, int status, lua_KContext ctx) {
   }
   if (s->werr)
     return sock_failerr(L, s->werr);
-  if (s->wbuf.len > (size_t)ctx)
-    return sock_waitwrite(L, s, (size_t)ctx, 0, 1);
+  return s->wbuf.len > s->wtarget ? -1 : 0;
+}
+
+static int sock_write_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  struct sock *s = sock_check(L, 1);
+  int rc = sock_afterwait(L, s);
+  if (rc > 0)
+    return rc;
+  if (rc < 0)
+    return sock_waitwrite(L, s, (size_t)ctx, 0, 1, ctx, sock_write_k);
   lua_settop(L, 1);
   return 1;
 }
@@ -410,11 +481,9 @@ void sock_armwrite(lua_State *L, struct sock *s, int idx) {
   }
 }
 
-static int sock_write(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
-  int top = lua_gettop(L);
-  for (int i = 2; i <= top; i++) /* every argument before any byte (9.10) */
-    luaL_checklstring(L, i, NULL);
+/* Whether s can be written to now: 0, or the failure pushed (its count).
+ * A second writer is a programming error. */
+static int sock_canput(lua_State *L, struct sock *s) {
   if (s->fd < 0)
     return util_fail(L, s->why);
   if (s->writer.task != NULL)
@@ -426,6 +495,49 @@ static int sock_write(lua_State *L) {
     return sock_failerr(L, s->werr);
   if (s->shut_wr)
     return util_fail(L, "closed"); /* this side is closed for writing */
+  return 0;
+}
+
+static int sock_putv(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+                     int cnt, int now) {
+  int rc = sock_canput(L, s);
+  if (rc != 0)
+    return rc;
+  rc = sock_send(L, s, iov, cnt, now);
+  if (rc == -EMSGSIZE) {
+    sock_destroy(L, s, idx, "toolarge"); /* a peer that does not read */
+    return util_fail(L, "toolarge");
+  }
+  if (rc < 0)
+    return sock_failerr(L, rc);
+  sock_armwrite(L, s, idx);
+  if (s->wbuf.len > 0)
+    s->drain_cb = 1; /* on("drain") fires when it has emptied */
+  return 0;
+}
+
+int sock_put(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+             int cnt) {
+  return sock_putv(L, s, idx, iov, cnt, 1);
+}
+
+int sock_queue(lua_State *L, struct sock *s, int idx, struct iovec *iov,
+               int cnt) {
+  return sock_putv(L, s, idx, iov, cnt, 0);
+}
+
+int sock_overhigh(lua_State *L, const struct sock *s) {
+  return s->fd >= 0 && s->wbuf.len > s->hiwat && sched_canwait(L, s->loop);
+}
+
+static int sock_write(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  int top = lua_gettop(L);
+  for (int i = 2; i <= top; i++) /* every argument before any byte (9.10) */
+    luaL_checklstring(L, i, NULL);
+  int rc = sock_canput(L, s);
+  if (rc != 0)
+    return rc;
   struct iovec iov[WRITE_IOV];
   for (int i = 2; i <= top;) {
     int cnt = 0;
@@ -434,19 +546,12 @@ static int sock_write(lua_State *L) {
       iov[cnt].iov_base = (void *)lua_tolstring(L, i, &len);
       iov[cnt].iov_len = len;
     }
-    int rc = sock_send(L, s, iov, cnt);
-    if (rc == -EMSGSIZE) {
-      sock_destroy(L, s, 1, "toolarge"); /* a peer that does not read */
-      return util_fail(L, "toolarge");
-    }
-    if (rc < 0)
-      return sock_failerr(L, rc);
+    if ((rc = sock_putv(L, s, 1, iov, cnt, 1)) != 0)
+      return rc;
   }
-  sock_armwrite(L, s, 1);
-  if (s->wbuf.len > 0)
-    s->drain_cb = 1; /* on("drain") fires when it has emptied */
-  if (s->wbuf.len > s->hiwat && sched_canwait(L, s->loop))
-    return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0);
+  if (sock_overhigh(L, s))
+    return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0, (lua_KContext)s->lowat,
+                          sock_write_k);
   lua_settop(L, 1); /* a callback cannot wait: it buffers, and on("drain") */
   return 1;
 }
@@ -464,7 +569,7 @@ static int sock_flush(lua_State *L) {
   lua_settop(L, 1);
   if (s->wbuf.len == 0)
     return 1;
-  return sock_waitwrite(L, s, 0, timeout, 0);
+  return sock_waitwrite(L, s, 0, timeout, 0, 0, sock_write_k);
 }
 
 const luaL_Reg sock_io_methods[] = {

@@ -296,9 +296,14 @@ end
 -- @tparam string name a module name, as for require
 -- @tparam[opt=1] integer level where a "not found" error points, as for
 -- `error` (2: the caller of the function calling this)
--- @treturn function handler(sock)
-function reload.handler(name, level)
+-- @tparam[opt=1] integer nargs the handler's arguments before `state`: 1
+-- (`handle(sock, state)`) or 2 (berth.http: `handle(req, res, state)`)
+-- @treturn function handler(sock) (or handler(req, res))
+function reload.handler(name, level, nargs)
   local rec = load_handler(name, level)
+  if nargs == 2 then
+    return function(a, b) return rec.current.handle(a, b, rec.state) end
+  end
   return function(sock) return rec.current.handle(sock, rec.state) end
 end
 

@@ -4,7 +4,9 @@
 // Listens on 127.0.0.1:$PORT ($PORT unset or 0 = ephemeral), prints
 // "listening on 127.0.0.1:PORT" when ready, and answers every request with
 // 200, Content-Type: text/plain, Content-Length: 13, "Hello, World!" on a
-// keep-alive connection (node adds its usual Date/Connection headers).
+// keep-alive connection (node adds its usual Date/Connection headers) --
+// except, as examples/http.lua does, POST /echo (the request body echoed)
+// and GET /chunked ("Hello, World!" in three chunks).
 'use strict';
 const http = require('http');
 
@@ -12,6 +14,23 @@ const BODY = 'Hello, World!';
 const HEADERS = { 'Content-Type': 'text/plain', 'Content-Length': BODY.length };
 
 const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/echo') {
+    const parts = [];
+    req.on('data', (d) => parts.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(parts);
+      res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': body.length });
+      res.end(body);
+    });
+    return;
+  }
+  if (req.url === '/chunked') {
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    res.write('Hello');
+    res.write(', ');
+    res.end('World!');
+    return;
+  }
   res.writeHead(200, HEADERS);
   res.end(BODY);
 });

@@ -332,6 +332,17 @@ static void test_host(void) {
   CHECK(parse("GET / HTTP/1.1\r\nHost: a b\r\n\r\n") == HTTP_EBAD_HOST);
   CHECK(parse("GET / HTTP/1.1\r\nHost: a/b\r\n\r\n") == HTTP_EBAD_HOST);
   CHECK(parse("GET / HTTP/1.1\r\nHost: u@a\r\n\r\n") == HTTP_EBAD_HOST);
+  /* A lenient server accepts HTTP/1.1 without Host; one Host is still
+   * checked, and two are still an error. */
+  struct http_limits lax = HTTP_LIMITS_DEFAULT;
+  lax.host_optional = 1;
+  const char *nohost = "GET / HTTP/1.1\r\nX: a\r\n\r\n";
+  CHECK(parse_lim(nohost, strlen(nohost), &lax) == (int)strlen(nohost));
+  CHECK(!req.has_host && req.nheaders == 1);
+  const char *two = "GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n";
+  CHECK(parse_lim(two, strlen(two), &lax) == HTTP_EDUP_HOST);
+  const char *bad = "GET / HTTP/1.1\r\nHost: a b\r\n\r\n";
+  CHECK(parse_lim(bad, strlen(bad), &lax) == HTTP_EBAD_HOST);
 }
 
 static void test_version(void) {
@@ -460,7 +471,7 @@ static void test_bytewise_same_result(void) {
     "\n\n\n\n\n\n\n",
     "GET / HTTP\n\n",
   };
-  const struct http_limits small = {32, 64, 4};
+  const struct http_limits small = {32, 64, 4, 0};
   for (size_t i = 0; i < sizeof heads / sizeof heads[0]; i++) {
     check_same_bytewise(heads[i], NULL);
     check_same_bytewise(heads[i], &small);
@@ -500,7 +511,7 @@ static char *request_line(size_t n, const char *rest) {
 }
 
 static void test_max_line(void) {
-  const struct http_limits lim = {64, 65536, 100};
+  const struct http_limits lim = {64, 65536, 100, 0};
   char *s = request_line(64, "Host: a\r\n\r\n");
   CHECK(parse_lim(s, strlen(s), &lim) == (int)strlen(s));
   free(s);
@@ -540,7 +551,7 @@ static char *head_of(size_t total) {
 }
 
 static void test_max_header_bytes(void) {
-  const struct http_limits lim = {8192, 200, 100};
+  const struct http_limits lim = {8192, 200, 100, 0};
   char *s = head_of(200);
   CHECK(parse_lim(s, 200, &lim) == 200);
   free(s);
@@ -569,7 +580,7 @@ static void test_max_header_bytes(void) {
 }
 
 static void test_max_headers(void) {
-  const struct http_limits lim = {8192, 65536, 3};
+  const struct http_limits lim = {8192, 65536, 3, 0};
   const char *s = "GET / HTTP/1.1\r\nHost: a\r\nB: b\r\nC: c\r\n\r\n";
   CHECK(parse_lim(s, strlen(s), &lim) == (int)strlen(s));
   CHECK(req.nheaders == 3);

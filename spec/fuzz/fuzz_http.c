@@ -67,6 +67,8 @@ static struct http_limits pick_limits(uint8_t sel) {
     l.max_line = 8 + (sel >> 1 & 31);           /* 8..39 */
     l.max_header_bytes = 16 + (sel >> 3 & 31) * 4; /* 16..140 */
     l.max_headers = sel >> 6;                   /* 0..3 */
+  } else {
+    l.host_optional = sel >> 1 & 1;
   }
   return l;
 }
@@ -110,7 +112,7 @@ static void check_success(const char *buf, size_t len, int r,
   }
   if (q->minor_version != 0 && q->minor_version != 1)
     FAIL("minor version %d", q->minor_version);
-  if (q->minor_version == 1 && !q->has_host)
+  if (q->minor_version == 1 && !q->has_host && !lim->host_optional)
     FAIL("HTTP/1.1 without Host accepted");
   if (q->content_length < -1 || (q->chunked && q->content_length != -1))
     FAIL("content_length %lld with chunked %d",

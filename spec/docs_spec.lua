@@ -51,7 +51,8 @@ describe("documentation", function()
     assert.equal(0, rc, out)
     assert.is_falsy(out:find("lua/berth/[%w_]+%.lua:%d+:"), "LDoc warnings:\n" .. out)
     local ls = sh("ls " .. support.shquote(REPO .. "/build/docs/modules"))
-    assert.equal("berth.html\nberth.log.html\nberth.reload.html\nberth.sync.html\n", ls)
+    assert.equal("berth.html\nberth.http.html\nberth.log.html\nberth.reload.html\n"
+      .. "berth.sync.html\nberth.websocket.html\n", ls)
     local html = assert(support.read_file(REPO .. "/build/docs/modules/berth.html"))
     local functions = html:match('<a name="Functions"></a>(.-)<a name="Class_Socket"></a>')
     local socket = html:match('<a name="Class_Socket"></a>(.-)<a name="Class_ServerSocket"></a>')
@@ -68,5 +69,34 @@ describe("documentation", function()
       assert.is_truthy(server:find('name = "ServerSocket:' .. m .. '"', 1, true),
         "ServerSocket:" .. m)
     end
+    -- berth.http and berth.websocket: classes first, then the module's
+    -- functions in a section of their own (none of them under a class).
+    local function sections(module, names)
+      local text = assert(support.read_file(REPO .. "/build/docs/modules/" .. module .. ".html"))
+      local found = {}
+      for i, name in ipairs(names) do
+        local next_name = names[i + 1]
+        found[name] = text:match('<a name="' .. name .. '"></a>(.-)'
+          .. (next_name and '<a name="' .. next_name .. '"></a>' or "$"))
+        assert(found[name], module .. ": no section " .. name)
+      end
+      return found
+    end
+    local h = sections("berth.http", { "Class_Request", "Class_Response", "Functions" })
+    assert.is_truthy(h.Class_Request:find('name = "Request:body"', 1, true))
+    assert.is_truthy(h.Class_Response:find('name = "Response:sendfile"', 1, true))
+    assert.is_falsy(h.Class_Response:find('name = "serve"', 1, true), "serve under Response")
+    for _, name in ipairs { "serve", "static", "request", "closeidle" } do
+      assert.is_truthy(h.Functions:find('name = "' .. name .. '"', 1, true), "http." .. name)
+    end
+    local w = sections("berth.websocket", { "Functions", "Class_WebSocket", "Class_Group" })
+    for _, name in ipairs { "upgrade", "connect", "group" } do
+      assert.is_truthy(w.Functions:find('name = "' .. name .. '"', 1, true), "websocket." .. name)
+    end
+    assert.is_truthy(w.Class_WebSocket:find('name = "WebSocket:close"', 1, true))
+    for _, m in ipairs { "add", "remove", "send", "count" } do
+      assert.is_truthy(w.Class_Group:find('name = "Group:' .. m .. '"', 1, true), "Group:" .. m)
+    end
+    assert.is_falsy(w.Class_Group:find('name = "Group:group"', 1, true), "group under Group")
   end)
 end)

@@ -142,6 +142,9 @@ local function discard(sock, req)
   return piece == false
 end
 
+--- Functions
+-- @section Functions
+
 --- Serve HTTP/1.1: `berth.serve` with a connection handler that reads
 -- requests and calls `handler(req, res)` for each.
 -- @function serve

@@ -149,8 +149,8 @@ describe("hot reload of the module tree", function()
     assert.is_falsy(err:find("not found:no", 1, true), err)
   end)
 
-  it("on(\"connection\"|\"packet\", \"module\"), serve(\"module\") and serve{handler = \"module\"}: "
-    .. "errors point at the caller",
+  it("on(\"connection\"|\"packet\", \"module\"), serve(\"module\"), serve{handler = \"module\"} "
+    .. "and http.serve{handler = \"module\"}: errors point at the caller",
     function()
       local dir = support.tmpdir()
       support.write_file(dir .. "/bad.lua", "return 42\n")
@@ -165,6 +165,11 @@ describe("hot reload of the module tree", function()
       end)
       assert.is_false(ok)
       assert.matches("^spec/reload_tree_spec%.lua:%d+: handler module nomod not found", err)
+      ok, err = pcall(function()
+        local _server = require("berth.http").serve { port = 0, handler = "nomod" }
+      end)
+      assert.is_false(ok)
+      assert.matches("^spec/reload_tree_spec%.lua:%d+: handler module nomod not found; tried:\n\t", err)
       local d <close> = assert(berth.udp { port = 0 })
       ok, err = pcall(function() d:on("packet", "nomod") end)
       assert.is_false(ok)

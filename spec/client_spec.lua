@@ -102,14 +102,14 @@ describe("berth.connect", function()
     end)
   end)
 
-  it("gives 'refused' for a stale unix socket file and 'error', ENOENT for a missing one", function()
+  it("gives 'refused' for a stale unix socket file and 'notfound', ENOENT for a missing one",
+    function()
     local path = support.tmpdir() .. "/stale.sock"
     local _, code, err = support.run_fixture("stale_unix_socket", { path })
     assert.equal(0, code, err)
     run(function()
       assert_fail("refused", ECONNREFUSED, berth.connect { path = path, timeout = 2 })
-      -- ENOENT is not in README's table of codes, so it is "error" + errno.
-      assert_fail("error", ENOENT, berth.connect { path = path .. ".missing", timeout = 2 })
+      assert_fail("notfound", ENOENT, berth.connect { path = path .. ".missing", timeout = 2 })
     end)
   end)
 

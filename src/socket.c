@@ -29,6 +29,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -610,11 +611,30 @@ static int sock_hasevents(lua_State *L, int idx) {
   return onclose || ondrain;
 }
 
+/* on("message", fn): the socket's inbox calls fn(msg, from) (berth.bus),
+ * as sock:inbox():on(fn) does; here, so that on()'s argument errors name
+ * on() whatever the event. */
+static int sock_onmessage(lua_State *L) {
+  lua_settop(L, 3);
+  lua_getfield(L, 1, "inbox");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);               /* stack: sock, event, fn, inbox */
+  lua_getfield(L, 4, "on");
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 3);
+  lua_call(L, 2, 0);
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int sock_on(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
-  static const char *const names[] = {"data", "close", "drain", NULL};
+  static const char *const names[] = {"data", "close", "drain", "message",
+                                      NULL};
   static const int uvs[] = {SOCK_UV_ONDATA, SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN};
+  struct sock *s = sock_check(L, 1);
   int which = luaL_checkoption(L, 2, NULL, names);
+  if (which == 3)
+    return sock_onmessage(L);
   if (s->fd < 0 && lua_isnil(L, 3)) {
     lua_settop(L, 1); /* unregistering on a closed socket: nothing to do */
     return 1;
@@ -742,6 +762,30 @@ static int sock_peer(lua_State *L) {
       return util_failerr(L, -rc);
   }
   return util_pushaddr(L, &a);
+}
+
+/* The peer as log records show it: "1.2.3.4:5", "[::1]:5", a unix path;
+ * "" when unknown (an unnamed unix client). */
+void sock_peertext(struct sock *s, char *out, size_t len) {
+  struct net_addr a;
+  char host[NET_ADDRSTRLEN];
+  int port;
+  sock_notepeer(s);
+  memset(&a, 0, sizeof a);
+  if (len > 0)
+    out[0] = '\0';
+  if (s->peerlen == 0 || len == 0)
+    return;
+  memcpy(&a.ss, &s->peer, s->peerlen);
+  a.len = s->peerlen;
+  if (net_format_addr(&a, host, sizeof host, &port) < 0)
+    return;
+  if (a.ss.ss_family == AF_INET6)
+    snprintf(out, len, "[%s]:%d", host, port);
+  else if (a.ss.ss_family == AF_INET)
+    snprintf(out, len, "%s:%d", host, port);
+  else
+    snprintf(out, len, "%s", host);
 }
 
 static int sock_localaddr(lua_State *L) {

@@ -313,6 +313,8 @@ static void sock_rio_cb(struct ev_loop *ev, ev_io *w, int revents) {
 static void sock_drainbuf(struct sock *s) {
   struct buf *b = &s->wbuf;
   struct iovec iov = {(void *)buf_begin(b), b->len};
+  if (b->len == 0)
+    return; /* a relay waits for writability with nothing buffered */
   long n = net_writev(s->fd, &iov, 1);
   if (n > 0) {
     buf_consume(b, (size_t)n);
@@ -844,4 +846,5 @@ static const luaL_Reg sock_methods[] = {
 void sock_open(lua_State *L) {
   util_newclass(L, CLS_SOCKET, sock_meta, sock_methods);
   luaL_setfuncs(L, sock_io_methods, 0);
+  luaL_setfuncs(L, relay_methods, 0);
 }

@@ -99,6 +99,9 @@ void http_push(lua_State *L);  /* [-0, +1, m] the core.http table */
 void ws_open(lua_State *L);    /* the class, once per state */
 void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
 
+/* resp_lua.c: berth.core.resp (RESP commands read in C, replies queued) */
+void resp_push(lua_State *L);  /* [-0, +1, m] the core.resp table */
+
 /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
 struct dgramset;  /* dgram.c: open Datagrams, the receive batch area */
@@ -106,6 +109,7 @@ struct drain;     /* shutdown.c: the grace timer */
 struct tlsstate;  /* socket_tls.c: the default session ticket keys */
 struct mstate;    /* metrics.c: the sampler and the scrape threads */
 struct relayset;  /* relay.c: spare pipes for splice(2) */
+struct respstate; /* resp_lua.c: the RESP parser's argument array */
 struct cleanup;   /* loop.c */
 
 struct loop {
@@ -130,6 +134,7 @@ struct loop {
   struct tlsstate *tls;
   struct mstate *metrics;
   struct relayset *relays; /* made by the first relay that splices */
+  struct respstate *resp;  /* made by the first resp.read */
 };
 
 /* [-0, +1, m] the new loop userdata */

@@ -235,6 +235,8 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "http");
   ws_push(L);
   lua_setfield(L, -2, "ws");
+  resp_push(L);
+  lua_setfield(L, -2, "resp");
   lua_remove(L, -2);
 }
 

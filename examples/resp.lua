@@ -129,6 +129,10 @@ commands.ttl = { 2, function(a)
 end }
 commands.set = { -3, function(a)
   local key, value, ttl, nx, xx = a[2], a[3], nil, false, false
+  if a[4] == nil then -- the common case: no options
+    data[key], expires[key] = value, nil
+    return OK
+  end
   local i = 4
   while i <= #a do
     local opt = a[i]:upper()

@@ -19,9 +19,18 @@ struct lbuf {
   struct buf b;
 };
 
+/* The Buffer metatable, also kept in the registry under this address:
+ * sock:write tests every argument, and this spares it a string lookup. */
+static const char lbuf_mtkey = 0;
+
 struct buf *lbuf_test(lua_State *L, int idx) {
-  struct lbuf *lb = luaL_testudata(L, idx, CLS_BUFFER);
-  return lb ? &lb->b : NULL;
+  struct lbuf *lb = lua_touserdata(L, idx);
+  if (lb == NULL || !lua_getmetatable(L, idx))
+    return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lbuf_mtkey);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? &lb->b : NULL;
 }
 
 struct buf *lbuf_check(lua_State *L, int idx) {
@@ -154,4 +163,6 @@ static const luaL_Reg lbuf_methods[] = {
 void lbuf_open(lua_State *L) {
   util_newclass(L, CLS_BUFFER, lbuf_meta, lbuf_methods);
   lua_pop(L, 1);
+  luaL_getmetatable(L, CLS_BUFFER);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lbuf_mtkey);
 }

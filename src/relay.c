@@ -268,6 +268,12 @@ static int relay_waitwrite(lua_State *L, struct relaystate *st,
   to->wtarget = target;
   to->writer.deadline = loop_deadline(lp, timeout);
   from->reader.deadline = -1;
+  /* The source's readiness must not wake it (its waiter is only there so
+   * that a close ends the relay): with the read watcher on, a readable
+   * source woke the relay for every few KB while `to` was full -- five
+   * times the splices, most of them EAGAIN. relay_waitread restarts it. */
+  if (ev_is_active(&from->rio))
+    ev_io_stop(lp->ev, &from->rio);
   if (!ev_is_active(&to->wio)) {
     ev_io_start(lp->ev, &to->wio);
     sock_hold(L, to, 2);

@@ -10,6 +10,10 @@ local server = assert(berth.serve{
   port = tonumber(os.getenv("PORT") or 7000),
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(sock)
+    -- The first bytes come as a string, so that a connection that never
+    -- sends holds no Buffer (memory per idle connection).
+    local first = sock:readsome()
+    if not first or not sock:write(first) then return end
     local buf = berth.buffer()
     while sock:readinto(buf) do
       if not sock:write(buf) then return end

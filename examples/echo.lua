@@ -14,7 +14,7 @@ local server = assert(berth.serve{
     -- sends holds no Buffer (memory per idle connection).
     local first = sock:readsome()
     if not first or not sock:write(first) then return end
-    local buf = berth.buffer()
+    local buf <close> = berth.buffer() -- its memory goes with the handler
     while sock:readinto(buf) do
       if not sock:write(buf) then return end
     end

@@ -207,6 +207,9 @@ static int sock_fillinto(lua_State *L, struct sock *s, struct rreq *q) {
     return luaL_error(L, "not enough memory");
   long got = sock_recv(L, s, 1, dst, q->n);
   if (got <= 0) {
+    if (q->into->len == 0)
+      buf_free(q->into); /* a Buffer left as garbage at EOF holds no room
+                            the GC cannot see */
     if (got == 0)
       s->eof = 1;
     else if (got != -EAGAIN)

@@ -1,6 +1,8 @@
 -- Echo server: every byte a client sends comes back.
 -- PORT (default 7000, 0 for any free port) and HOST (default 127.0.0.1).
 -- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
+-- The bytes never become Lua strings: sock:readinto receives into a Buffer
+-- held in C and sock:write(buf) sends from it (and empties it).
 local berth = require "berth"
 
 local server = assert(berth.serve{
@@ -8,9 +10,13 @@ local server = assert(berth.serve{
   port = tonumber(os.getenv("PORT") or 7000),
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(sock)
-    while true do
-      local data = sock:readsome()
-      if not data or not sock:write(data) then return end
+    -- The first bytes come as a string, so that a connection that never
+    -- sends holds no Buffer (memory per idle connection).
+    local first = sock:readsome()
+    if not first or not sock:write(first) then return end
+    local buf <close> = berth.buffer() -- its memory goes with the handler
+    while sock:readinto(buf) do
+      if not sock:write(buf) then return end
     end
   end,
 })

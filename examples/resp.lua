@@ -4,24 +4,22 @@
 -- CONFIG GET and HELLO. Binary safe, pipelined, inline commands too.
 -- PORT (default 6379, 0 for any free port) and HOST (default 127.0.0.1).
 -- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
+--
+-- Commands are read by berth.resp, in C (Redis's strict length syntax): one
+-- command, and one value in it, may be as long as the server's max_input
+-- (8 MiB by default; Redis allows 512 MiB). A longer one is answered with
+-- Redis's "-ERR Protocol error: invalid bulk length" (a value) or "-ERR
+-- Protocol error: command too large" (the whole command) as soon as its
+-- header arrives, and the connection closes, as for every protocol error.
+-- The replies to a pipelined batch leave together (resp.send queues them).
 local berth = require "berth"
-
-local MAX_BULK = 512 * 1024 * 1024 -- Redis's proto-max-bulk-len
-local MAX_ARGS = 1024 * 1024
+local resp = require "berth.resp"
 
 local data, expires = {}, {}       -- key -> value; key -> absolute expiry (s)
 
 -- Replies -------------------------------------------------------------------
-local OK, NIL, PONG = "+OK\r\n", "$-1\r\n", "+PONG\r\n"
-local function int(n) return (":%d\r\n"):format(n) end
-local function bulk(s) return ("$%d\r\n%s\r\n"):format(#s, s) end
--- An error reply; like Redis, CR and LF in the message become spaces.
-local function err(msg) return "-ERR " .. msg:gsub("[\r\n]", " ") .. "\r\n" end
-local function array(items)
-  local out = { ("*%d\r\n"):format(#items) }
-  for i, v in ipairs(items) do out[i + 1] = v == false and NIL or bulk(v) end
-  return table.concat(out)
-end
+local OK, NIL, PONG = resp.OK, resp.NIL, resp.PONG
+local int, bulk, err, array = resp.int, resp.bulk, resp.error, resp.array
 local NOT_INT = err("value is not an integer or out of range")
 local SYNTAX = err("syntax error")
 
@@ -45,10 +43,15 @@ local function toint(s)
   if n and tostring(n) == s then return n end
 end
 
--- A length in the protocol itself ("*3", "$5"): the digits after byte 1.
-local function length(line, marker)
-  if line:byte(1) ~= marker then return nil end
-  return math.tointeger(tonumber(line:sub(2)))
+-- Whether an expiry of n units (1 s, or 1 ms with ms set) from now stays in
+-- Redis's range: its absolute time in milliseconds must fit in a long long.
+local function expire_ok(n, ms)
+  local now_ms = math.floor(berth.now() * 1000)
+  if not ms then
+    if n > math.maxinteger // 1000 or n < math.mininteger // 1000 then return false end
+    n = n * 1000
+  end
+  return n <= math.maxinteger - now_ms
 end
 
 -- Commands: name -> { arity, fn(args) -> reply } (arity as Redis: -N = at least N)
@@ -71,7 +74,11 @@ commands.ping = { -1, function(a)
   return a[2] and bulk(a[2]) or PONG
 end }
 commands.echo = { 2, function(a) return bulk(a[2]) end }
-commands.get = { 2, function(a) local v = get(a[2]); return v and bulk(v) or NIL end }
+commands.get = { 2, function(a)
+  local v = get(a[2])
+  if not v then return NIL end
+  return "$" .. #v .. "\r\n", v, "\r\n" -- the value is not copied into a reply string
+end }
 commands.incr = { 2, function(a) return incrby(a[2], 1) end }
 commands.decr = { 2, function(a) return incrby(a[2], -1) end }
 commands.incrby = { 3, function(a)
@@ -108,6 +115,7 @@ end }
 commands.expire = { 3, function(a)
   local secs = toint(a[3])
   if not secs then return NOT_INT end
+  if not expire_ok(secs) then return err("invalid expire time in 'expire' command") end
   if not get(a[2]) then return int(0) end
   if secs <= 0 then data[a[2]], expires[a[2]] = nil, nil
   else expires[a[2]] = berth.now() + secs end
@@ -117,17 +125,23 @@ commands.ttl = { 2, function(a)
   if not get(a[2]) then return int(-2) end
   local at = expires[a[2]]
   if not at then return int(-1) end
-  return int(math.floor(at - berth.now() + 0.5))
+  return int(math.tointeger(math.floor(at - berth.now() + 0.5)) or -1)
 end }
 commands.set = { -3, function(a)
   local key, value, ttl, nx, xx = a[2], a[3], nil, false, false
+  if a[4] == nil then -- the common case: no options
+    data[key], expires[key] = value, nil
+    return OK
+  end
   local i = 4
   while i <= #a do
     local opt = a[i]:upper()
     if (opt == "EX" or opt == "PX") and a[i + 1] and not ttl then
       local n = toint(a[i + 1])
       if not n then return NOT_INT end
-      if n <= 0 then return err("invalid expire time in 'set' command") end
+      if n <= 0 or not expire_ok(n, opt == "PX") then
+        return err("invalid expire time in 'set' command")
+      end
       ttl = opt == "EX" and n or n / 1000
       i = i + 2
     elseif opt == "NX" and not xx then nx = true; i = i + 1
@@ -173,36 +187,8 @@ local function execute(args)
   return cmd[2](args)
 end
 
--- The protocol -----------------------------------------------------------------
--- Read one command: a RESP array of bulk strings, or an inline line.
--- Returns the argument list, or nil and (an error reply to send | nil).
-local function read_command(sock)
-  local line = sock:read("l")
-  if not line then return nil end
-  if line:byte(1) ~= 42 then -- '*': anything else is an inline command
-    local args = {}
-    for word in line:gmatch("%S+") do args[#args + 1] = word end
-    return args
-  end
-  local n = length(line, 42)
-  if not n or n > MAX_ARGS then return nil, "-ERR Protocol error: invalid multibulk length\r\n" end
-  local args = {}
-  for i = 1, n do
-    local header = sock:read("l")
-    if not header then return nil end
-    local len = length(header, 36) -- '$'
-    if not len or len < 0 or len > MAX_BULK then
-      return nil, "-ERR Protocol error: invalid bulk length\r\n"
-    end
-    local value = sock:read(len + 2)
-    if not value then return nil end
-    if value:byte(-2) ~= 13 or value:byte(-1) ~= 10 then -- "\r\n"
-      return nil, "-ERR Protocol error: expected '\\r\\n'\r\n"
-    end
-    args[i] = value:sub(1, -3)
-  end
-  return args
-end
+-- The protocol: berth.resp reads each command in C -----------------------------
+local read, send = resp.read, resp.send
 
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
@@ -210,12 +196,12 @@ local server = assert(berth.serve{
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(sock)
     while true do
-      local args, protoerr = read_command(sock)
+      local args, code, text = read(sock)
       if not args then
-        if protoerr then sock:write(protoerr) end
-        return
+        if code == "protocol" then send(sock, "-ERR " .. text .. "\r\n") end
+        return -- the queued replies are flushed before the close
       end
-      if #args > 0 and not sock:write(execute(args)) then return end
+      if args[1] and not send(sock, execute(args)) then return end
     end
   end,
 })

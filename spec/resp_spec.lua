@@ -462,6 +462,67 @@ describe("examples/resp.lua", function()
     end)
   end)
 
+  -- Issue 11: the example's own limits, stated once (the server's max_input,
+  -- 8 MiB by default), answered with Redis's errors instead of a silent close.
+  it("a value over max_input gets Redis's invalid bulk length error, then the close", function()
+    with_resp(function(port)
+      local a <close> = support.connect(port)
+      assert(a:write(C("PING") .. "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$9000000\r\n"))
+      expect_close(a, PONG .. "-ERR Protocol error: invalid bulk length\r\n")
+      -- exactly max_input still fits in a bulk, not with the rest of the command
+      local b <close> = support.connect(port)
+      assert(b:write("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$8388608\r\n"))
+      expect_close(b, "-ERR Protocol error: command too large\r\n")
+      -- a command's total size is capped too: two values of 5 MiB
+      local c <close> = support.connect(port)
+      assert(c:write("*5\r\n$4\r\nMSET\r\n$1\r\na\r\n$5242880\r\n"))
+      assert(c:write(("x"):rep(5242880) .. "\r\n$1\r\nb\r\n$5242880\r\n"))
+      expect_close(c, "-ERR Protocol error: command too large\r\n", 5)
+    end)
+  end)
+
+  it("a value of 1 MiB is stored and read back byte-exact", function()
+    with_resp(function(port)
+      local sock <close> = support.connect(port)
+      local v = ("0123456789abcdef"):rep(65536)
+      cmds(sock, { { OK, "SET", "big", v }, { bulk(v), "GET", "big" } })
+    end)
+  end)
+
+  it("lengths take Redis's strict syntax: *0x1, *1e0, * 1, *+1, *01 are refused", function()
+    with_resp(function(port)
+      for _, bad in ipairs { "*0x1", "*1e0", "* 1", "*+1", "*01", "*1 " } do
+        local s <close> = support.connect(port)
+        assert(s:write(bad .. "\r\n$4\r\nPING\r\n"))
+        expect_close(s, "-ERR Protocol error: invalid multibulk length\r\n", 2, bad)
+      end
+      for _, bad in ipairs { "$0x4", "$4e0", "$ 4", "$+4", "$04" } do
+        local s <close> = support.connect(port)
+        assert(s:write("*1\r\n" .. bad .. "\r\nPING\r\n"))
+        expect_close(s, "-ERR Protocol error: invalid bulk length\r\n", 2, bad)
+      end
+    end)
+  end)
+
+  it("EXPIRE and SET EX past Redis's range are errors, and TTL still answers", function()
+    with_resp(function(port)
+      local sock <close> = support.connect(port)
+      cmds(sock, {
+        { OK, "SET", "k", "v" },
+        { err("invalid expire time in 'expire' command"), "EXPIRE", "k", "9223372036854775807" },
+        { int(-1), "TTL", "k" },
+        { err("invalid expire time in 'expire' command"), "EXPIRE", "nokey", "9223372036854775807" },
+        { err("invalid expire time in 'expire' command"), "EXPIRE", "k", "-9223372036854775808" },
+        { int(1), "EXPIRE", "k", "9223372036854" },
+        { int(9223372036854), "TTL", "k" },
+        { err("invalid expire time in 'set' command"), "SET", "k", "v", "EX", "9223372036854775807" },
+        { err("invalid expire time in 'set' command"), "SET", "k", "v", "PX", "9223372036854775807" },
+        { OK, "SET", "k", "v", "EX", "100" },
+        { int(100), "TTL", "k" },
+      })
+    end)
+  end)
+
   it("answers Redis's protocol errors and closes", function()
     with_resp(function(port)
       local a <close> = support.connect(port)

@@ -65,6 +65,7 @@
 #define CLS_TLSCTX "berth.TLSContext"
 #define CLS_SHDICT "berth.SharedDict"
 #define CLS_INBOX  "berth.Inbox"
+#define CLS_BUFFER "berth.Buffer"
 
 /* Invariants (E7): compiled in unless NDEBUG, i.e. in debug and sanitizer
  * builds; the message says what broke. */
@@ -98,12 +99,17 @@ void http_push(lua_State *L);  /* [-0, +1, m] the core.http table */
 void ws_open(lua_State *L);    /* the class, once per state */
 void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
 
+/* resp_lua.c: berth.core.resp (RESP commands read in C, replies queued) */
+void resp_push(lua_State *L);  /* [-0, +1, m] the core.resp table */
+
 /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
 struct dgramset;  /* dgram.c: open Datagrams, the receive batch area */
 struct drain;     /* shutdown.c: the grace timer */
 struct tlsstate;  /* socket_tls.c: the default session ticket keys */
 struct mstate;    /* metrics.c: the sampler and the scrape threads */
+struct relayset;  /* relay.c: spare pipes for splice(2) */
+struct respstate; /* resp_lua.c: the RESP parser's argument array */
 struct cleanup;   /* loop.c */
 
 struct loop {
@@ -127,6 +133,8 @@ struct loop {
   struct drain *drain;
   struct tlsstate *tls;
   struct mstate *metrics;
+  struct relayset *relays; /* made by the first relay that splices */
+  struct respstate *resp;  /* made by the first resp.read */
 };
 
 /* [-0, +1, m] the new loop userdata */
@@ -198,6 +206,10 @@ int sched_canwait(lua_State *L, struct loop *lp);
 /* Register the running task on w (when the watchers and timers the caller
  * arms next must see it), then park. Nothing between the two may raise. */
 void sched_register(struct loop *lp, struct waiter *w);
+/* Also register the running task on a second waiter (no deadline of its
+ * own): whichever is woken first takes the task off both. A relay waits
+ * for its source and would end if its destination closed meanwhile. */
+void sched_registeralso(struct loop *lp, struct waiter *w);
 /* Register the running task on w (unless NULL: registered already) and
  * yield; k retries on resume (R4). The caller has checked with
  * sched_checkwait, so the yield cannot fail with the task registered. */
@@ -206,6 +218,10 @@ int sched_park(lua_State *L, struct loop *lp, struct waiter *w,
 /* Queue the running task and yield: every other ready task runs first;
  * the `n` values on the stack top are returned on resume. */
 int sched_pass(lua_State *L, struct loop *lp, int n);
+/* The same, continuing in k (with ctx) instead: a long C operation lets
+ * the other ready tasks run, then carries on. */
+int sched_passk(lua_State *L, struct loop *lp, lua_KContext ctx,
+                lua_KFunction k);
 /* Fairness (R9): count one buffered read; past the budget the task yields
  * with its `n` results. */
 int sched_spend(lua_State *L, struct loop *lp, int n);
@@ -327,6 +343,12 @@ struct server {
   long tls_ok, tls_failed; /* handshakes */
 };
 
+/* buffer_lua.c: the Buffer class (bytes that pass through, held in C) */
+void lbuf_open(lua_State *L);               /* the class, once per state */
+int lbuf_new(lua_State *L);                 /* berth.buffer(...) */
+struct buf *lbuf_test(lua_State *L, int idx);  /* NULL: not a Buffer */
+struct buf *lbuf_check(lua_State *L, int idx); /* raises: not a Buffer */
+
 /* socket.c */
 void sock_init(lua_State *L, struct loop *lp);
 /* A new closed Socket, to be given its fd by sock_attach: the userdata
@@ -376,6 +398,9 @@ void sock_armwrite(lua_State *L, struct sock *s, int idx);
 void sock_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
 /* socket_io.c: the read and write methods */
 extern const luaL_Reg sock_io_methods[];
+/* relay.c: Socket:relay (splice(2), or a copy through C for TLS) */
+extern const luaL_Reg relay_methods[];
+void relay_open(lua_State *L); /* its internal class, once per state */
 
 /* A framing (http.c, ws.c): a read whose message boundaries a protocol
  * decides, served from the socket's buffer and the scratch buffer like

@@ -233,6 +233,7 @@ static const luaL_Reg m_funcs[] = {
   {"connect", sock_connect},
   {"adopt", sock_adopt},
   {"resolve", resolve_lookup},
+  {"buffer", lbuf_new},
   {"spawn", m_spawn},
   {"suspend", m_suspend},
   {"wake", m_wake},
@@ -298,6 +299,8 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "http");
   ws_push(L);
   lua_setfield(L, -2, "ws");
+  resp_push(L);
+  lua_setfield(L, -2, "resp");
   lua_remove(L, -2);
 }
 
@@ -327,6 +330,8 @@ int luaopen_berth_core(lua_State *L) {
   fwatch_open(L);
   http_open(L);
   ws_open(L);
+  lbuf_open(L);
+  relay_open(L);
   m_pushloop(L);                          /* stack: loop */
   lua_pushvalue(L, -1);
   lua_setfield(L, LUA_REGISTRYINDEX, LOOP_REGKEY);

@@ -39,6 +39,7 @@ struct task {
   struct loop *loop;
   lua_State *co;
   struct waiter *waiting;   /* the wait it is parked in, or NULL */
+  struct waiter *also;      /* a second one that may end it (a relay) */
   lua_KFunction k;          /* the parked call's continuation */
   lua_KContext ctx;
   void (*done)(lua_State *L, int ok); /* NULL once it ran */
@@ -140,15 +141,24 @@ static void sched_checkidle(struct loop *lp) {
   }
 }
 
+/* Unlink t from whatever it waits on: both waits end together. */
+static void task_unwait(struct task *t) {
+  if (t->waiting) {
+    t->waiting->task = NULL;
+    t->waiting = NULL;
+  }
+  if (t->also) {
+    t->also->task = NULL;
+    t->also = NULL;
+  }
+}
+
 /* The bookkeeping of an ending, which cannot fail: off its wait, off the
  * list of live tasks, uncounted. The anchor goes unless the run queue
  * still holds the task (the drain drops it then). */
 static void task_retire(lua_State *L, struct task *t) {
   struct sched *sc = t->loop->sched;
-  if (t->waiting) {
-    t->waiting->task = NULL;
-    t->waiting = NULL;
-  }
+  task_unwait(t);
   t->state = T_ENDED;
   t->suspended = 0;
   link_remove(&t->link);
@@ -554,6 +564,16 @@ void sched_register(struct loop *lp, struct waiter *w) {
   t->waiting = w;
 }
 
+void sched_registeralso(struct loop *lp, struct waiter *w) {
+  struct task *t = lp->sched->current;
+  BERTH_ASSERT("sched_registeralso: no running task", t != NULL);
+  BERTH_ASSERT("sched_registeralso: the waiter is taken", w->task == NULL);
+  BERTH_ASSERT("sched_registeralso: the task waits twice already",
+               t->also == NULL);
+  w->task = t;
+  t->also = w;
+}
+
 int sched_park(lua_State *L, struct loop *lp, struct waiter *w,
                lua_KContext ctx, lua_KFunction k) {
   struct task *t = lp->sched->current;
@@ -572,9 +592,14 @@ static int sched_pass_k(lua_State *L, int status, lua_KContext ctx) {
   return (int)ctx; /* the results, still on the stack */
 }
 
-int sched_pass(lua_State *L, struct loop *lp, int n) {
+int sched_passk(lua_State *L, struct loop *lp, lua_KContext ctx,
+                lua_KFunction k) {
   sched_queue(L, lp, lp->sched->current);
-  return sched_park(L, lp, NULL, n, sched_pass_k);
+  return sched_park(L, lp, NULL, ctx, k);
+}
+
+int sched_pass(lua_State *L, struct loop *lp, int n) {
+  return sched_passk(L, lp, n, sched_pass_k);
 }
 
 int sched_spend(lua_State *L, struct loop *lp, int n) {
@@ -587,10 +612,8 @@ int sched_spend(lua_State *L, struct loop *lp, int n) {
 
 struct task *waiter_take(struct waiter *w) {
   struct task *t = w->task;
-  if (t != NULL) {
-    w->task = NULL;
-    t->waiting = NULL;
-  }
+  if (t != NULL)
+    task_unwait(t);
   return t;
 }
 
@@ -682,10 +705,7 @@ void sched_killall(lua_State *L, struct loop *lp) {
   BERTH_ASSERT("sched_killall: inside a task", sc->current == NULL);
   while (!link_empty(&sc->tasks)) {
     struct task *t = link_entry(sc->tasks.next, struct task, link);
-    if (t->waiting) {
-      t->waiting->task = NULL;
-      t->waiting = NULL;
-    }
+    task_unwait(t);
     t->state = T_ENDED; /* its Task's __close, run below, ignores it now */
     lua_sethook(t->co, NULL, 0, 0);
     loop_pcall(lp, sched_resetthread, t);

@@ -45,8 +45,21 @@ struct sockset {
   uint64_t bytes_in, bytes_out;
 };
 
+/* The Socket metatable is also kept in the registry under this address:
+ * sock_check, called by every method, compares metatables without the
+ * string lookup of luaL_checkudata. */
+static const char sock_mtkey = 0;
+
 struct sock *sock_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, CLS_SOCKET);
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_getmetatable(L, idx)) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &sock_mtkey);
+    int same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    if (same)
+      return p;
+  }
+  return luaL_checkudata(L, idx, CLS_SOCKET); /* raises the usual error */
 }
 
 static struct sock *sock_checkopen(lua_State *L, int idx) {
@@ -314,6 +327,8 @@ static void sock_rio_cb(struct ev_loop *ev, ev_io *w, int revents) {
 static void sock_drainbuf(struct sock *s) {
   struct buf *b = &s->wbuf;
   struct iovec iov = {(void *)buf_begin(b), b->len};
+  if (b->len == 0)
+    return; /* a relay waits for writability with nothing buffered */
   long n = net_writev(s->fd, &iov, 1);
   if (n > 0) {
     buf_consume(b, (size_t)n);
@@ -919,5 +934,8 @@ static const luaL_Reg sock_methods[] = {
 /* Leaves the method table on the stack. [-0, +1, m] */
 void sock_open(lua_State *L) {
   util_newclass(L, CLS_SOCKET, sock_meta, sock_methods);
+  luaL_getmetatable(L, CLS_SOCKET);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sock_mtkey);
   luaL_setfuncs(L, sock_io_methods, 0);
+  luaL_setfuncs(L, relay_methods, 0);
 }

@@ -27,11 +27,12 @@
 
 #include "check.h"
 #include "core.h"
+#include "frame.h"
 #include "tls.h"
 
 enum rfmt { RF_COUNT, RF_LINE, RF_LINE_EOL, RF_ALL, RF_SOME, RF_UNTIL,
-            RF_FRAME };
-enum rkind { RK_READ, RK_READSOME, RK_READUNTIL };
+            RF_FRAME, RF_INTO };
+enum rkind { RK_READ, RK_READSOME, RK_READUNTIL, RK_READINTO };
 enum rmatch { R_MORE, R_DONE, R_TOOLARGE };
 
 /* A read request, parsed from the method's arguments on every attempt. */
@@ -43,13 +44,45 @@ struct rreq {
   double timeout;    /* per call; -1 none */
   const struct sock_framing *fr; /* RF_FRAME */
   int nres;          /* RF_FRAME: the results its match pushed */
+  struct buf *into;  /* RF_INTO: the Buffer (stack index 2) */
 };
 
 #define READ_CHUNK (16 * 1024)
 
+static const struct sock_framing prefix_framing;
+
+/* A string format: "l", "L", "a", or a length-prefixed frame (">s4"). */
+static void rreq_parsefmt(lua_State *L, struct rreq *q) {
+  size_t len;
+  const char *f = luaL_optlstring(L, 2, "l", &len);
+  struct frame_fmt ff;
+  if (*f == '*') { /* accept Lua 5.1 style "*l" */
+    f++;
+    len--;
+  }
+  switch (*f) {
+  case 'l': q->fmt = RF_LINE; break;
+  case 'L': q->fmt = RF_LINE_EOL; break;
+  case 'a': q->fmt = RF_ALL; break;
+  default:
+    if (frame_parse(f, len, &ff) != 0)
+      luaL_argerror(L, 2, "invalid format");
+    q->fmt = RF_FRAME;
+    q->fr = &prefix_framing;
+  }
+}
+
 static void rreq_parse(lua_State *L, struct sock *s, int kind, struct rreq *q) {
-  q->timeout = check_timeout(L, 3, "read: timeout", s->rtimeout);
-  if (kind == RK_READSOME) {
+  q->fr = NULL;
+  q->timeout = check_timeout(L, kind == RK_READINTO ? 4 : 3, "read: timeout",
+                             s->rtimeout);
+  if (kind == RK_READINTO) {
+    q->into = lbuf_check(L, 2);
+    lua_Integer max = luaL_optinteger(L, 3, BERTH_SCRATCH);
+    luaL_argcheck(L, max > 0, 3, "must be positive");
+    q->fmt = RF_INTO;
+    q->n = (size_t)max;
+  } else if (kind == RK_READSOME) {
     lua_Integer max = luaL_optinteger(L, 2, BERTH_SCRATCH);
     luaL_argcheck(L, max > 0, 2, "must be positive");
     q->fmt = RF_SOME;
@@ -64,15 +97,7 @@ static void rreq_parse(lua_State *L, struct sock *s, int kind, struct rreq *q) {
     q->fmt = RF_COUNT;
     q->n = (size_t)n;
   } else {
-    const char *f = luaL_optstring(L, 2, "l");
-    if (*f == '*')
-      f++; /* accept Lua 5.1 style "*l" */
-    switch (*f) {
-    case 'l': q->fmt = RF_LINE; break;
-    case 'L': q->fmt = RF_LINE_EOL; break;
-    case 'a': q->fmt = RF_ALL; break;
-    default: luaL_argerror(L, 2, "invalid format");
-    }
+    rreq_parsefmt(L, q);
   }
 }
 
@@ -101,6 +126,7 @@ static enum rmatch rreq_match(lua_State *L, struct sock *s, struct rreq *q,
     *ret = *take = q->n;
     return R_DONE;
   case RF_SOME:
+  case RF_INTO:
     if (n == 0)
       return R_MORE;
     *ret = *take = n < q->n ? n : q->n;
@@ -162,7 +188,36 @@ static int rreq_push(lua_State *L, const struct rreq *q, const char *p,
                      size_t ret) {
   if (q->fmt == RF_FRAME)
     return q->nres;
+  if (q->fmt == RF_INTO) {
+    if (buf_append(q->into, p, ret) < 0)
+      return luaL_error(L, "not enough memory");
+    lua_pushinteger(L, (lua_Integer)ret);
+    return 1;
+  }
   lua_pushlstring(L, p, ret);
+  return 1;
+}
+
+/* readinto with nothing buffered: one recv straight into the Buffer's
+ * room, no copy; the bytes count as a result (1) or EOF and errors are
+ * recorded in s (0). */
+static int sock_fillinto(lua_State *L, struct sock *s, struct rreq *q) {
+  char *dst = buf_reserve(q->into, q->n);
+  if (dst == NULL)
+    return luaL_error(L, "not enough memory");
+  long got = sock_recv(L, s, 1, dst, q->n);
+  if (got <= 0) {
+    if (q->into->len == 0)
+      buf_free(q->into); /* a Buffer left as garbage at EOF holds no room
+                            the GC cannot see */
+    if (got == 0)
+      s->eof = 1;
+    else if (got != -EAGAIN)
+      s->rerr = (int)got;
+    return 0;
+  }
+  buf_commit(q->into, (size_t)got);
+  lua_pushinteger(L, got);
   return 1;
 }
 
@@ -174,6 +229,8 @@ static int rreq_push(lua_State *L, const struct rreq *q, const char *p,
 static int sock_fill(lua_State *L, struct sock *s, struct rreq *q) {
   struct buf *b = &s->rbuf;
   int scratch = b->len == 0;
+  if (scratch && q->fmt == RF_INTO)
+    return sock_fillinto(L, s, q);
   size_t room = BERTH_SCRATCH;
   char *dst = s->loop->scratch;
   if (!scratch) {
@@ -300,6 +357,8 @@ static int sock_readwith(lua_State *L, struct sock *s, struct rreq *q,
   sock_timer_arm(s);
   if (s->rbuf.len == 0)
     buf_free(&s->rbuf); /* idle connections hold no buffer */
+  if (q->fmt == RF_INTO && q->into->len == 0)
+    buf_free(q->into); /* nor a Buffer they only read into */
   return sched_park(L, s->loop, NULL, ctx, k);
 }
 
@@ -320,13 +379,42 @@ static int sock_read_k(lua_State *L, int status, lua_KContext ctx) {
 static int sock_read(lua_State *L) { return sock_doread(L, RK_READ, 0); }
 static int sock_readsome(lua_State *L) { return sock_doread(L, RK_READSOME, 0); }
 static int sock_readuntil(lua_State *L) { return sock_doread(L, RK_READUNTIL, 0); }
+static int sock_readinto(lua_State *L) { return sock_doread(L, RK_READINTO, 0); }
+
+/* read(">s4"): a frame behind a length prefix (frame.h), the format at
+ * stack index 2. A payload over max_input is refused as the prefix
+ * arrives: nil, "toolarge", nothing consumed (as read(n) does). */
+static int prefix_match(lua_State *L, struct sock *s, char *p, size_t n,
+                        size_t *take) {
+  size_t len, hdr = 0;
+  uint64_t plen = 0;
+  struct frame_fmt ff;
+  const char *f = lua_tolstring(L, 2, &len);
+  if (*f == '*') {
+    f++;
+    len--;
+  }
+  frame_parse(f, len, &ff); /* checked by rreq_parsefmt */
+  switch (frame_find(&ff, p, n, s->lim.max_input, &hdr, &plen)) {
+  case FRAME_DONE:
+    lua_pushlstring(L, p + hdr, (size_t)plen);
+    *take = hdr + (size_t)plen;
+    return 1;
+  case FRAME_TOOLARGE:
+    return util_fail(L, "toolarge");
+  default:
+    return 0;
+  }
+}
+
+static const struct sock_framing prefix_framing = {prefix_match, NULL, 3};
 
 static int sock_frame_k(lua_State *L, int status, lua_KContext ctx);
 
 static int sock_doframe(lua_State *L, const struct sock_framing *fr,
                         int retry) {
   struct sock *s = sock_check(L, 1);
-  struct rreq q = {RF_FRAME, 0, NULL, 0, -1, fr, 0};
+  struct rreq q = {RF_FRAME, 0, NULL, 0, -1, fr, 0, NULL};
   q.timeout = check_timeout(L, fr->timeout_arg, "read: timeout", s->rtimeout);
   return sock_readwith(L, s, &q, retry, (lua_KContext)fr, sock_frame_k);
 }
@@ -530,24 +618,45 @@ int sock_overhigh(lua_State *L, const struct sock *s) {
   return s->fd >= 0 && s->wbuf.len > s->hiwat && sched_canwait(L, s->loop);
 }
 
+/* The bytes of write()'s argument i: a string (or number) or a Buffer. */
+static const char *sock_argbytes(lua_State *L, int i, size_t *len) {
+  struct buf *b = lbuf_test(L, i);
+  if (b == NULL)
+    return lua_tolstring(L, i, len);
+  *len = b->len;
+  return buf_begin(b);
+}
+
+/* Buffers among the arguments from..to have been written: their bytes
+ * were sent or copied into the write buffer, so they are emptied. */
+static void sock_consumeargs(lua_State *L, int from, int to) {
+  for (int i = from; i <= to; i++) {
+    struct buf *b = lbuf_test(L, i);
+    if (b != NULL)
+      buf_consume(b, b->len);
+  }
+}
+
 static int sock_write(lua_State *L) {
   struct sock *s = sock_check(L, 1);
   int top = lua_gettop(L);
   for (int i = 2; i <= top; i++) /* every argument before any byte (9.10) */
-    luaL_checklstring(L, i, NULL);
+    if (lbuf_test(L, i) == NULL)
+      luaL_checklstring(L, i, NULL);
   int rc = sock_canput(L, s);
   if (rc != 0)
     return rc;
   struct iovec iov[WRITE_IOV];
   for (int i = 2; i <= top;) {
-    int cnt = 0;
+    int cnt = 0, first = i;
     for (; i <= top && cnt < WRITE_IOV; i++, cnt++) {
       size_t len;
-      iov[cnt].iov_base = (void *)lua_tolstring(L, i, &len);
+      iov[cnt].iov_base = (void *)sock_argbytes(L, i, &len);
       iov[cnt].iov_len = len;
     }
     if ((rc = sock_putv(L, s, 1, iov, cnt, 1)) != 0)
       return rc;
+    sock_consumeargs(L, first, i - 1);
   }
   if (sock_overhigh(L, s))
     return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0, (lua_KContext)s->lowat,
@@ -576,6 +685,7 @@ const luaL_Reg sock_io_methods[] = {
   {"read", sock_read},
   {"readsome", sock_readsome},
   {"readuntil", sock_readuntil},
+  {"readinto", sock_readinto},
   {"write", sock_write},
   {"flush", sock_flush},
   {NULL, NULL}

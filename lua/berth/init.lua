@@ -53,6 +53,7 @@ local function bind(c)
     timer = c.timer, signal = c.signal, run = c.run, step = c.step,
     stop = c.stop, shutdown = c.shutdown, stats = c.stats, draining = c.draining,
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
+    buffer = c.buffer,
   }
   local shutdown_hooks = {}
   c.setlogger(log.write)

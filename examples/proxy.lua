@@ -1,5 +1,5 @@
 -- TCP proxy: every connection is relayed to UPSTREAM=host:port.
--- Full duplex (one task per direction), backpressure both ways (a write
+-- Full duplex (one relay task per direction), backpressure both ways (a write
 -- waits while the slow side's buffer is full, so the other side is no
 -- longer read), half-close passed through, and an upstream that refuses or
 -- resets ends the client's connection at once. The upstream connection
@@ -20,17 +20,12 @@ upstream_port = tonumber(upstream_port)
 -- (a PEM file) or the system's CAs, for the name in UPSTREAM.
 local upstream_tls = os.getenv("UPSTREAM_TLS") == "1" and { ca = os.getenv("UPSTREAM_CA") } or nil
 
--- Copy from -> to until EOF, then pass the EOF on (half-close). A reset,
--- a timeout or any other failure on either side ends both connections.
+-- Every byte from -> to until EOF, then pass the EOF on (half-close). A
+-- reset, a timeout or any other failure on either side ends both
+-- connections. relay() moves the bytes in C: between plain sockets with
+-- splice(2), so they never become Lua strings (or even enter the process).
 local function pump(from, to)
-  while true do
-    local data, err = from:readsome()
-    if not data then
-      if err == "closed" then return to:shutdown("w") end
-      break
-    end
-    if not to:write(data) then break end
-  end
+  if from:relay(to) then return to:shutdown("w") end
   from:close()
   to:close()
 end

@@ -273,10 +273,10 @@ describe("examples/proxy.lua", function()
 
   it("when the upstream resets, the proxy closes the client's connection", function()
     with_proxy(function(port, upstream, proc)
-      local idle = support.fds(proc.pid)
+      local idle = support.sockets(proc.pid)
       local client, up = through(port, upstream)
       local _ <close> = closing(client, up)
-      assert.equal(idle + 2, support.fds(proc.pid), "a proxied connection holds two descriptors")
+      assert.equal(idle + 2, support.sockets(proc.pid), "a proxied connection holds two sockets")
       assert(client:write("unread"))
       support.wait_unread(up, 2)
       up:close()
@@ -285,8 +285,8 @@ describe("examples/proxy.lua", function()
       assert.is_true(code == "closed" or code == "reset", code)
       -- The client stays connected and idle, as a client waiting for the
       -- server to speak would: the proxy must still let go of it.
-      pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 1)
-      assert.equal(idle, support.fds(proc.pid),
+      pcall(support.wait_until, function() return support.sockets(proc.pid) <= idle end, 1)
+      assert.equal(idle, support.sockets(proc.pid),
         "1 s after the upstream's reset the proxy still holds the connection open")
     end)
   end)
@@ -300,7 +300,7 @@ describe("examples/proxy.lua", function()
     .. "leaves nothing behind", function()
     local stderr = with_proxy_args({ "--idle-timeout", "1", "--log-level", "debug" },
       function(port, upstream, proc)
-        local idle = support.fds(proc.pid)
+        local idle = support.sockets(proc.pid)
         local client = support.connect(port)
         local up <close> = assert(upstream:accept(2), "the proxy did not connect to the upstream")
         assert(client:write("GET / HTTP/1.0\r\n\r\n"))
@@ -308,13 +308,13 @@ describe("examples/proxy.lua", function()
         local got, code = support.read_to_end(up, 2)
         assert.equal("GET / HTTP/1.0\r\n\r\n", got)
         assert.equal("closed", code, "the upstream did not see the client's EOF")
-        assert.equal(idle + 2, support.fds(proc.pid), "a proxied connection holds two descriptors")
+        assert.equal(idle + 2, support.sockets(proc.pid), "a proxied connection holds two sockets")
         client:close() -- gone; the upstream stays connected and silent
         local t0 = berth.now()
-        pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 3)
+        pcall(support.wait_until, function() return support.sockets(proc.pid) <= idle end, 3)
         local took = berth.now() - t0
-        assert.equal(idle, support.fds(proc.pid),
-          "3 s after the client vanished the proxy still holds a descriptor of the connection")
+        assert.equal(idle, support.sockets(proc.pid),
+          "3 s after the client vanished the proxy still holds a socket of the connection")
         assert.is_true(took > 0.5, ("ended after %.2f s: before the idle timeout"):format(took))
         -- The handler logs "done" once both relay tasks have ended (and
         -- both sockets are closed): no task is left either.
@@ -334,7 +334,7 @@ describe("examples/proxy.lua", function()
   -- client's side had a send timeout, and nothing was stuck there.
   it("--send-timeout 1: an upstream that stops reading ends both sides", function()
     with_proxy_args({ "--send-timeout", "1" }, function(port, upstream, proc)
-      local idle = support.fds(proc.pid)
+      local idle = support.sockets(proc.pid)
       local client, up = through(port, upstream)
       local _ <close> = closing(client, up)
       local chunk = support.random_bytes(64 * KiB, 26)
@@ -358,15 +358,15 @@ describe("examples/proxy.lua", function()
       assert.is_true(ticks >= 5, ("the upstream talked %d times only"):format(ticks))
       assert.is_true(wrote < 1024, "the client wrote all 64 MiB: the upstream read it")
       assert.is_true(took < 6, ("ended after %.2f s"):format(took))
-      pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 1)
-      assert.equal(idle, support.fds(proc.pid))
+      pcall(support.wait_until, function() return support.sockets(proc.pid) <= idle end, 1)
+      assert.equal(idle, support.sockets(proc.pid))
       support.wait_until(function() return stopped ~= nil end, 2, "the client's writer to fail")
     end, 20)
   end)
 
   it("when the client resets, the upstream connection is closed", function()
     with_proxy(function(port, upstream, proc)
-      local idle = support.fds(proc.pid)
+      local idle = support.sockets(proc.pid)
       local client, up = through(port, upstream)
       local _ <close> = closing(client, up)
       -- Unread bytes in the client socket make close() send a RST.
@@ -377,8 +377,8 @@ describe("examples/proxy.lua", function()
       assert.equal("", got)
       assert.is_true(code == "closed" or code == "reset",
         "the upstream saw neither EOF nor a reset within 1 s: " .. code)
-      pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 1)
-      assert.equal(idle, support.fds(proc.pid),
+      pcall(support.wait_until, function() return support.sockets(proc.pid) <= idle end, 1)
+      assert.equal(idle, support.sockets(proc.pid),
         "1 s after the client's reset the proxy still holds the connection open")
     end)
   end)

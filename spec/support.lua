@@ -27,7 +27,7 @@
 --   support.proc   start, start_host, start_example, with_example, run_host,
 --                  run_fixture, stop_clean, lua_env, host_binary, lua_binary,
 --                  pid, kill, alive, children, cmdline, rss, hwm, reset_hwm,
---                  cpu, fds, wait_exit, track; a started Process has
+--                  cpu, fds, sockets, wait_exit, track; a started Process has
 --                  readline, kill, stop, wait, stderr, count, wait_log,
 --                  close, describe
 --   support.files  tmpdir, read_file, write_file, exists, is_socket_file,

@@ -265,6 +265,11 @@ static int relay_waitwrite(lua_State *L, struct relaystate *st,
   if (from->reader.task != NULL || to->writer.task != NULL)
     return luaL_error(L, "relay: the socket has another pending %s",
                       from->reader.task != NULL ? "read" : "write");
+  /* Bytes stuck on the way to `to` are output without progress: its send
+   * timeout bounds this wait as it bounds a buffered write. */
+  double send = to->lim.send_timeout;
+  if (send > 0 && (timeout < 0 || send < timeout))
+    timeout = send;
   to->wtarget = target;
   to->writer.deadline = loop_deadline(lp, timeout);
   from->reader.deadline = -1;

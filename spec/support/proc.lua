@@ -115,6 +115,18 @@ function proc.fds(pid)
   return n
 end
 
+--- Open socket descriptors of process `pid`: the connections it holds,
+-- without the pipes a relay keeps as spares.
+function proc.sockets(pid)
+  local h = assert(io.popen("ls -l /proc/" .. pid .. "/fd 2>/dev/null"))
+  local n = 0
+  for line in h:lines() do
+    if line:find("-> socket:", 1, true) then n = n + 1 end
+  end
+  h:close()
+  return n
+end
+
 --- Polls until `pid` is no longer running; returns the seconds it took,
 -- or nil after `timeout` seconds. In a task or outside the loop.
 function proc.wait_exit(pid, timeout)

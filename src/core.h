@@ -274,6 +274,7 @@ struct sock {
   unsigned connecting : 1;
   unsigned owned : 1;    /* a handler task owns it, and anchors it for us */
   unsigned lingering : 1;/* its handler returned: close once flushed */
+  unsigned parked : 1;   /* onreadable(fn): a task starts when readable */
   unsigned char anchored;
   int rerr, werr;        /* sticky -errno of the read/write side */
   ev_io rio, wio;
@@ -425,6 +426,10 @@ void srv_closeall(lua_State *L, struct loop *lp);
 void srv_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
 /* A connection the server accepted has closed (socket.c). */
 void srv_connclosed(struct server *sv);
+/* A handler task running fn(sock) for the socket at `sock`, fn on the
+ * stack top (popped), owning it as an accepted connection's handler does;
+ * the caller starts it (sched_resume). [-1, +0, m] */
+struct task *srv_spawnconn(lua_State *L, struct loop *lp, int sock);
 
 /* socket_tls.c: TLS on sockets, over tls.c */
 /* The TLSContext class; starttls, handshake, tlsinfo on Socket; settls on

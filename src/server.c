@@ -191,6 +191,24 @@ static void srv_spawnhandler(lua_State *L, struct server *sv, int idx) {
   sched_resume(sv->loop, t);
 }
 
+/* A handler task for the connection at `sock` (socket.c's onreadable),
+ * running fn(sock) with fn on the stack top (popped): the same ownership
+ * as an accepted connection's first handler (the socket owned, its error
+ * handler, the flush after fn returns, sock_handlerdone), minus the TLS
+ * handshake, which is behind it. Not started yet. [-1, +0, m] */
+struct task *srv_spawnconn(lua_State *L, struct loop *lp, int sock) {
+  sock = lua_absindex(L, sock);
+  int fn = lua_gettop(L);
+  lua_getiuservalue(L, sock, SOCK_UV_ONERROR);
+  lua_pushcfunction(L, srv_callhandler);
+  lua_pushvalue(L, fn);
+  lua_pushvalue(L, sock);
+  struct taskopts o = {sock, fn + 1, sock_handlerdone};
+  struct task *t = sched_spawn(L, lp, 2, &o);
+  lua_settop(L, fn - 1);
+  return t;
+}
+
 /* The C accept loop for handler mode, run protected from the watcher. The
  * server stays on the stack while handlers run (L4), and a handler may
  * close it: fd is re-checked after each one. */

@@ -60,8 +60,8 @@ static struct sock *sock_checkopen(lua_State *L, int idx) {
  * which covers a draining write buffer; callbacks, though, find their
  * socket by its own anchor key, so with callbacks it is anchored too. */
 static int sock_needsanchor(const struct sock *s) {
-  return s->fd >= 0 &&
-         (s->callback || s->events || (!s->owned && ev_is_active(&s->wio)));
+  return s->fd >= 0 && (s->callback || s->events || (s->parked && !s->owned) ||
+                        (!s->owned && ev_is_active(&s->wio)));
 }
 
 /* [-0, +0, m] */
@@ -283,6 +283,24 @@ static int sock_ondata(lua_State *L) {
   return 0;
 }
 
+/* onreadable: bytes (or EOF) came for a parked connection, which no task
+ * holds. Its function runs as a new handler task owning the socket; the
+ * task holds the socket before the anchor goes. */
+static int sock_unpark(lua_State *L) {
+  struct sock *s = lua_touserdata(L, 1);
+  loop_pushanchored(L, s->loop, s);
+  int idx = lua_gettop(L);
+  lua_getiuservalue(L, idx, SOCK_UV_ONDATA);
+  struct task *t = srv_spawnconn(L, s->loop, idx);
+  lua_pushnil(L);
+  lua_setiuservalue(L, idx, SOCK_UV_ONDATA);
+  s->parked = 0;
+  s->owned = 1;
+  sock_release(L, s);
+  sched_resume(s->loop, t); /* its first read finds the bytes */
+  return 0;
+}
+
 static int sock_ondrain(lua_State *L) {
   struct sock *s = lua_touserdata(L, 1);
   loop_pushanchored(L, s->loop, s);
@@ -306,6 +324,8 @@ static void sock_rio_cb(struct ev_loop *ev, ev_io *w, int revents) {
   }
   if (s->callback)
     loop_pcall(s->loop, sock_ondata, s);
+  else if (s->parked && !s->owned)
+    loop_pcall(s->loop, sock_unpark, s);
   else
     ev_io_stop(ev, w);
 }
@@ -468,6 +488,7 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
   if (s->inbox && why != NULL)
     inbox_sockclosed(L, s);
   s->callback = 0;
+  s->parked = 0; /* its function is dropped with the socket */
   if (why == NULL) { /* __gc: no task can be waiting, nothing may run */
     waiter_drop(&s->reader);
     waiter_drop(&s->writer);
@@ -510,7 +531,8 @@ int sock_isyoung(const struct sock *s) {
 /* Is s a served connection waiting for its next message? */
 static int sock_isidle(const struct sock *s) {
   return s->srv != NULL && s->rbuf.len == 0 && s->wbuf.len == 0 &&
-         (s->reader.task != NULL || s->callback);
+         (s->reader.task != NULL || s->callback ||
+          (s->parked && !s->owned));
 }
 
 /* Destroying a socket runs Lua only through its on("close"); after that,
@@ -534,14 +556,37 @@ int sock_closeidle(lua_State *L, struct loop *lp) {
   return young;
 }
 
+/* Parked (onreadable) and held by no task: wait for readiness with no
+ * task at all. What is already here -- bytes a read left buffered,
+ * records OpenSSL decrypted, the EOF -- starts the task on the next loop
+ * turn, as readiness would. The idle timeout keeps running (the socket's
+ * own timer). [-0, +0, m] */
+static void sock_park(lua_State *L, struct sock *s, int idx) {
+  struct ev_loop *ev = s->loop->ev;
+  sock_hold(L, s, idx);
+  if (s->rbuf.len == 0)
+    buf_free(&s->rbuf); /* an idle connection holds no buffer */
+  if (!ev_is_active(&s->rio))
+    ev_io_start(ev, &s->rio);
+  if (s->rbuf.len > 0 || s->eof || s->rerr ||
+      (s->tls != NULL && tls_readable(s->tls)))
+    ev_feed_event(ev, &s->rio, EV_READ);
+  sock_timer_arm(s);
+}
+
 /* A handler task ended; the socket is on the stack top. Callbacks keep it
- * open (callback mode on a served connection); otherwise it closes, after
- * the handler's task flushed what it wrote (server.c). */
+ * open (callback mode on a served connection), and so does onreadable
+ * (parked until its next bytes); otherwise it closes, after the handler's
+ * task flushed what it wrote (server.c). */
 void sock_handlerdone(lua_State *L, int ok) {
   struct sock *s = sock_check(L, -1);
   s->owned = 0;
   if (s->fd < 0)
     return;
+  if (ok && s->parked) {
+    sock_park(L, s, lua_gettop(L));
+    return;
+  }
   if (ok && (s->callback || s->events)) {
     sock_hold(L, s, -1);
     return;
@@ -611,6 +656,8 @@ static int sock_on(lua_State *L) {
     luaL_checktype(L, 3, LUA_TFUNCTION);
   if (which == 0 && s->reader.task)
     return luaL_error(L, "on: socket has a pending read");
+  if (which == 0 && s->parked)
+    return luaL_error(L, "on: the socket waits in onreadable");
   lua_settop(L, 3);
   lua_setiuservalue(L, 1, uvs[which]);
   if (which == 0)
@@ -620,6 +667,32 @@ static int sock_on(lua_State *L) {
   sock_hold(L, s, 1);
   sock_release(L, s);
   lua_settop(L, 1);
+  return 1;
+}
+
+/* onreadable(fn): the connection waits for its next bytes with no task.
+ * Once the task that owns it (a handler) has returned -- or at once when
+ * no task owns it -- nothing runs until bytes or the EOF arrive; then
+ * fn(sock) runs as a new handler task, owning the socket as the first
+ * handler did. One shot; onreadable(nil) cancels. */
+static int sock_onreadable(lua_State *L) {
+  struct sock *s = sock_checkopen(L, 1);
+  lua_settop(L, 2);
+  if (lua_isnil(L, 2)) {
+    s->parked = 0;
+    lua_setiuservalue(L, 1, SOCK_UV_ONDATA);
+    sock_release(L, s); /* the read watcher stops lazily */
+    return 1;
+  }
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (s->callback)
+    return luaL_error(L, "onreadable: the socket is in on(\"data\") mode");
+  if (s->reader.task)
+    return luaL_error(L, "onreadable: socket has a pending read");
+  lua_setiuservalue(L, 1, SOCK_UV_ONDATA);
+  s->parked = 1;
+  if (!s->owned)
+    sock_park(L, s, 1);
   return 1;
 }
 
@@ -828,6 +901,7 @@ static const luaL_Reg sock_meta[] = {
 static const luaL_Reg sock_methods[] = {
   {"close", sock_close},
   {"on", sock_on},
+  {"onreadable", sock_onreadable},
   {"settimeout", sock_settimeout},
   {"setoption", sock_setoption},
   {"shutdown", sock_shutdown},

@@ -652,17 +652,18 @@ static int sock_on(lua_State *L) {
   static const char *const names[] = {"data", "close", "drain", NULL};
   static const int uvs[] = {SOCK_UV_ONDATA, SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN};
   int which = luaL_checkoption(L, 2, NULL, names);
-  if (!lua_isnil(L, 3))
+  int set = !lua_isnil(L, 3); /* nil removes the callback */
+  if (set)
     luaL_checktype(L, 3, LUA_TFUNCTION);
   if (which == 0 && s->reader.task)
     return luaL_error(L, "on: socket has a pending read");
-  if (which == 0 && s->parked)
+  if (which == 0 && set && s->parked)
     return luaL_error(L, "on: the socket waits in onreadable");
   lua_settop(L, 3);
   lua_setiuservalue(L, 1, uvs[which]);
   if (which == 0)
-    sock_setcallback(s, !lua_isnil(L, 3));
-  else if (!lua_isnil(L, 3))
+    sock_setcallback(s, set);
+  else if (set)
     s->events = 1;
   sock_hold(L, s, 1);
   sock_release(L, s);

@@ -532,7 +532,8 @@ int sock_isyoung(const struct sock *s) {
 static int sock_isidle(const struct sock *s) {
   return s->srv != NULL && s->rbuf.len == 0 && s->wbuf.len == 0 &&
          (s->reader.task != NULL || s->callback ||
-          (s->parked && !s->owned));
+          (s->parked && !s->owned)) &&
+         !(s->tls != NULL && tls_readable(s->tls));
 }
 
 /* Destroying a socket runs Lua only through its on("close"); after that,
@@ -576,14 +577,17 @@ static void sock_park(lua_State *L, struct sock *s, int idx) {
 
 /* A handler task ended; the socket is on the stack top. Callbacks keep it
  * open (callback mode on a served connection), and so does onreadable
- * (parked until its next bytes); otherwise it closes, after the handler's
+ * (parked until its next bytes) -- unless a shutdown is draining the loop
+ * and the connection is idle: then it closes now, as a reader coming back
+ * to wait would (socket_io.c). Otherwise it closes, after the handler's
  * task flushed what it wrote (server.c). */
 void sock_handlerdone(lua_State *L, int ok) {
   struct sock *s = sock_check(L, -1);
   s->owned = 0;
   if (s->fd < 0)
     return;
-  if (ok && s->parked) {
+  if (ok && s->parked && !(sock_isidle(s) && s->loop->draining &&
+                            !sock_isyoung(s))) {
     sock_park(L, s, lua_gettop(L));
     return;
   }

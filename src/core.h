@@ -281,7 +281,10 @@ struct sock {
   ev_timer timer;        /* one per socket: the nearest waiter deadline */
   struct buf rbuf, wbuf;
   size_t rscan;          /* bytes of rbuf already searched in vain */
-  struct limits lim;
+  const struct limits *lim; /* its server's (which it keeps alive), or
+                            sock_nolimits; setoption changes only these: */
+  size_t maxline;
+  double idle_timeout;
   size_t hiwat, lowat, wtarget;
   double rtimeout, wtimeout; /* per-socket defaults, < 0 = none */
   const char *why;       /* why it was closed: what waiters are told */
@@ -329,6 +332,8 @@ void sock_init(lua_State *L, struct loop *lp);
  * exists before the descriptor, so a failure leaks nothing (9.14). */
 struct sock *sock_new(lua_State *L, struct loop *lp);    /* [-0,+1,m] */
 void sock_attach(struct sock *s, int fd);
+/* Take the limits at lim, which outlive s (a server's). */
+void sock_uselimits(struct sock *s, const struct limits *lim);
 /* Remember the peer's address (from accept or connect). */
 void sock_setpeer(struct sock *s, const struct net_addr *a);
 struct sock *sock_check(lua_State *L, int idx);

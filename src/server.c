@@ -117,7 +117,7 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
     sock_setpeer(s, &peer);
     s->srv = sv;
     s->owned = sv->handler;
-    s->lim = sv->lim;
+    sock_uselimits(s, &sv->lim); /* sv outlives s (SOCK_UV_SERVER) */
     lua_pushvalue(L, idx);
     lua_setiuservalue(L, -2, SOCK_UV_SERVER);
     lua_getiuservalue(L, idx, SRV_UV_ONERROR);

@@ -141,10 +141,10 @@ static ev_tstamp earliest(ev_tstamp a, ev_tstamp b) {
 /* When the connection itself must end: idle, or output stuck (-1: never). */
 static ev_tstamp sock_enddeadline(const struct sock *s) {
   ev_tstamp at = -1;
-  if (s->lim.idle_timeout > 0)
-    at = s->last_active + s->lim.idle_timeout;
-  if (s->lim.send_timeout > 0 && s->wbuf.len > 0)
-    at = earliest(at, s->last_drain + s->lim.send_timeout);
+  if (s->idle_timeout > 0)
+    at = s->last_active + s->idle_timeout;
+  if (s->lim->send_timeout > 0 && s->wbuf.len > 0)
+    at = earliest(at, s->last_drain + s->lim->send_timeout);
   return at;
 }
 
@@ -410,6 +410,15 @@ void sock_init(lua_State *L, struct loop *lp) {
   loop_atclose(L, lp, sockset_free, set);
 }
 
+/* The limits of connected and adopted sockets (LIMITS_NONE's values). */
+static const struct limits sock_nolimits = LIMITS_NONE;
+
+void sock_uselimits(struct sock *s, const struct limits *lim) {
+  s->lim = lim;
+  s->maxline = lim->maxline;
+  s->idle_timeout = lim->idle_timeout;
+}
+
 /* A closed Socket of lp. [-0, +1, m] */
 struct sock *sock_new(lua_State *L, struct loop *lp) {
   struct sock *s = loop_newobject(L, lp, sizeof *s, SOCK_NUV);
@@ -417,7 +426,7 @@ struct sock *sock_new(lua_State *L, struct loop *lp) {
   s->loop = lp;
   s->fd = -1;
   s->why = "closed";
-  s->lim = (struct limits)LIMITS_NONE;
+  sock_uselimits(s, &sock_nolimits);
   s->hiwat = BERTH_HIWAT;
   s->lowat = BERTH_LOWAT;
   s->rtimeout = s->wtimeout = -1;
@@ -737,13 +746,13 @@ static int sock_setoption(lua_State *L) {
   case 1:
     rc = net_set_bool(s->fd, SOL_SOCKET, SO_KEEPALIVE, lua_toboolean(L, 3));
     break;
-  case 2: sock_setsize(L, &s->lim.maxline); break;
+  case 2: sock_setsize(L, &s->maxline); break;
   case 3: sock_setsize(L, &s->hiwat); break;
   case 4: sock_setsize(L, &s->lowat); break;
   case 5: /* seconds; 0 or false: none (a WebSocket waits for minutes) */
-    s->lim.idle_timeout = check_time(L, 3, "setoption: idle_timeout", 0);
-    if (isinf(s->lim.idle_timeout)) /* false or math.huge: none */
-      s->lim.idle_timeout = 0;
+    s->idle_timeout = check_time(L, 3, "setoption: idle_timeout", 0);
+    if (isinf(s->idle_timeout)) /* false or math.huge: none */
+      s->idle_timeout = 0;
     sock_timer_arm(s);
     break;
   }

@@ -247,9 +247,14 @@ int sched_wake(lua_State *L, struct loop *lp, int taskidx, int nvals);
 /* User value 1 of every object is its loop, which it keeps alive. */
 #define UV_LOOP 1
 
+/* A Socket's user values: the first ones are its own (16 bytes each, on
+ * every connection); the ones after SOCK_NUV, which few sockets use, are
+ * kept in the table at SOCK_UV_MORE, made on first use. Reach them all
+ * through sock_getuv and sock_setuv. SOCK_UV_ONDATA is on("data")'s
+ * function, or onreadable's (the two modes exclude each other). */
 enum sock_uv { SOCK_UV_SERVER = 2, SOCK_UV_ONERROR, SOCK_UV_ONDATA,
-               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_UV_INBOX,
-               SOCK_NUV = SOCK_UV_INBOX };
+               SOCK_UV_MORE, SOCK_NUV = SOCK_UV_MORE,
+               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_UV_INBOX };
 
 /* The peer address, kept so peer() answers after close too (11). */
 struct tls;       /* tls.h */
@@ -334,6 +339,10 @@ struct sock *sock_new(lua_State *L, struct loop *lp);    /* [-0,+1,m] */
 void sock_attach(struct sock *s, int fd);
 /* Take the limits at lim, which outlive s (a server's). */
 void sock_uselimits(struct sock *s, const struct limits *lim);
+/* Push user value n of the socket at idx (nil if unset); its type. */
+int sock_getuv(lua_State *L, int idx, int n);              /* [-0,+1,m] */
+/* Set user value n of the socket at idx to the value on top (popped). */
+void sock_setuv(lua_State *L, int idx, int n);             /* [-1,+0,m] */
 /* Remember the peer's address (from accept or connect). */
 void sock_setpeer(struct sock *s, const struct net_addr *a);
 struct sock *sock_check(lua_State *L, int idx);

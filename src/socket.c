@@ -226,10 +226,41 @@ static void sock_timer_cb(struct ev_loop *ev, ev_timer *t, int revents) {
 
 /* ------------------------------------------------------------ callbacks */
 
+int sock_getuv(lua_State *L, int idx, int n) {
+  if (n <= SOCK_NUV)
+    return lua_getiuservalue(L, idx, n);
+  if (lua_getiuservalue(L, idx, SOCK_UV_MORE) != LUA_TTABLE)
+    return LUA_TNIL; /* the nil pushed */
+  int t = lua_rawgeti(L, -1, n - SOCK_NUV);
+  lua_remove(L, -2);
+  return t;
+}
+
+void sock_setuv(lua_State *L, int idx, int n) {
+  idx = lua_absindex(L, idx);
+  if (n <= SOCK_NUV) {
+    lua_setiuservalue(L, idx, n);
+    return;
+  }
+  if (lua_getiuservalue(L, idx, SOCK_UV_MORE) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1); /* nothing to clear */
+      return;
+    }
+    lua_createtable(L, SOCK_UV_INBOX - SOCK_NUV, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, idx, SOCK_UV_MORE);
+  }
+  lua_rotate(L, -2, 1);
+  lua_rawseti(L, -2, n - SOCK_NUV);
+  lua_pop(L, 1);
+}
+
 /* Push the on(event) function from user value `uv`; 0 (nothing pushed)
  * when there is none. `idx` is the socket. */
 static int sock_pushcb(lua_State *L, int idx, int uv) {
-  if (lua_getiuservalue(L, idx, uv) == LUA_TFUNCTION)
+  if (sock_getuv(L, idx, uv) == LUA_TFUNCTION)
     return 1;
   lua_pop(L, 1);
   return 0;
@@ -673,7 +704,7 @@ static int sock_on(lua_State *L) {
   if (which == 0 && set && s->parked)
     return luaL_error(L, "on: the socket waits in onreadable");
   lua_settop(L, 3);
-  lua_setiuservalue(L, 1, uvs[which]);
+  sock_setuv(L, 1, uvs[which]);
   if (which == 0)
     sock_setcallback(s, set);
   else if (set)

@@ -278,7 +278,6 @@ struct sock {
   unsigned events : 1;   /* on("close"|"drain") registered */
   unsigned connecting : 1;
   unsigned owned : 1;    /* a handler task owns it, and anchors it for us */
-  unsigned lingering : 1;/* its handler returned: close once flushed */
   unsigned parked : 1;   /* onreadable(fn): a task starts when readable */
   unsigned char anchored;
   int rerr, werr;        /* sticky -errno of the read/write side */
@@ -290,7 +289,6 @@ struct sock {
                             sock_nolimits; setoption changes only these: */
   size_t maxline;
   double idle_timeout;
-  size_t hiwat, lowat, wtarget;
   double rtimeout, wtimeout; /* per-socket defaults, < 0 = none */
   const char *why;       /* why it was closed: what waiters are told */
   ev_tstamp last_active; /* last byte in or out (idle timeout) */
@@ -301,6 +299,8 @@ struct sock {
   ev_tstamp created;
   ev_tstamp timer_at;    /* when the armed timer fires */
   union sock_peer peer;
+  uint32_t hiwat, lowat; /* write watermarks: setoption caps them */
+  uint32_t wtarget;      /* the waiting writer's: lowat, or 0 for flush */
   socklen_t peerlen;     /* 0: not known yet */
   struct link link;      /* on the loop's open sockets, for shutdown */
   struct tls *tls;       /* TLS on this connection, or NULL (tls.h) */

@@ -764,6 +764,14 @@ static int sock_setsize(lua_State *L, size_t *field) {
   return 0;
 }
 
+/* A write watermark: beyond 4 GiB means the same as 4 GiB (a buffer
+ * never holds that much: max_output). */
+static uint32_t sock_watermark(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n > 0, 3, "must be positive");
+  return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 static int sock_setoption(lua_State *L) {
   struct sock *s = sock_checkopen(L, 1);
   static const char *const names[] = {"nodelay", "keepalive", "maxline",
@@ -778,8 +786,8 @@ static int sock_setoption(lua_State *L) {
     rc = net_set_bool(s->fd, SOL_SOCKET, SO_KEEPALIVE, lua_toboolean(L, 3));
     break;
   case 2: sock_setsize(L, &s->maxline); break;
-  case 3: sock_setsize(L, &s->hiwat); break;
-  case 4: sock_setsize(L, &s->lowat); break;
+  case 3: s->hiwat = sock_watermark(L); break;
+  case 4: s->lowat = sock_watermark(L); break;
   case 5: /* seconds; 0 or false: none (a WebSocket waits for minutes) */
     s->idle_timeout = check_time(L, 3, "setoption: idle_timeout", 0);
     if (isinf(s->idle_timeout)) /* false or math.huge: none */

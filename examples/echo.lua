@@ -3,16 +3,20 @@
 -- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
 local berth = require "berth"
 
+local function echo(sock)
+  while true do
+    local data = sock:readsome()
+    if not data or not sock:write(data) then return end
+  end
+end
+
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7000),
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
-  handler = function(sock)
-    while true do
-      local data = sock:readsome()
-      if not data or not sock:write(data) then return end
-    end
-  end,
+  -- Until its first bytes a connection holds no task (sock:onreadable):
+  -- a client that connects and stays silent costs only its socket.
+  handler = function(sock) sock:onreadable(echo) end,
 })
 
 print(("listening on %s:%d"):format(server:address(), server:port()))

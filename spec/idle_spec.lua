@@ -208,6 +208,8 @@ describe("sock:onreadable", function()
       assert.has_error(function() p.peer:onreadable(42) end)
       p.client:write("x\n")
       support.wait_until(function() return read_done end, 2, "the read")
+      p.client:close()
+      assert.same({ nil, "closed" }, { p.client:onreadable(function() end) })
     end)
   end)
 

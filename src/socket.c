@@ -719,10 +719,13 @@ static int sock_on(lua_State *L) {
  * Once the task that owns it (a handler) has returned -- or at once when
  * no task owns it -- nothing runs until bytes or the EOF arrive; then
  * fn(sock) runs as a new handler task, owning the socket as the first
- * handler did. One shot; onreadable(nil) cancels. */
+ * handler did. One shot; onreadable(nil) cancels. On a closed socket:
+ * nil, "closed" (or the code it closed with). */
 static int sock_onreadable(lua_State *L) {
-  struct sock *s = sock_checkopen(L, 1);
+  struct sock *s = sock_check(L, 1);
   lua_settop(L, 2);
+  if (s->fd < 0)
+    return util_fail(L, s->why); /* closed meanwhile: nothing to wait for */
   if (lua_isnil(L, 2)) {
     s->parked = 0;
     lua_setiuservalue(L, 1, SOCK_UV_ONDATA);

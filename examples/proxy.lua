@@ -2,7 +2,10 @@
 -- Full duplex (one task per direction), backpressure both ways (a write
 -- waits while the slow side's buffer is full, so the other side is no
 -- longer read), half-close passed through, and an upstream that refuses or
--- resets ends the client's connection at once.
+-- resets ends the client's connection at once. The upstream connection
+-- has the host's idle and send timeouts, as the client's has: a side gone
+-- quiet for --idle-timeout (a client that half-closed and vanished, an
+-- upstream that never answers) is closed, and either side gone ends both.
 -- PORT (default 7002, 0 for any free port) and HOST (default 127.0.0.1).
 -- With TLS_CERT and TLS_KEY (PEM files) it serves TLS instead (berth.tls.fromenv).
 local berth = require "berth"
@@ -17,8 +20,8 @@ upstream_port = tonumber(upstream_port)
 -- (a PEM file) or the system's CAs, for the name in UPSTREAM.
 local upstream_tls = os.getenv("UPSTREAM_TLS") == "1" and { ca = os.getenv("UPSTREAM_CA") } or nil
 
--- Copy from -> to until EOF, then pass the EOF on (half-close). A reset
--- or any other failure on either side ends both connections.
+-- Copy from -> to until EOF, then pass the EOF on (half-close). A reset,
+-- a timeout or any other failure on either side ends both connections.
 local function pump(from, to)
   while true do
     local data, err = from:readsome()
@@ -38,11 +41,16 @@ local server = assert(berth.serve{
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(client)
     local upstream <close>, err = berth.connect(upstream_host, upstream_port,
-      { timeout = 5, tls = upstream_tls })
+      { timeout = 5, tls = upstream_tls, idle_timeout = true, send_timeout = true })
     if not upstream then
       berth.log.warn("upstream %s:%d: %s", upstream_host, upstream_port, err)
       return -- the client is closed as the handler ends
     end
+    -- Either side gone ends both, also once a direction is done and no
+    -- task reads that side any more (its timeout closed it): closing the
+    -- other side wakes the task parked on it.
+    client:on("close", function() upstream:close() end)
+    upstream:on("close", function() client:close() end)
     local done = berth.cond()
     local back_done = false
     berth.spawn(function()
@@ -52,6 +60,12 @@ local server = assert(berth.serve{
     end)
     pump(client, upstream)
     while not back_done do done:wait() end
+    -- Both directions ended: the client's reply is flushed as the
+    -- handler returns, so neither close may cut it short.
+    client:on("close", nil)
+    upstream:on("close", nil)
+    upstream:close()
+    berth.log.debug("proxy: %s:%s done", client:peer())
   end,
 })
 

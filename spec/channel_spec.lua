@@ -2,7 +2,7 @@
 -- decoder for both sides; the listen request derived from core.options)
 -- and the bounds of core.proc.send/recv under it (a timeout, and SIGTERM
 -- ending a wait), over a real socketpair in this process.
-local helpers = require "helpers"
+local helpers = require "support"
 local core = require "berth.core"
 local channel = require "berth.channel"
 local berth = helpers.berth

@@ -2,7 +2,7 @@
 -- (src/options.c, core.options) as every API uses them: listen{},
 -- serve{}, connect{} and limits{} reject a bad port, an unknown key, a NaN
 -- or negative time, with one message shape naming the key.
-local helpers = require "helpers"
+local helpers = require "support"
 local core = require "berth.core"
 local berth = helpers.berth
 local run = helpers.run

@@ -1,7 +1,8 @@
 -- Embedding (README "Embedding"): berth as a library under the stock
 -- interpreter, driven by step() from the application's own loop; the C API
 -- example; an install into a prefix that alone makes `require "berth"`
--- work; libberth found through pkg-config.
+-- work; libberth found through pkg-config, shared (with the rpath README
+-- gives) and static.
 local support = require "support"
 local berth = support.berth
 
@@ -66,5 +67,45 @@ describe("embedding", function()
     out, rc = sh(("LD_LIBRARY_PATH=%s/lib %s"):format(prefix, exe))
     assert.equal(0, rc, out)
     assert.is_truthy(out:match("^reply: htreb ,olleh"), out)
+    -- Without it the loader cannot find libberth, as README says.
+    out, rc = sh("env -u LD_LIBRARY_PATH " .. exe)
+    assert.are_not.equal(0, rc)
+    assert.is_truthy(out:find("libberth.so.0: cannot open shared object file", 1, true), out)
+  end)
+
+  it("README's two ways to link libberth from a prefix start without LD_LIBRARY_PATH: the "
+    .. "rpath line and berth-static", function()
+    local prefix = support.tmpdir()
+    local out, rc = sh("cmake --install build --prefix " .. support.shquote(prefix))
+    assert.equal(0, rc, out)
+    -- The repository's README (spec/ may be a link into it: scripts/sanitize).
+    local repo = require("berth.core").realpath("spec"):match("^(.*)/spec$")
+    local readme = assert(support.read_file(repo .. "/README.md"))
+    local block = readme:match("```sh\n(export PKG_CONFIG_PATH=[^`]-)```")
+    assert(block, "no link commands in README.md")
+    local lines = {}
+    for cc in block:gmatch("\n(cc [^\n]+)") do lines[#lines + 1] = cc end
+    assert.equal(2, #lines, block)
+    -- A sanitizer build's libberth.a needs the sanitizer runtimes linked in
+    -- (its libberth.so brings them itself).
+    local cache = support.read_file("build/CMakeCache.txt") or ""
+    local sanitized = cache:find("\nBERTH_SANITIZE:BOOL=ON\n", 1, true) ~= nil
+    for i, cc in ipairs(lines) do
+      local exe = ("%s/app%d"):format(prefix, i)
+      cc = cc:gsub(" app%.c ", " examples/embed/host.c "):gsub("%-o app ", "-o " .. exe .. " ")
+      if sanitized then cc = cc .. " -fsanitize=address,undefined" end
+      out, rc = sh(("P=%s; %s && %s"):format(support.shquote(prefix),
+        block:match("^(export PKG_CONFIG_PATH=[^\n]+)"), cc))
+      assert.equal(0, rc, cc .. "\n" .. out)
+      out, rc = sh("env -u LD_LIBRARY_PATH " .. exe)
+      assert.equal(0, rc, cc .. "\n" .. out)
+      assert.is_truthy(out:match("^reply: htreb ,olleh"), out)
+      local ldd = sh("ldd " .. exe)
+      if cc:find("berth-static", 1, true) then
+        assert.is_falsy(ldd:find("libberth", 1, true), ldd)
+      else
+        assert.is_truthy(ldd:find(prefix .. "/lib/pkgconfig/../../lib/libberth.so.0", 1, true), ldd)
+      end
+    end
   end)
 end)

@@ -1,6 +1,6 @@
 -- examples/upper_callbacks.lua (callback mode on served connections), run
 -- by the host as a child process (PORT=0) and driven over real sockets.
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run = helpers.run
 

@@ -1,6 +1,7 @@
 -- lua/berth/host.lua alone, with stand-ins for what it is given: the
--- stop-signal policy shared by the host and the master, and --check's
--- listen. (The host running it is spec/host_spec.lua.)
+-- stop-signal policy shared by the host and the master, --check's listen,
+-- the script's directory on the module path and --strict. (The host
+-- running it is spec/host_spec.lua.)
 local host = require "berth.host"
 
 -- A log that keeps its warn lines.
@@ -70,6 +71,47 @@ describe("berth.host", function()
       seen = nil
       host.check_listen(function(t) seen = t end)("nope")
       assert.equal("nope", seen)
+    end)
+  end)
+
+  describe("script_dir", function()
+    it("puts the script's directory first on package.path and makes it an application root",
+      function()
+        local saved, roots = package.path, {}
+        local berth = { reload = { root = function(dir) roots[#roots + 1] = dir end } }
+        local ok, err = pcall(function()
+          assert.equal("/srv/app", host.script_dir(berth, "/srv/app/main.lua"))
+          assert.equal("/srv/app/?.lua;/srv/app/?/init.lua;" .. saved, package.path)
+          package.path = saved
+          assert.equal(".", host.script_dir(berth, "main.lua"))
+          assert.equal("./?.lua;./?/init.lua;" .. saved, package.path)
+          package.path = saved
+          assert.equal("/", host.script_dir(berth, "/main.lua"))
+          assert.same({ "/srv/app", ".", "/" }, roots)
+        end)
+        package.path = saved
+        assert(ok, err)
+      end)
+  end)
+
+  describe("strict", function()
+    it("the default report runs, then one graceful shutdown; the status becomes 1", function()
+      local calls = {}
+      local handler
+      local berth = {
+        log = { error = function(fmt) calls[#calls + 1] = "log " .. fmt:match("^%S+") end },
+        shutdown = function(grace) calls[#calls + 1] = "shutdown " .. grace end,
+        onerror = function(fn)
+          handler = fn
+          return function(err) calls[#calls + 1] = "report " .. err end
+        end,
+      }
+      host.strict(berth, 3)
+      assert.same({}, calls)
+      handler("e1", "tb", nil)
+      handler("e2", "tb", nil)
+      assert.same({ "report e1", "log --strict:", "shutdown 3", "report e2" }, calls)
+      assert.equal(1, host.status())
     end)
   end)
 end)

@@ -23,6 +23,23 @@ local function with_proxy(fn, limit)
   return stderr
 end
 
+-- As with_proxy, with the proxy started by the host with `args` (its
+-- options); `fn(port, upstream, proc)` runs as a berth task. The proxy is
+-- stopped with SIGTERM and must exit 0. Returns its stderr.
+local function with_proxy_args(args, fn, limit)
+  local upstream = support.listen()
+  local p, port = support.start_host("examples/proxy.lua", args,
+    { env = { UPSTREAM = "127.0.0.1:" .. upstream:port() } })
+  local ok, err = pcall(run, function() fn(port, upstream, p) end, limit or 10)
+  upstream:close()
+  p:kill("TERM")
+  local _, how, code = p:wait()
+  local stderr = p:stderr()
+  if not ok then error(tostring(err) .. "\nproxy stderr:\n" .. stderr, 0) end
+  assert.same({ "exit", 0 }, { how, code }, "the proxy did not exit 0 after SIGTERM:\n" .. stderr)
+  return stderr
+end
+
 -- Task only: a client connected through the proxy and the upstream side of
 -- the same connection, checked with a round trip each way.
 local function through(port, upstream)
@@ -272,6 +289,79 @@ describe("examples/proxy.lua", function()
       assert.equal(idle, support.fds(proc.pid),
         "1 s after the upstream's reset the proxy still holds the connection open")
     end)
+  end)
+
+  -- Issue 11: the upstream accepts and never answers; the client sends a
+  -- request, half-closes and then disconnects (which the proxy cannot see:
+  -- nobody reads the client's side after its EOF). Before, the client's
+  -- idle timeout closed its side only, and the upstream socket, its task
+  -- and the handler's task waited forever.
+  it("--idle-timeout 1: a client that half-closes and vanishes before a silent upstream "
+    .. "leaves nothing behind", function()
+    local stderr = with_proxy_args({ "--idle-timeout", "1", "--log-level", "debug" },
+      function(port, upstream, proc)
+        local idle = support.fds(proc.pid)
+        local client = support.connect(port)
+        local up <close> = assert(upstream:accept(2), "the proxy did not connect to the upstream")
+        assert(client:write("GET / HTTP/1.0\r\n\r\n"))
+        assert(client:shutdown("w"))
+        local got, code = support.read_to_end(up, 2)
+        assert.equal("GET / HTTP/1.0\r\n\r\n", got)
+        assert.equal("closed", code, "the upstream did not see the client's EOF")
+        assert.equal(idle + 2, support.fds(proc.pid), "a proxied connection holds two descriptors")
+        client:close() -- gone; the upstream stays connected and silent
+        local t0 = berth.now()
+        pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 3)
+        local took = berth.now() - t0
+        assert.equal(idle, support.fds(proc.pid),
+          "3 s after the client vanished the proxy still holds a descriptor of the connection")
+        assert.is_true(took > 0.5, ("ended after %.2f s: before the idle timeout"):format(took))
+        -- The handler logs "done" once both relay tasks have ended (and
+        -- both sockets are closed): no task is left either.
+        proc:wait_log("proxy: 127.0.0.1:", 1, 1)
+        -- The upstream side sees its connection gone: what it sends now is
+        -- refused by the proxy's host (a reset), relayed to no one.
+        up:write("late")
+        local late, late_code = support.read_to_end(up, 2)
+        assert.equal("", late)
+        assert.is_true(late_code == "reset" or late_code == "closed", late_code)
+      end)
+    assert.equal(1, select(2, stderr:gsub("proxy: 127%.0%.0%.1:%d+ done", "")), stderr)
+  end)
+
+  -- The upstream keeps talking but stops reading: the client's request
+  -- backs up in the proxy's buffer for the upstream. Before, only the
+  -- client's side had a send timeout, and nothing was stuck there.
+  it("--send-timeout 1: an upstream that stops reading ends both sides", function()
+    with_proxy_args({ "--send-timeout", "1" }, function(port, upstream, proc)
+      local idle = support.fds(proc.pid)
+      local client, up = through(port, upstream)
+      local _ <close> = closing(client, up)
+      local chunk = support.random_bytes(64 * KiB, 26)
+      local wrote, stopped = 0, nil
+      berth.spawn(function()
+        for _ = 1, 1024 do -- 64 MiB at most: far more than the buffers on the way
+          local ok, err = client:write(chunk)
+          if not ok then stopped = err; return end
+          wrote = wrote + 1
+        end
+      end)
+      local ticks = 0
+      berth.spawn(function() -- the upstream is not idle: it talks, never reads
+        while up:write("tick") do ticks = ticks + 1; berth.sleep(0.2) end
+      end)
+      local t0 = berth.now()
+      local got, code = support.read_to_end(client, 8)
+      local took = berth.now() - t0
+      assert.is_true(code == "closed" or code == "reset", code)
+      assert.equal(("tick"):rep(#got // 4), got, "the upstream's bytes arrived intact")
+      assert.is_true(ticks >= 5, ("the upstream talked %d times only"):format(ticks))
+      assert.is_true(wrote < 1024, "the client wrote all 64 MiB: the upstream read it")
+      assert.is_true(took < 6, ("ended after %.2f s"):format(took))
+      pcall(support.wait_until, function() return support.fds(proc.pid) <= idle end, 1)
+      assert.equal(idle, support.fds(proc.pid))
+      support.wait_until(function() return stopped ~= nil end, 2, "the client's writer to fail")
+    end, 20)
   end)
 
   it("when the client resets, the upstream connection is closed", function()

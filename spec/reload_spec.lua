@@ -293,7 +293,8 @@ describe("hot reload", function()
     assert.equal(0, proc:count("init ran on a reload"), proc:stderr())
   end)
 
-  it("SIGHUP reloads a single process without --watch; an unchanged file is skipped", function()
+  it("SIGHUP reloads a single process without --watch, and reloads an unchanged module too",
+    function()
     local dir, h = lib.setup("v1")
     local proc, port = lib.start(dir)
     run(function()
@@ -309,13 +310,12 @@ describe("hot reload", function()
       print(("\n[SIGHUP] reloaded %.0f ms after the signal"):format((support.clock() - t0) * 1000))
       assert.equal("v2", version_of_new(port))
       assert.equal(lib.reply("ok", "v1", "o2"), support.roundtrip(old, "o2"))
-      proc:kill("HUP") -- nothing changed
-      berth.sleep(0.5) -- a quiet period: an unchanged module logs nothing either way
-      assert.equal(1, proc:count(RELOADED), proc:stderr())
+      proc:kill("HUP") -- nothing changed: reloaded all the same, hook and all
+      proc:wait_log(RELOADED, 2, 1)
       assert.equal("v2", version_of_new(port))
       old:close()
       local s = lib.stats(port)
-      assert.same({ 1, 0 }, { s.reloads, s.failures })
+      assert.same({ 2, 0, 1, 2 }, { s.reloads, s.failures, s.inits, s.hooks })
     end)
     stop_checked(proc)
     assert.equal(0, proc:count(FAILED), proc:stderr())
@@ -328,6 +328,7 @@ describe("hot reload", function()
     local proc, port = lib.start(dir, { "--watch" })
     local load, rss_warm, rss_end, stats
     local waits = { hup = {}, watch = {} }
+    local reloads = 0 -- "reloaded" lines so far
     run(function()
       load = lib.load(port, { keepalive = 10, rate = 180, recycle = 300,
         oneshot = 4, oneshot_rate = 50 }):start()
@@ -339,10 +340,20 @@ describe("hot reload", function()
         if not rss_warm and berth.now() - t0 >= WARMUP then rss_warm = support.rss(proc.pid) end
         load.max = k
         lib.save(h, v(k))
-        -- Every other reload by SIGHUP right after the save: the watch
-        -- then finds the source unchanged and must not reload it again.
+        -- Every other reload by SIGHUP right after the save. When the
+        -- signal is handled first, the watch then finds the source
+        -- unchanged and does not reload it again; when the watch got there
+        -- first (the signal is sent by a child `kill`, which can take
+        -- 100 ms on a loaded machine), SIGHUP reloads the unchanged module
+        -- once more, as SIGHUP always does. Either way the first reload
+        -- after the save loads v<k>.
         if k % 2 == 0 then proc:kill("HUP") end
-        local took = proc:wait_log(RELOADED, k - 1, 2)
+        local took = proc:wait_log(RELOADED, reloads + 1, 2)
+        reloads = reloads + 1
+        if k % 2 == 0 then
+          berth.sleep(0.3) -- both triggers have been handled by now
+          reloads = proc:count(RELOADED)
+        end
         local list = k % 2 == 0 and waits.hup or waits.watch
         list[#list + 1] = took
         load.min = k -- connections made from now on must get v<k>
@@ -366,13 +377,14 @@ describe("hot reload", function()
     load:assert_clean()
     assert.is_true(load.sent >= 0.9 * 2000 * DURATION,
       ("only %d requests in %d s"):format(load.sent, DURATION))
-    assert.equal(RELOADS, stats.reloads)
+    assert.is_true(reloads >= RELOADS and reloads <= RELOADS * 3 // 2, "reloads: " .. reloads)
+    assert.equal(reloads, stats.reloads)
     assert.equal(0, stats.failures)
     assert.equal("v" .. (RELOADS + 1), stats.version)
     assert.is_true(rss_end - rss_warm < 4 * MiB,
       ("RSS grew by %.1f MiB"):format((rss_end - rss_warm) / MiB))
     stop_checked(proc)
-    assert.equal(RELOADS, proc:count(RELOADED), proc:stderr())
+    assert.equal(reloads, proc:count(RELOADED), proc:stderr())
     assert.equal(0, proc:count(FAILED), proc:stderr())
   end)
 end)

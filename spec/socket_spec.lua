@@ -461,11 +461,11 @@ describe("Socket", function()
 
     it("on('drain') fires once a callback's buffered write has emptied, not for writes the kernel took",
       function()
+        -- More than the kernel can take at once (loopback socket buffers
+        -- autotune to several MiB each way), so part of it must buffer.
+        local big = support.random_bytes(16 * MiB, 11)
         run(function()
           local p <close> = support.pair { max_input = false }
-          -- More than the kernel can take at once (loopback socket buffers
-          -- autotune to several MiB each way), so part of it must buffer.
-          local big = support.random_bytes(16 * MiB, 11)
           local drained, buffered = false, nil
           p.client:on("drain", expect(function() drained = true end, 1))
           p.client:on("data", expect(function(chunk)

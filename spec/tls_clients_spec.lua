@@ -123,8 +123,9 @@ describe("TLS with real clients", function()
     assert(secs, "not closed")
     assert.is_true(secs > 0.7 and secs < 5, "closed after " .. secs .. " s")
     stop(proc)
-    assert.matches("%[debug%] tls: handshake with 127%.0%.0%.1:%d+ failed: handshake timeout",
-      proc:stderr())
+    -- (the record names the connection it is about: "127.0.0.1:PORT: ")
+    assert.matches("%[debug%] 127%.0%.0%.1:%d+: tls: handshake with 127%.0%.0%.1:%d+ failed: "
+      .. "handshake timeout", proc:stderr())
     assert.not_matches("%[error%]", proc:stderr())
   end)
 

@@ -325,7 +325,7 @@ describe("--workers", function()
     for _, pid in ipairs(workers) do
       local _, ok1, err1, ok2, err2 = replies[pid]:match("^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$")
       assert.equal("false", ok1)
-      assert.equal('listen: host must be a numeric address, "*" or "localhost" (got "bad host")', err1)
+      assert.equal('listen: host must be an IP address, "*" or a host name (got "bad host")', err1)
       assert.equal("false", ok2)
       assert.truthy(err2:find('^listen: unknown option "prot" %(valid: host, port, '), err2)
     end

@@ -238,6 +238,11 @@ void sched_onidle(struct loop *lp, lua_CFunction fn);
 void sched_killall(lua_State *L, struct loop *lp);
 /* Push the running task's handle (berth.Task), or nil. [-0,+1,-] */
 void sched_pushcurrent(lua_State *L, struct loop *lp);
+/* Push what this thread is handling now, for log records: the object the
+ * running task owns (a handler's connection), or the object whose
+ * callback is running (if anchored); nil otherwise, and for another
+ * state's. Any loop. [-0, +1, -] */
+void sched_pushowner(lua_State *L);
 /* core.suspend / core.wake: park until woken with values. */
 int sched_suspend(lua_State *L, struct loop *lp);
 int sched_wake(lua_State *L, struct loop *lp, int taskidx, int nvals);
@@ -288,7 +293,7 @@ struct sock {
   const struct limits *lim; /* its server's (which it keeps alive), or
                             sock_nolimits; setoption changes only these: */
   size_t maxline;
-  double idle_timeout;
+  float idle_timeout, send_timeout; /* seconds, 0: none */
   double rtimeout, wtimeout; /* per-socket defaults, < 0 = none */
   const char *why;       /* why it was closed: what waiters are told */
   ev_tstamp last_active; /* last byte in or out (idle timeout) */
@@ -345,6 +350,9 @@ int sock_getuv(lua_State *L, int idx, int n);              /* [-0,+1,m] */
 void sock_setuv(lua_State *L, int idx, int n);             /* [-1,+0,m] */
 /* Remember the peer's address (from accept or connect). */
 void sock_setpeer(struct sock *s, const struct net_addr *a);
+/* The peer as text for log records ("1.2.3.4:5", "[::1]:5", a unix path;
+ * "" if unknown). */
+void sock_peertext(struct sock *s, char *out, size_t len);
 struct sock *sock_check(lua_State *L, int idx);
 /* Close s; `idx` is its stack index or 0; `why` is the code passed to
  * on("close"), or NULL from __gc (no callbacks, no wake-ups: L5). */
@@ -530,5 +538,8 @@ int util_pushaddr(lua_State *L, const struct net_addr *a); /* [-0,+2,m] */
 /* A message handler keeping the error and its traceback: pushes
  * {err, traceback}. */
 int util_msgh(lua_State *L);
+/* The handler module named at idx becomes its reloadable handler
+ * (berth.reload's `loader`: "handler" or "packet_handler"). [-0,+0,e] */
+void util_handlermodule(lua_State *L, int idx, const char *loader);
 
 #endif

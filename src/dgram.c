@@ -425,9 +425,11 @@ static int dgram_on(lua_State *L) {
   static const char *const names[] = {"packet", "truncated", "error", NULL};
   static const int uvs[] = {DGRAM_UV_PACKET, DGRAM_UV_TRUNC, DGRAM_UV_ONERROR};
   int which = luaL_checkoption(L, 2, NULL, names);
+  lua_settop(L, 3);
+  if (which == 0 && lua_type(L, 3) == LUA_TSTRING) /* "module.name" */
+    util_handlermodule(L, 3, "packet_handler");
   if (!lua_isnil(L, 3))
     luaL_checktype(L, 3, LUA_TFUNCTION);
-  lua_settop(L, 3);
   if (which == 0) {
     dgram_setmode(L, d, DM_CALLBACK, DGRAM_UV_PACKET, "on");
   } else {
@@ -437,12 +439,14 @@ static int dgram_on(lua_State *L) {
   return 1;
 }
 
-/* serve(fn or nil): a handler task per datagram. */
+/* serve(fn, "module.name" or nil): a handler task per datagram. */
 static int dgram_serve(lua_State *L) {
   struct dgram *d = dgram_check(L, 1);
+  lua_settop(L, 2);
+  if (lua_type(L, 2) == LUA_TSTRING) /* "module.name" */
+    util_handlermodule(L, 2, "packet_handler");
   if (!lua_isnil(L, 2))
     luaL_checktype(L, 2, LUA_TFUNCTION);
-  lua_settop(L, 2);
   lua_pushnil(L);
   lua_rotate(L, 2, 1); /* stack: dgram, nil, fn -- fn at 3 like on() */
   dgram_setmode(L, d, DM_HANDLER, DGRAM_UV_HANDLER, "serve");

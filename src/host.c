@@ -4,7 +4,11 @@
  *
  * The executable opts in to the process-wide effects a library must not
  * have: it ignores SIGPIPE, turns SIGINT/SIGTERM into a graceful shutdown
- * (a second one exits at once), and logs at "info" to stderr. What runs in
+ * (a second one exits at once), and logs at "info" to stderr. Once the
+ * command line is parsed, every message is a log record (logfmt.h: one
+ * write each, the process id and the worker number in it, --log-format);
+ * an error the script raises is one record, with its traceback unless the
+ * script could not even be loaded. What runs in
  * Lua before the script is lua/berth/host.lua; the limit options and their
  * --help lines come from LIMITS_LIST (berth_limits.h), and every value is
  * parsed strictly at start-up (units.h): a bad one is an error there.
@@ -29,6 +33,7 @@
 
 #include "berth.h"
 #include "berth_limits.h"
+#include "logfmt.h"
 #include "units.h"
 
 /* The limits the host sets from its options, one row per LIMITS_LIST row
@@ -63,6 +68,10 @@ struct options {
   struct host_value limits[LIMITS_N];
   double grace;
   const char *level;
+  enum logfmt_format log_format;
+  int worker;             /* --worker N: this is worker N of a master */
+  int strict;             /* --strict: an unhandled task error fails */
+  int status;             /* the exit status berth.host asks for */
   size_t max_memory;      /* 0: no cap */
   const char *user, *group;
   long workers;           /* > 1: run as the master of that many workers */
@@ -113,16 +122,23 @@ static const char usage_head[] =
   "  --grace T        how long in-flight handlers may run after SIGINT or\n"
   "                   SIGTERM before their sockets are closed (default 10s)\n"
   "  --log-level L    error | warn | info | debug | off (default info)\n"
+  "  --log-format F   text | json: one record per line on stderr, with\n"
+  "                   time, level, process id and the connection's peer\n"
+  "                   (default text)\n"
   "  --max-memory N   cap the Lua heap at N bytes; a task that goes past it\n"
   "                   fails with \"not enough memory\" (default 0: no cap)\n"
   "  --user U, --group G\n"
   "                   drop to user U / group G once the script has bound\n"
   "                   its listeners (before the loop starts)\n"
-  "  --watch          reload handler modules when their files change\n"
-  "                   (SIGHUP always reloads them)\n"
+  "  --watch          reload handler modules, and the modules of the\n"
+  "                   script's directory they require, when their files\n"
+  "                   change (SIGHUP reloads them all, changed or not)\n"
   "  --workers N      run N worker processes sharing the listeners, under a\n"
   "                   master that restarts them and, on SIGHUP, replaces\n"
   "                   them one by one; \"auto\" = number of cores (default 1)\n"
+  "  --strict         an error in a task that no on(\"error\") handler or\n"
+  "                   berth.onerror of the script takes ends the process:\n"
+  "                   graceful shutdown, then exit status 1\n"
   "  --check          load the script and its handler modules without\n"
   "                   serving (listeners go to ephemeral loopback ports);\n"
   "                   exit non-zero with the error if anything fails\n"
@@ -261,6 +277,29 @@ static int parse_workers(const char *text, long *workers) {
   return 0;
 }
 
+/* --log-format text|json; -1 after a message. */
+static int parse_log_format(const char *text, enum logfmt_format *f) {
+  static const struct host_syntax syntax = {"\"text\" or \"json\"", ""};
+  int rc = logfmt_parse(text);
+  if (rc < 0)
+    return bad_value("--log-format", text, &syntax, rc);
+  *f = (enum logfmt_format)rc;
+  return 0;
+}
+
+/* --worker N (internal: the master gives each worker its number). */
+static int parse_worker(const char *text, int *worker) {
+  static const struct host_syntax syntax = {"a worker number", "too large"};
+  uint64_t n = 0;
+  int rc = units_parse_count(text, INT_MAX, &n);
+  if (rc == 0 && n == 0)
+    rc = -EINVAL;
+  if (rc < 0)
+    return bad_value("--worker", text, &syntax, rc);
+  *worker = (int)n;
+  return 0;
+}
+
 /* An option that takes a value: 1 if `a` is one (and `value` is good), 0
  * if not, -1 after a message. */
 static int value_option(struct options *o, const char *a, const char *value) {
@@ -279,6 +318,11 @@ static int value_option(struct options *o, const char *a, const char *value) {
     o->exprs[o->nexprs++] = value;
   } else if (strcmp(a, "--log-level") == 0) {
     o->level = value;
+  } else if (strcmp(a, "--log-format") == 0) {
+    rc = parse_log_format(value, &o->log_format);
+  } else if (strcmp(a, "--worker") == 0) {
+    rc = parse_worker(value, &o->worker);
+    o->mode = "worker";
   } else if (strcmp(a, "--user") == 0) {
     o->user = value;
   } else if (strcmp(a, "--group") == 0) {
@@ -297,8 +341,8 @@ static int flag_option(struct options *o, const char *a) {
   } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
     print_usage(stdout);
     exit(0);
-  } else if (strcmp(a, "--worker") == 0) {
-    o->mode = "worker";
+  } else if (strcmp(a, "--strict") == 0) {
+    o->strict = 1;
   } else if (strcmp(a, "--watch") == 0) {
     o->watch = 1;
   } else if (strcmp(a, "--check") == 0) {
@@ -380,12 +424,21 @@ static int drop_privileges(lua_State *L) {
   return 0;
 }
 
+/* One record of the host's own on stderr (logfmt.h), whatever the level:
+ * the value at idx, through __tostring if it has one. [-0, +0, m] */
+static void host_log(lua_State *L, const char *level, int idx) {
+  size_t len;
+  const char *msg = luaL_tolstring(L, idx, &len);
+  logfmt_emit(level, NULL, msg, len);
+  lua_pop(L, 1);
+}
+
 /* The task that drops privileges: a failure ends the process. */
 static int drop_task(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_pushcclosure(L, drop_privileges, 1);
   if (lua_pcall(L, 0, 0, 0) != LUA_OK) {
-    fprintf(stderr, "berth: %s\n", lua_tostring(L, -1));
+    host_log(L, "error", -1);
     exit(1);
   }
   return 0;
@@ -421,10 +474,31 @@ static void push_limits(lua_State *L, const struct options *o) {
   }
 }
 
+/* registry[&plain_key] = true: the error being raised is already the
+ * whole message (a script that cannot be loaded), no traceback to add. */
+static char plain_key;
+
+/* Raise the error on the stack top as a plain message. */
+static int raise_plain(lua_State *L) {
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &plain_key);
+  return lua_error(L);
+}
+
+/* The error with a traceback; an error object that is not a string reads
+ * through its __tostring, as error() callers expect. */
 static int msghandler(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
-  if (msg == NULL)
-    msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  if (msg == NULL && luaL_callmeta(L, 1, "__tostring") &&
+      lua_type(L, -1) == LUA_TSTRING)
+    msg = lua_tostring(L, -1);
+  else if (msg == NULL)
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &plain_key) == LUA_TBOOLEAN) {
+    lua_pushstring(L, msg);
+    return 1;
+  }
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
@@ -475,6 +549,12 @@ static void push_start_options(lua_State *L, int argc, char **argv,
   lua_setfield(L, -2, "grace");
   lua_pushboolean(L, o->watch);
   lua_setfield(L, -2, "watch");
+  lua_pushboolean(L, o->strict);
+  lua_setfield(L, -2, "strict");
+  if (o->script != NULL && strcmp(o->script, "-") != 0) {
+    lua_pushstring(L, o->script);
+    lua_setfield(L, -2, "script");
+  }
   push_limits(L, o);
   lua_setfield(L, -2, "limits");
   if (o->user || o->group) {
@@ -490,18 +570,19 @@ static void push_start_options(lua_State *L, int argc, char **argv,
   }
 }
 
-/* The -e chunks, then the script with its arguments. */
+/* The -e chunks, then the script with its arguments. A chunk that does
+ * not load says why without a traceback, as lua.c does: nothing ran. */
 static void run_script(lua_State *L, int argc, char **argv,
                        const struct options *o) {
   for (int i = 0; i < o->nexprs; i++) {
     if (luaL_loadbuffer(L, o->exprs[i], strlen(o->exprs[i]), "=(command line)"))
-      lua_error(L);
+      raise_plain(L);
     lua_call(L, 0, 0);
   }
   if (o->script != NULL) {
     const char *file = strcmp(o->script, "-") == 0 ? NULL : o->script;
     if (luaL_loadfilex(L, file, "t")) /* text only: no binary chunks */
-      lua_error(L);
+      raise_plain(L);
     int nargs = argc - o->script_index - 1;
     luaL_checkstack(L, nargs, "too many arguments to script");
     for (int i = 1; i <= nargs; i++)
@@ -523,6 +604,7 @@ static int pmain(lua_State *L) {
   lua_getglobal(L, "require");           /* berth.host.start(berth, opts) */
   lua_pushliteral(L, "berth.host");
   lua_call(L, 1, 1);
+  int host = lua_gettop(L);
   lua_getfield(L, -1, "start");
   lua_pushvalue(L, berth);
   push_start_options(L, argc, argv, o);
@@ -536,8 +618,13 @@ static int pmain(lua_State *L) {
   }
   lua_getfield(L, berth, "run");
   lua_call(L, 0, 0);
-  if (check)
-    fprintf(stderr, "berth --check: %s: ok\n", o->script ? o->script : "-e");
+  lua_getfield(L, host, "status");       /* 1 after --strict saw an error */
+  lua_call(L, 0, 1);
+  o->status = (int)lua_tointeger(L, -1);
+  if (check) {
+    lua_pushfstring(L, "berth --check: %s: ok", o->script ? o->script : "-e");
+    host_log(L, "info", -1);
+  }
   return 0;
 }
 
@@ -552,6 +639,9 @@ int main(int argc, char **argv) {
   if (parse_args(argc, argv, &o) < 0)
     return options_free(&o, 2);
   signal(SIGPIPE, SIG_IGN); /* the executable's choice; sends use MSG_NOSIGNAL */
+  /* From here on every message is a log record (logfmt.h); the command
+   * line's own errors above are plain "berth: ..." lines. */
+  logfmt_setup(o.log_format, o.worker, strcmp(o.mode, "master") == 0);
   /* glibc gives the free top of the heap back to the kernel once more than
    * 128 KiB are free there (and maps blocks over 128 KiB on their own): a
    * server whose messages become Lua strings of tens of KiB frees that much
@@ -575,10 +665,11 @@ int main(int argc, char **argv) {
   lua_pushlightuserdata(L, argv);
   lua_pushlightuserdata(L, &o);
   int status = lua_pcall(L, 3, 0, 1);
-  if (status != LUA_OK) {
-    fprintf(stderr, "berth: %s\n", lua_tostring(L, -1));
-    lua_pop(L, 1);
+  if (status != LUA_OK) { /* msghandler made it a string */
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len);
+    logfmt_emit("error", NULL, msg ? msg : "?", msg ? len : 1);
   }
   lua_close(L);
-  return options_free(&o, status == LUA_OK ? 0 : 1);
+  return options_free(&o, status != LUA_OK ? 1 : o.status);
 }

@@ -968,13 +968,18 @@ static const luaL_Reg http_funcs[] = {
 
 /* The Request's metatable: __index is a C function with the method table
  * as its upvalue (fields are computed on access); the method table is also
- * the metatable's "methods", for Lua to extend. */
+ * the metatable's "methods", for Lua to extend, and package.loaded[CLS_HREQ]
+ * so that argument errors name the method (util_newclass says why). */
 static void http_reqclass(lua_State *L) {
   luaL_newmetatable(L, CLS_HREQ);
   lua_newtable(L);
   luaL_setfuncs(L, req_methods, 0);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "methods");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, CLS_HREQ);
+  lua_pop(L, 1);
   lua_pushcclosure(L, req__index, 1);
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, req__tostring);

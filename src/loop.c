@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core.h"
+#include "logfmt.h"
 
 #define LOOP_UV_ANCHORS 1
 
@@ -199,6 +200,24 @@ static int loop_msgh(lua_State *L) {
   return 1;
 }
 
+/* One record straight to stderr: `prefix` then text[0..len). Used where
+ * no Lua logger can be called. */
+static void loop_logtext(const char *level, const char *prefix,
+                         const char *text, size_t len) {
+  char stack[1024];
+  size_t n = strlen(prefix);
+  char *line = n + len <= sizeof stack ? stack : malloc(n + len);
+  if (line == NULL) { /* out of memory: the text alone, still one record */
+    logfmt_emit(level, NULL, text, len);
+    return;
+  }
+  memcpy(line, prefix, n); /* NOLINT(bugprone-not-null-terminated-result): a length, not a C string */
+  memcpy(line + n, text, len);
+  logfmt_emit(level, NULL, line, n + len);
+  if (line != stack)
+    free(line);
+}
+
 /* Run f(ud) protected on the running thread (R2). A failure here is a bug
  * in berth or an out-of-memory: report it and carry on serving. */
 int loop_pcall(struct loop *lp, lua_CFunction f, void *ud) {
@@ -208,7 +227,9 @@ int loop_pcall(struct loop *lp, lua_CFunction f, void *ud) {
   lua_pushlightuserdata(L, ud);
   int st = lua_pcall(L, 1, 0, -3);
   if (st != LUA_OK) {
-    fprintf(stderr, "berth: internal error: %s\n", lua_tostring(L, -1));
+    size_t len;
+    const char *msg = lua_tolstring(L, -1, &len); /* loop_msgh made it */
+    loop_logtext("error", "internal error: ", msg ? msg : "?", len);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);
@@ -229,8 +250,9 @@ static int loop_calllogger(lua_State *L) {
   return 0;
 }
 
-/* Log through the Lua logger when one is set and the loop runs; to stderr
- * otherwise (berth.log decides what is shown). */
+/* Log through the Lua logger when one is set and the loop runs (berth.log
+ * decides what is shown, and adds the connection being handled); else one
+ * record straight to stderr. */
 void loop_log(struct loop *lp, const char *level, const char *fmt, ...) {
   char text[512];
   va_list ap;
@@ -243,7 +265,7 @@ void loop_log(struct loop *lp, const char *level, const char *fmt, ...) {
     loop_pcall(lp, loop_calllogger, &m);
     return;
   }
-  fprintf(stderr, "berth [%s] %s\n", level, text);
+  logfmt_emit(level, NULL, text, strlen(text));
 }
 
 /* ev_run on behalf of thread L. Re-entry would let callbacks resume tasks

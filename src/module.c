@@ -6,11 +6,14 @@
  * loop, which lives as long as that table or any of its objects.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "berth.h"
 #include "check.h"
 #include "core.h"
+#include "logfmt.h"
 #include "options.h"
 
 #define LOOP_REGKEY "berth.loop"
@@ -99,6 +102,64 @@ static int m_setlogger(lua_State *L) {
   lp->logger = lua_isnil(L, 1) ? LUA_NOREF : luaL_ref(L, LUA_REGISTRYINDEX);
   if (lua_isnil(L, 1))
     lua_pop(L, 1);
+  return 1;
+}
+
+/* The peer of the Socket at idx as text, into buf; NULL if it is not a
+ * Socket or the peer is unknown. */
+static const char *m_peerof(lua_State *L, int idx, char *buf, size_t len) {
+  struct sock *s = luaL_testudata(L, idx, CLS_SOCKET);
+  if (s == NULL)
+    return NULL;
+  sock_peertext(s, buf, len);
+  return buf[0] ? buf : NULL;
+}
+
+/* log(level, message [, peer]): one record on stderr, in one write
+ * (logfmt.h), whatever the level (berth.log filters). `peer` is a string,
+ * a Socket, false for none, or nil for the connection being handled: the
+ * one the running task owns, or whose callback is running. */
+static int m_log(lua_State *L) {
+  const char *level = luaL_checkstring(L, 1);
+  size_t len;
+  lua_settop(L, 3); /* stack: level, message, peer */
+  const char *msg = luaL_tolstring(L, 2, &len);
+  char buf[NET_ADDRSTRLEN + 16];
+  const char *peer = NULL;
+  if (lua_type(L, 3) == LUA_TSTRING) {
+    peer = lua_tostring(L, 3);
+  } else if (lua_isnoneornil(L, 3)) {
+    sched_pushowner(L);
+    peer = m_peerof(L, -1, buf, sizeof buf);
+  } else if (lua_toboolean(L, 3)) {
+    peer = m_peerof(L, 3, buf, sizeof buf);
+  }
+  logfmt_emit(level, peer, msg, len);
+  return 0;
+}
+
+/* logformat([name]) -> the record format in force ("text" or "json"),
+ * after setting it to `name`. Process-wide, like stderr. */
+static int m_logformat(lua_State *L) {
+  if (!lua_isnoneornil(L, 1)) {
+    int f = logfmt_parse(luaL_checkstring(L, 1));
+    if (f < 0)
+      return luaL_error(L, "log format must be \"text\" or \"json\" (got "
+                           "\"%s\")", lua_tostring(L, 1));
+    logfmt_setup((enum logfmt_format)f, logfmt_worker(), logfmt_master());
+  }
+  lua_pushstring(L, logfmt_name(logfmt_current()));
+  return 1;
+}
+
+/* realpath(path) -> the canonical absolute path (symbolic links and "."
+ * and ".." resolved), or nil, code, errno. Hot reload uses it to tell the
+ * application's modules from the libraries'. */
+static int m_realpath(lua_State *L) {
+  char out[PATH_MAX];
+  if (realpath(luaL_checkstring(L, 1), out) == NULL)
+    return util_failerr(L, errno);
+  lua_pushstring(L, out);
   return 1;
 }
 
@@ -193,6 +254,9 @@ static const luaL_Reg m_funcs[] = {
   {"newloop", m_newloop},
   {"onerror", m_onerror},
   {"setlogger", m_setlogger},
+  {"log", m_log},
+  {"logformat", m_logformat},
+  {"realpath", m_realpath},
   {NULL, NULL}
 };
 

@@ -459,8 +459,12 @@ const char *net_errcode(int err) {
     return "nofile";
   case ENOMEM: case ENOBUFS:
     return "nomem";
-  case EINVAL: case EAFNOSUPPORT:
+  case ENOENT: case ENOTDIR: /* a unix socket path (or its directory) */
+    return "notfound";
+  case EINVAL: case EAFNOSUPPORT: case ENOTSOCK: case ENAMETOOLONG:
     return "invalid";
+  case EPROTONOSUPPORT:
+    return "unsupported";
   case EAGAIN:
     return "wouldblock";
   case EMSGSIZE:

@@ -102,7 +102,8 @@ void net_addr_unmap(struct net_addr *a);
 int net_addr_tofamily(struct net_addr *a, int family);
 int net_addr_family(const struct net_addr *a);
 
-/* The stable error code berth reports for an errno ("reset", "refused"...). */
+/* The stable error code berth reports for an errno ("reset", "refused"...);
+ * README's table of codes lists every one (spec/errors_spec.lua checks). */
 const char *net_errcode(int err);
 
 #endif

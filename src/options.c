@@ -16,13 +16,13 @@
 
 enum opt_kind {
   OPT_STRING, OPT_PORT, OPT_UINT, OPT_BOOLEAN, OPT_TIME, OPT_FUNCTION,
-  OPT_HANDLER, OPT_SIZE, OPT_COUNT, OPT_TABLE, OPT_TLS
+  OPT_HANDLER, OPT_SIZE, OPT_COUNT, OPT_TABLE, OPT_TLS, OPT_LIMIT
 };
 
 /* Lua names of the kinds, in enum order (core.options.*.key.kind). */
 static const char *const opt_kindnames[] = {
   "string", "port", "integer", "boolean", "time", "function", "handler",
-  "size", "count", "table", "tls"
+  "size", "count", "table", "tls", "limit"
 };
 
 #define OPT_BIND 1 /* listen: the master binds with it (options.h) */
@@ -137,6 +137,11 @@ static void opt_checkvalue(lua_State *L, int idx, const char *what,
     if (lua_type(L, idx) != LUA_TTABLE && lua_type(L, idx) != LUA_TUSERDATA &&
         !(lua_type(L, idx) == LUA_TBOOLEAN && lua_toboolean(L, idx)))
       check_fail(L, idx, what, "a table of TLS options, a TLSContext or true");
+    break;
+  case OPT_LIMIT: /* a time, or true: the loop's value */
+    if (lua_type(L, idx) != LUA_TBOOLEAN &&
+        !(lua_type(L, idx) == LUA_TNUMBER && lua_tonumber(L, idx) >= 0))
+      check_fail(L, idx, what, "a number of seconds >= 0, false or true");
     break;
   }
 }

@@ -17,6 +17,9 @@
  *          UINT     an integer 0..INT_MAX (backlog, fd)
  *          BOOLEAN  true or false
  *          TIME     seconds >= 0, or false (check_time)
+ *          LIMIT    a time limit of one connection: seconds >= 0 (0 or
+ *                   false: none), or true for the loop's value of the
+ *                   limit of that name (berth.limits, the host's option)
  *          FUNCTION a function
  *          HANDLER  a function, or a handler module's name
  *          TABLE    a table (its contents are its reader's business)
@@ -65,7 +68,9 @@
   X(port, PORT, LOCAL)                                                      \
   X(path, STRING, LOCAL)                                                    \
   X(timeout, TIME, LOCAL)                                                   \
-  X(tls, TLS, LOCAL)
+  X(tls, TLS, LOCAL)                                                        \
+  X(idle_timeout, LIMIT, LOCAL)                                             \
+  X(send_timeout, LIMIT, LOCAL)
 
 /* berth.udp{}: a server (host, port or path; the master binds it under
  * --workers) or, with none of them, a client. multicast is {group=,

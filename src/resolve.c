@@ -154,9 +154,9 @@ static void resolve_pushlist(lua_State *L, char (*addrs)[NET_ADDRSTRLEN], int n)
   }
 }
 
-static int resolve_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  struct rjob *j = (struct rjob *)ctx;
+/* The answer of job j, which is then freed: {address...} or nil,
+ * "notfound", message. */
+static int resolve_answer(lua_State *L, struct rjob *j) {
   int n = 1;
   if (j->err != 0 || j->naddrs == 0) {
     lua_pushnil(L);
@@ -170,12 +170,22 @@ static int resolve_k(lua_State *L, int status, lua_KContext ctx) {
   return n;
 }
 
-/* resolve(host) -> {address...} | nil, "notfound", message. Task only for
- * names that need a lookup. */
+static int resolve_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  return resolve_answer(L, (struct rjob *)ctx);
+}
+
+/* resolve(host [, what]) -> {address...} | nil, "notfound", message.
+ * Numeric addresses and "localhost" are answered at once. A name is
+ * looked up on a thread while the calling task waits; when the loop is
+ * not running at all (a script's main chunk, a library between steps)
+ * nothing else could run meanwhile, so the lookup is made right here.
+ * Elsewhere (a callback) it raises, naming `what` (default "resolve"). */
 int resolve_lookup(lua_State *L) {
   struct loop *lp = loop_check(L, lua_upvalueindex(1));
   size_t len;
   const char *host = luaL_checklstring(L, 1, &len);
+  const char *what = luaL_optstring(L, 2, "resolve");
   struct net_addr a;
   char text[NET_ADDRSTRLEN];
   int port;
@@ -184,12 +194,20 @@ int resolve_lookup(lua_State *L) {
     resolve_pushlist(L, &text, 1);
     return 1;
   }
-  sched_checkwait(L, lp, "resolve");
-  struct resolver *r = resolver_get(L, lp);
+  if (lp->L != NULL && !sched_canwait(L, lp))
+    return luaL_error(L, "%s: the name \"%s\" needs a lookup, which cannot "
+                         "wait here (a callback, or a task inside a C call): "
+                         "give a numeric address, or call %s from a task or "
+                         "the main chunk", what, host, what);
   struct rjob *j = calloc(1, sizeof *j + len + 1);
   if (j == NULL)
     return luaL_error(L, "not enough memory");
   memcpy(j->host, host, len + 1);
+  if (lp->L == NULL) { /* the loop is not running: nothing else can run */
+    resolve_run(j);
+    return resolve_answer(L, j);
+  }
+  struct resolver *r = resolver_get(L, lp);
   j->r = r;
   j->w = (struct waiter)WAITER_INIT;
   pthread_attr_t attr;

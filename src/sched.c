@@ -23,12 +23,12 @@
  * Resumes run only at the loop's top level: directly from a watcher
  * callback, or through the run queue when Lua code caused the wake-up (R7).
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core.h"
+#include "logfmt.h"
 
 enum { TASK_UV_THREAD = 2, TASK_UV_OWNED, TASK_UV_ONERROR,
        TASK_NUV = TASK_UV_ONERROR };
@@ -65,7 +65,21 @@ struct sched {
   lua_CFunction onidle;
   long ntasks;
   struct link tasks;
+  const void *registry;     /* its state's registry: tells states apart */
 };
+
+/* What this thread is handling now, innermost first: the task being
+ * resumed, or the object whose callback sched_pcall runs. Log records use
+ * it to name the connection (sched_pushowner). Per thread, not per loop:
+ * a log call does not know its loop, and states on other threads have
+ * their own. Saved and restored around each resume and callback, so
+ * nesting (a loop stepped from inside another's task) unwinds right. */
+struct sched_ctx {
+  struct task *task;        /* the running task, or NULL */
+  struct loop *loop;        /* else the loop of the callback ... */
+  const void *obj;          /* ... and its object (anchored under itself) */
+};
+static _Thread_local struct sched_ctx sched_now;
 
 static char sched_hookkey;  /* registry: the loop, for the count hook */
 
@@ -190,6 +204,20 @@ static int sched_pushhandler(lua_State *L, struct loop *lp, int idx) {
   return 0;
 }
 
+/* Log `what` and the value at idx (any value: luaL_tolstring, so an error
+ * object's __tostring is used) as one record, straight to stderr: there
+ * is no handler to give it to. [-0, +0, m] */
+static void sched_logerror(lua_State *L, const char *what, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushstring(L, what);
+  luaL_tolstring(L, idx, NULL);
+  lua_concat(L, 2);
+  size_t len;
+  const char *msg = lua_tolstring(L, -1, &len);
+  logfmt_emit("error", NULL, msg, len);
+  lua_pop(L, 1);
+}
+
 /* Report an error. Stack: err, traceback, owned; pops all three and calls
  * the handler at `hidx` (or the loop's) protected: a failing handler is
  * logged, nothing more. */
@@ -198,15 +226,14 @@ static void sched_report(lua_State *L, struct loop *lp, int hidx) {
   lp->sched->nerrors++;
   hidx = hidx ? lua_absindex(L, hidx) : 0;
   if (!sched_pushhandler(L, lp, hidx)) {
-    fprintf(stderr, "berth: error in task: %s\n", lua_tostring(L, top - 1));
+    sched_logerror(L, "error in task: ", top - 1);
     lua_pop(L, 3);
     return;
   }
   lua_insert(L, top - 2); /* stack: handler, err, traceback, owned */
   if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
-    fprintf(stderr, "berth: error in error handler: %s\n",
-            luaL_tolstring(L, -1, NULL));
-    lua_pop(L, 2);
+    sched_logerror(L, "error in error handler: ", -1);
+    lua_pop(L, 1);
   }
 }
 
@@ -215,9 +242,14 @@ int sched_pcall(lua_State *L, struct loop *lp, int nargs, int onerror,
   onerror = onerror ? lua_absindex(L, onerror) : 0;
   ownidx = ownidx ? lua_absindex(L, ownidx) : 0;
   int base = lua_gettop(L) - nargs;
+  struct sched_ctx outer = sched_now;
   lua_pushcfunction(L, util_msgh);
   lua_insert(L, base);
+  sched_now.task = NULL;
+  sched_now.loop = lp;
+  sched_now.obj = ownidx ? lua_touserdata(L, ownidx) : NULL;
   int st = lua_pcall(L, nargs, 0, base);
+  sched_now = outer;
   lua_remove(L, base);
   if (st != LUA_OK) {
     if (lua_istable(L, -1)) {
@@ -441,7 +473,10 @@ void sched_resume(struct loop *lp, struct task *t) {
     lua_pushlightuserdata(lp->L, lp); /* the slot exists: no allocation */
     lua_rawsetp(lp->L, LUA_REGISTRYINDEX, &sched_hookkey);
   }
+  struct sched_ctx outer = sched_now;
+  sched_now.task = t;
   int st = lua_resume(t->co, lp->L, nargs, &nres);
+  sched_now = outer;
   sc->current = NULL;
   if (st == LUA_YIELD)
     lua_pop(t->co, nres);
@@ -612,6 +647,23 @@ void sched_pushcurrent(lua_State *L, struct loop *lp) {
     loop_pushanchored(L, lp, t);
 }
 
+/* Only a state's own objects may be pushed on it: the context is per
+ * thread, and one thread may run two states. */
+void sched_pushowner(lua_State *L) {
+  const void *registry = lua_topointer(L, LUA_REGISTRYINDEX);
+  struct sched_ctx c = sched_now;
+  if (c.task != NULL && c.task->loop->sched->registry == registry &&
+      loop_pushanchored(L, c.task->loop, c.task) == LUA_TUSERDATA) {
+    lua_getiuservalue(L, -1, TASK_UV_OWNED);
+    lua_remove(L, -2);
+  } else if (c.task == NULL && c.obj != NULL &&
+             c.loop->sched->registry == registry) {
+    loop_pushanchored(L, c.loop, c.obj); /* nil if it is not anchored */
+  } else {
+    lua_pushnil(L);
+  }
+}
+
 /* ------------------------------------------------------------ shutdown */
 
 static int sched_resetthread(lua_State *L) {
@@ -724,6 +776,7 @@ void sched_init(lua_State *L, struct loop *lp) {
   if (sc == NULL)
     luaL_error(L, "not enough memory");
   sc->onerror = LUA_NOREF;
+  sc->registry = lua_topointer(L, LUA_REGISTRYINDEX);
   link_init(&sc->tasks);
   ev_prepare_init(&sc->prepare, sched_prepare_cb);
   ev_idle_init(&sc->idle, sched_idle_cb);

@@ -396,8 +396,10 @@ static int srv_on(lua_State *L) {
   struct server *sv = srv_check(L, 1);
   static const char *const names[] = {"connection", "error", NULL};
   int which = luaL_checkoption(L, 2, NULL, names);
-  luaL_checktype(L, 3, LUA_TFUNCTION);
   lua_settop(L, 3);
+  if (which == 0 && lua_type(L, 3) == LUA_TSTRING) /* "module.name" */
+    util_handlermodule(L, 3, "handler");
+  luaL_checktype(L, 3, LUA_TFUNCTION);
   if (which == 0) {
     if (sv->acceptor.task != NULL)
       return luaL_error(L, "on: the server has a pending accept");

@@ -29,6 +29,7 @@
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -143,8 +144,8 @@ static ev_tstamp sock_enddeadline(const struct sock *s) {
   ev_tstamp at = -1;
   if (s->idle_timeout > 0)
     at = s->last_active + s->idle_timeout;
-  if (s->lim->send_timeout > 0 && s->wbuf.len > 0)
-    at = earliest(at, s->last_drain + s->lim->send_timeout);
+  if (s->send_timeout > 0 && s->wbuf.len > 0)
+    at = earliest(at, s->last_drain + s->send_timeout);
   return at;
 }
 
@@ -444,10 +445,17 @@ void sock_init(lua_State *L, struct loop *lp) {
 /* The limits of connected and adopted sockets (LIMITS_NONE's values). */
 static const struct limits sock_nolimits = LIMITS_NONE;
 
+/* A connection's time limit as the float it keeps (seconds; 0: none).
+ * Past 10^9 s (31 years) it is none, so it never overflows to inf. */
+static float sock_limittime(double t) {
+  return t > 0 && t < 1e9 ? (float)t : 0;
+}
+
 void sock_uselimits(struct sock *s, const struct limits *lim) {
   s->lim = lim;
   s->maxline = lim->maxline;
-  s->idle_timeout = lim->idle_timeout;
+  s->idle_timeout = sock_limittime(lim->idle_timeout);
+  s->send_timeout = sock_limittime(lim->send_timeout);
 }
 
 /* A closed Socket of lp. [-0, +1, m] */
@@ -691,12 +699,44 @@ static void sock_setcallback(struct sock *s, int on) {
     ev_feed_event(ev, &s->rio, EV_READ);
 }
 
+/* Whether the socket at idx has on("close") or on("drain"). */
+static int sock_hasevents(lua_State *L, int idx) {
+  int onclose = sock_getuv(L, idx, SOCK_UV_ONCLOSE) == LUA_TFUNCTION;
+  int ondrain = sock_getuv(L, idx, SOCK_UV_ONDRAIN) == LUA_TFUNCTION;
+  lua_pop(L, 2);
+  return onclose || ondrain;
+}
+
+/* on("message", fn): the socket's inbox calls fn(msg, from) (berth.bus),
+ * as sock:inbox():on(fn) does; here, so that on()'s argument errors name
+ * on() whatever the event. */
+static int sock_onmessage(lua_State *L) {
+  lua_settop(L, 3);
+  lua_getfield(L, 1, "inbox");
+  lua_pushvalue(L, 1);
+  lua_call(L, 1, 1);               /* stack: sock, event, fn, inbox */
+  lua_getfield(L, 4, "on");
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 3);
+  lua_call(L, 2, 0);
+  lua_settop(L, 1);
+  return 1;
+}
+
 static int sock_on(lua_State *L) {
-  struct sock *s = sock_checkopen(L, 1);
-  static const char *const names[] = {"data", "close", "drain", NULL};
+  static const char *const names[] = {"data", "close", "drain", "message",
+                                      NULL};
   static const int uvs[] = {SOCK_UV_ONDATA, SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN};
+  struct sock *s = sock_check(L, 1);
   int which = luaL_checkoption(L, 2, NULL, names);
-  int set = !lua_isnil(L, 3); /* nil removes the callback */
+  if (which == 3)
+    return sock_onmessage(L);
+  if (s->fd < 0 && lua_isnil(L, 3)) {
+    lua_settop(L, 1); /* unregistering on a closed socket: nothing to do */
+    return 1;
+  }
+  sock_checkopen(L, 1);
+  int set = !lua_isnil(L, 3); /* nil unregisters */
   if (set)
     luaL_checktype(L, 3, LUA_TFUNCTION);
   if (which == 0 && s->reader.task)
@@ -707,8 +747,8 @@ static int sock_on(lua_State *L) {
   sock_setuv(L, 1, uvs[which]);
   if (which == 0)
     sock_setcallback(s, set);
-  else if (set)
-    s->events = 1;
+  else /* on(event, nil) unregisters: a handler's socket closes again */
+    s->events = sock_hasevents(L, 1);
   sock_hold(L, s, 1);
   sock_release(L, s);
   lua_settop(L, 1);
@@ -775,11 +815,22 @@ static uint32_t sock_watermark(lua_State *L) {
   return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
+/* A time limit for setoption (the value at 3): seconds, 0, false or
+ * math.huge for none, or true for `loopval`, the loop's value of it
+ * (berth.limits{}, the host's option): what a served connection gets. */
+static float sock_checklimit(lua_State *L, const char *what,
+                             double loopval) {
+  if (lua_type(L, 3) == LUA_TBOOLEAN && lua_toboolean(L, 3))
+    return sock_limittime(loopval);
+  return sock_limittime(check_time(L, 3, what, 0)); /* inf: none */
+}
+
 static int sock_setoption(lua_State *L) {
   struct sock *s = sock_checkopen(L, 1);
+  const struct limits *deflim = &s->loop->limits;
   static const char *const names[] = {"nodelay", "keepalive", "maxline",
                                       "highwater", "lowwater", "idle_timeout",
-                                      NULL};
+                                      "send_timeout", NULL};
   int rc = 0;
   switch (luaL_checkoption(L, 2, NULL, names)) {
   case 0:
@@ -791,10 +842,14 @@ static int sock_setoption(lua_State *L) {
   case 2: sock_setsize(L, &s->maxline); break;
   case 3: s->hiwat = sock_watermark(L); break;
   case 4: s->lowat = sock_watermark(L); break;
-  case 5: /* seconds; 0 or false: none (a WebSocket waits for minutes) */
-    s->idle_timeout = check_time(L, 3, "setoption: idle_timeout", 0);
-    if (isinf(s->idle_timeout)) /* false or math.huge: none */
-      s->idle_timeout = 0;
+  case 5: /* none: a WebSocket may stay quiet for minutes */
+    s->idle_timeout = sock_checklimit(L, "setoption: idle_timeout",
+                                      deflim->idle_timeout);
+    sock_timer_arm(s);
+    break;
+  case 6:
+    s->send_timeout = sock_checklimit(L, "setoption: send_timeout",
+                                      deflim->send_timeout);
     sock_timer_arm(s);
     break;
   }
@@ -844,6 +899,30 @@ static int sock_peer(lua_State *L) {
   return util_pushaddr(L, &a);
 }
 
+/* The peer as log records show it: "1.2.3.4:5", "[::1]:5", a unix path;
+ * "" when unknown (an unnamed unix client). */
+void sock_peertext(struct sock *s, char *out, size_t len) {
+  struct net_addr a;
+  char host[NET_ADDRSTRLEN];
+  int port;
+  sock_notepeer(s);
+  memset(&a, 0, sizeof a);
+  if (len > 0)
+    out[0] = '\0';
+  if (s->peerlen == 0 || len == 0)
+    return;
+  memcpy(&a.ss, &s->peer, s->peerlen);
+  a.len = s->peerlen;
+  if (net_format_addr(&a, host, sizeof host, &port) < 0)
+    return;
+  if (a.ss.ss_family == AF_INET6)
+    snprintf(out, len, "[%s]:%d", host, port);
+  else if (a.ss.ss_family == AF_INET)
+    snprintf(out, len, "%s:%d", host, port);
+  else
+    snprintf(out, len, "%s", host);
+}
+
 static int sock_localaddr(lua_State *L) {
   struct sock *s = sock_check(L, 1);
   struct net_addr a;
@@ -891,6 +970,9 @@ static int sock_connect_k(lua_State *L, int status, lua_KContext ctx) {
   int err = s->writer.timedout ? ETIMEDOUT : -net_connect_result(s->fd);
   s->writer.timedout = 0;
   if (err == 0) {
+    /* An idle timeout given next counts from here, as a served
+     * connection's counts from its accept, not from the connect's start. */
+    s->last_active = s->last_drain = ev_now(s->loop->ev);
     lua_settop(L, idx);
     return 1;
   }

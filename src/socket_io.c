@@ -476,7 +476,7 @@ void sock_armwrite(lua_State *L, struct sock *s, int idx) {
     s->last_drain = ev_now(s->loop->ev); /* the send timeout starts now */
     ev_io_start(s->loop->ev, &s->wio);
     sock_hold(L, s, idx);
-    if (s->lim->send_timeout > 0)
+    if (s->send_timeout > 0)
       sock_timer_arm(s);
   }
 }

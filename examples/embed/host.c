@@ -41,8 +41,10 @@ static const char script[] =
   "  server:close()\n"
   "end)\n";
 
+/* The error on the stack top may be any value: luaL_tolstring gives its
+ * __tostring, or a type name, where lua_tostring would give NULL. */
 static int fail(lua_State *L, const char *what) {
-  fprintf(stderr, "embed: %s: %s\n", what, lua_tostring(L, -1));
+  fprintf(stderr, "embed: %s: %s\n", what, luaL_tolstring(L, -1, NULL));
   lua_close(L);
   return 1;
 }

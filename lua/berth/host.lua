@@ -91,19 +91,62 @@ function host.check_udp(udp, tmpname)
   end
 end
 
+local failed = false -- --strict saw an unhandled task error
+
+--- `--strict`: an error in a task that reaches the default handler (no
+-- server's on("error"), no berth.onerror of the script's) is logged as
+-- usual, then starts a graceful shutdown, and the process exits 1.
+-- @tparam table berth the berth module
+-- @tparam number grace seconds for the shutdown
+function host.strict(berth, grace)
+  local default
+  default = berth.onerror(function(err, traceback, sock)
+    default(err, traceback, sock)
+    if failed then return end
+    failed = true
+    berth.log.error("--strict: a task failed and nothing handled the error: shutting down")
+    berth.shutdown(grace)
+  end)
+end
+
+--- The exit status the host asks for: 1 once `--strict` saw an unhandled
+-- task error, else 0.
+-- @treturn integer
+function host.status()
+  return failed and 1 or 0
+end
+
+--- The script's directory, first on the module path: `berth /abs/app.lua`
+-- finds `app`'s modules (its handler modules too) from any directory.
+-- It is also the root of the application's module tree that hot reload
+-- reloads with a handler (berth.reload).
+-- @tparam table berth the berth module
+-- @tparam string script the script's path
+-- @treturn string the directory
+function host.script_dir(berth, script)
+  local dir = script:match("^(.*)/[^/]*$") or "."
+  if dir == "" then dir = "/" end
+  package.path = ("%s/?.lua;%s/?/init.lua;%s"):format(dir, dir, package.path)
+  berth.reload.root(dir)
+  return dir
+end
+
 --- Prepare the process for its mode before the script runs.
 -- @tparam table berth the berth module
 -- @tparam table opts from the command line: `mode` ("single", "worker",
 -- "check" or "master"), `level` (log level), `limits` (for berth.limits),
--- `grace` (seconds), `watch` (boolean), `drop` (a function dropping
--- privileges, or nil), and for the master `workers` and `argv` (a
--- worker's command line)
+-- `grace` (seconds), `watch` (boolean), `strict` (boolean), `script` (its
+-- path, or nil for -e or stdin), `drop` (a function dropping privileges,
+-- or nil), and for the master `workers` and `argv` (a worker's command
+-- line)
 function host.start(berth, opts)
   berth.log.level(opts.level)
   berth.limits(opts.limits)
   if opts.mode == "master" then
     return require("berth.master").run(berth, opts) -- it runs no script
   end
+  if opts.script then host.script_dir(berth, opts.script) end
+  if opts.strict then host.strict(berth, opts.grace) end
   if opts.drop then berth.spawn(opts.drop) end -- the first thing the loop runs
   if opts.mode == "check" then
     berth.listen = host.check_listen(berth.listen)

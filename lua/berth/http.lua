@@ -142,6 +142,9 @@ local function discard(sock, req)
   return piece == false
 end
 
+--- Functions
+-- @section Functions
+
 --- Serve HTTP/1.1: `berth.serve` with a connection handler that reads
 -- requests and calls `handler(req, res)` for each.
 -- @function serve
@@ -165,7 +168,7 @@ function http.serve(opts)
   end
   local conf = C.config(opts)
   local handler = opts.handler
-  if kind == "string" then handler = reload.handler(handler, 2) end
+  if kind == "string" then handler = reload.handler(handler, 2, 2) end
   -- One function per server, not a closure per connection: between
   -- requests a kept-alive connection gives its task back
   -- (sock:onreadable) and holds nothing but its socket; the next request's

@@ -15,40 +15,19 @@ local Socket, ServerSocket, Datagram = core.Socket, core.ServerSocket, core.Data
 local check = core.check
 
 
---- Iterate over lines (`fmt` "l" or "L") until EOF or an error.
--- @function Socket:lines
+-- Socket:lines and ServerSocket:connections are documented with their
+-- classes below.
 function Socket:lines(fmt)
   fmt = fmt or "l"
   return function() return (self:read(fmt)) end
 end
 
---- Iterate over accepted connections until a timeout or close.
--- @function ServerSocket:connections
 function ServerSocket:connections(timeout)
   return function() return (self:accept(timeout)) end
 end
 
--- on("message", fn): the socket's inbox calls fn(msg, from) (berth.bus).
-local sock_on = Socket.on
-function Socket:on(event, fn)
-  if event == "message" then
-    self:inbox():on(fn)
-    return self
-  end
-  return sock_on(self, event, fn)
-end
-
--- on("connection", "module.name"): a reloadable handler (berth.reload).
-local c_on = ServerSocket.on
-function ServerSocket:on(event, fn)
-  if event == "connection" and type(fn) == "string" then fn = reload.handler(fn) end
-  return c_on(self, event, fn)
-end
-
---- Iterate over received datagrams: `data, host, port` until a timeout or
--- close. Datagrams cut by max_datagram are skipped (they are counted and
--- reported: on("truncated") or the log).
--- @function Datagram:packets
+-- Datagram:packets, documented with its class below: datagrams cut by
+-- max_datagram are skipped (they are counted and reported).
 function Datagram:packets(timeout)
   return function()
     while true do
@@ -59,26 +38,10 @@ function Datagram:packets(timeout)
   end
 end
 
--- on("packet", "module.name") and serve("module.name"): a reloadable
--- packet handler (berth.reload).
-local d_on, d_serve = Datagram.on, Datagram.serve
-function Datagram:on(event, fn)
-  if event == "packet" and type(fn) == "string" then fn = reload.packet_handler(fn) end
-  return d_on(self, event, fn)
-end
-function Datagram:serve(fn)
-  if type(fn) == "string" then fn = reload.packet_handler(fn) end
-  return d_serve(self, fn)
-end
-
--- The default handler for errors raised in tasks (E6).
+-- The default handler for errors raised in tasks (E6). The record names
+-- the connection (its peer) when there is one.
 local function log_task_error(err, traceback, sock)
-  local where = ""
-  if sock then
-    local host, port = sock:peer()
-    if host then where = (" (peer %s:%s)"):format(host, port) end
-  end
-  log.write("error", "handler error" .. where .. ": " .. tostring(traceback or err))
+  log.write("error", "handler error: " .. tostring(traceback or err), sock or false)
 end
 
 -- The public API over one core table, i.e. one loop.
@@ -86,16 +49,62 @@ local function bind(c)
   local api = {
     version = c.version, log = log,
     cond = function() return sync.cond(c) end,
-    listen = c.listen, udp = c.udp, spawn = c.spawn, sleep = c.sleep, now = c.now,
+    udp = c.udp, spawn = c.spawn, sleep = c.sleep, now = c.now,
     timer = c.timer, signal = c.signal, run = c.run, step = c.step,
     stop = c.stop, shutdown = c.shutdown, stats = c.stats, draining = c.draining,
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
   }
-  api.tls = tls.bind(c, api)
-  api.tls.fromenv = tls.fromenv
   local shutdown_hooks = {}
   c.setlogger(log.write)
   c.onerror(log_task_error)
+
+  -- A host that can be neither an address nor a name raises, at `level`
+  -- of our caller (2: its caller).
+  local function check_host(host, level)
+    if type(host) == "string" and not host:match("^[%w%.%-_:%[%]%*]+$") then
+      error(('listen: host must be an IP address, "*" or a host name (got %q)'):format(host),
+        level + 1)
+    end
+  end
+
+  --- Listen on a TCP or unix socket.
+  -- A `host` that is a name is resolved once, here, and its first address
+  -- bound: in a task the task waits for the lookup, which runs off the
+  -- loop; in the main chunk (the loop is not running yet) the lookup is
+  -- made at once; in a callback it raises.
+  -- @function listen
+  -- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
+  -- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
+  -- `path` (unix socket), `fd` (adopt a listening descriptor), `tls` (TLS
+  -- options or a TLSContext: README "TLS"), and any limit of `berth.limits`
+  -- but `cpu_budget`. An unknown key or a bad value raises,
+  -- naming it: "listen: port must be an integer 0..65535 (got 70000)",
+  -- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
+  -- @treturn[1] ServerSocket
+  -- @treturn[2] nil
+  -- @treturn[2] string "addrinuse", "addrnotavail", "permission", "notfound", …
+  -- @treturn[2] any errno, or the resolver's message
+  function api.listen(opts)
+    c.options.check("listen", opts, 2) -- raised at the caller's line
+    local host = opts.host
+    check_host(host, 2)
+    if type(host) == "string" and opts.path == nil and opts.fd == nil then
+      local ok, addrs, code, msg = pcall(c.resolve, host, "listen") -- a number: at once
+      if not ok then error(addrs, 2) end -- a lookup where nothing may wait
+      if not addrs then return nil, code, msg end
+      if addrs[1] ~= host then
+        local t = {}
+        for k, v in pairs(opts) do t[k] = v end
+        t.host = addrs[1]
+        opts = t
+      end
+    end
+    return c.listen(opts) -- options checked: it raises no more
+  end
+
+  -- berth.tls wraps api.listen (listen{tls=} servers are reloaded with it).
+  api.tls = tls.bind(c, api)
+  api.tls.fromenv = tls.fromenv
 
   --- Listen and run `opts.handler(sock)` in a new task per connection.
   -- @function serve
@@ -106,17 +115,24 @@ local function bind(c)
   -- @treturn[2] integer errno
   function api.serve(opts)
     c.options.check("serve", opts, 2)
-    if opts.handler == nil then
+    check_host(opts.host, 2)
+    local handler = opts.handler
+    if handler == nil then
       error("serve: handler must be a function or a handler module's name (got nil)", 2)
     end
+    -- A handler module is loaded before anything is bound: a missing or
+    -- broken module fails the call, naming itself and the caller's line.
+    if type(handler) == "string" then handler = reload.handler(handler, 2) end
     local t = {} -- listen's own keys: all but handler and onerror
     for k, v in pairs(opts) do
       if c.options.listen[k] then t[k] = v end
     end
+    -- api.listen as the table has it now: a worker's goes through its
+    -- master, --check's to a loopback port.
     local server, err, errno = api.listen(t)
     if not server then return nil, err, errno end
     if opts.onerror then server:on("error", opts.onerror) end
-    return server:on("connection", opts.handler)
+    return server:on("connection", handler)
   end
 
   --- A Datagram socket that runs `opts.handler(data, host, port, dgram)`
@@ -139,7 +155,7 @@ local function bind(c)
       if c.options.udp[k] then t[k] = v end
     end
     local handler = opts.handler
-    if type(handler) == "string" then handler = reload.packet_handler(handler) end
+    if type(handler) == "string" then handler = reload.packet_handler(handler, 2) end
     local d, err, errno = api.udp(t)
     if not d then return nil, err, errno end
     if opts.onerror then d:on("error", opts.onerror) end
@@ -163,7 +179,10 @@ local function bind(c)
 
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=, tls=}`. Must run in a task. A port is an integer
+  -- path=, timeout=, tls=, idle_timeout=, send_timeout=}`. Must run in a
+  -- task. `idle_timeout` and `send_timeout` (seconds, true for the loop's
+  -- value as `berth.limits` says, false: none, the default) give the socket
+  -- those limits of a served connection (sock:setoption). A port is an integer
   -- 0..65535; it, an unknown key or a bad timeout raises (core.options
   -- "connect"). With `tls` (true, a table of options or a TLSContext) the
   -- TLS handshake follows, verifying the server's certificate for `host`
@@ -181,6 +200,9 @@ local function bind(c)
     end
     opts = opts or {}
     c.options.check("connect", opts, 2)
+    -- Before a lookup: nothing happens outside a task.
+    local intask, why = pcall(c.checkwait, "connect")
+    if not intask then error(why, 2) end
     local timeout = opts.timeout
     if timeout == math.huge or timeout == false then timeout = nil end
     local started = c.now()
@@ -194,14 +216,19 @@ local function bind(c)
       port = check.port(port, "connect: port", 2)
       sock, err, extra = connect(host, port, timeout)
     end
-    if not sock or not opts.tls then return sock, err, extra end
+    if not sock then return nil, err, extra end
+    -- Limits a served connection has, opt-in (a client's connection may
+    -- rightly stay quiet: a pool, a subscriber); true: the loop's value.
+    if opts.idle_timeout ~= nil then sock:setoption("idle_timeout", opts.idle_timeout) end
+    if opts.send_timeout ~= nil then sock:setoption("send_timeout", opts.send_timeout) end
+    if not opts.tls then return sock end
     local left = timeout and math.max(0, timeout - (c.now() - started))
     return api.tls.client(sock, opts.tls, host, left)
   end
 
   --- Counters: active, total, bytes_in, bytes_out, tasks, sockets,
-  -- servers, anchors, plus reloads, reload_failures, last_reload and
-  -- last_reload_error.
+  -- servers, datagrams, anchors, plus reloads, reload_failures,
+  -- last_reload (a time), last_reload_modules and last_reload_error.
   -- @function stats
   function api.stats()
     local s = c.stats()
@@ -268,20 +295,6 @@ end
 
 -- Reference of the functions the C core provides (for LDoc).
 
---- Listen on a TCP or unix socket.
--- @function listen
--- @tparam table opts `host` ("127.0.0.1"; "0.0.0.0", "::", "*" for all),
--- `port` (0: ephemeral), `backlog` (511), `reuseaddr` (true), `reuseport`,
--- `path` (unix socket), `fd` (adopt a listening descriptor), `tls` (TLS
--- options or a TLSContext: README "TLS"), and any limit of `berth.limits`
--- but `cpu_budget`. An unknown key or a bad value raises,
--- naming it: "listen: port must be an integer 0..65535 (got 70000)",
--- "listen: unknown option "prot" (valid: host, port, ...)" (core.options).
--- @treturn[1] ServerSocket
--- @treturn[2] nil
--- @treturn[2] string "addrinuse", "permission", "invalid", …
--- @treturn[2] integer errno
-
 --- A datagram socket (UDP over IPv4 or IPv6, or a unix datagram socket).
 -- @function udp
 -- @tparam[opt] table opts `host`, `port` (a server: host defaults to
@@ -333,6 +346,10 @@ end
 --- Make a running `run()` return.
 -- @function stop
 
+--- Whether a graceful shutdown is under way.
+-- @function draining
+-- @treturn boolean
+
 --- Set the process-wide handler of task errors: `fn(err, traceback, sock)`.
 -- @function onerror
 -- @tparam function fn
@@ -358,6 +375,12 @@ end
 
 --- Socket: a connection. Methods yield only the calling task.
 -- @type Socket
+
+--- Iterate over lines (`fmt` "l" or "L") until EOF or an error:
+-- `for line in sock:lines() do ... end`.
+-- @function Socket:lines
+-- @tparam[opt="l"] string fmt
+-- @treturn function the iterator
 
 --- Read `fmt`: an integer n, "l", "L" or "a".
 -- @function Socket:read
@@ -409,11 +432,11 @@ end
 --- Close (idempotent); waiting tasks get nil, "closed".
 -- @function Socket:close
 
---- The remote address: host, port (or path, 0).
+--- The remote address: host, port (or path, 0); also after close.
 -- @function Socket:peer
 
---- The local address: host, port (or path, 0).
--- @function Socket:localaddr
+--- The local address: host, port (or path, 0). `localaddr` is the same.
+-- @function Socket:address
 
 --- Bytes buffered for writing and read but unconsumed.
 -- @function Socket:pending
@@ -428,8 +451,17 @@ end
 -- @tparam string event
 -- @tparam function fn
 
+--- The descriptor (-1 once closed).
+-- @function Socket:fd
+
 --- ServerSocket: a listener.
 -- @type ServerSocket
+
+--- Iterate over accepted connections until a timeout or close:
+-- `for client in server:connections() do ... end` (task only).
+-- @function ServerSocket:connections
+-- @tparam[opt] number timeout
+-- @treturn function the iterator
 
 --- Accept one connection (task only).
 -- @function ServerSocket:accept
@@ -464,8 +496,19 @@ end
 --- The limits its connections get.
 -- @function ServerSocket:limits
 
+--- The listening descriptor (-1 once closed).
+-- @function ServerSocket:fd
+
 --- Datagram: a UDP or unix datagram socket (berth.udp).
 -- @type Datagram
+
+--- Iterate over received datagrams: `data, host, port` until a timeout or
+-- close (`for data, host, port in d:packets() do ... end`, task only).
+-- Datagrams cut by max_datagram are skipped (they are counted and
+-- reported: on("truncated") or the log).
+-- @function Datagram:packets
+-- @tparam[opt] number timeout
+-- @treturn function the iterator
 
 --- Receive one datagram (task only).
 -- @function Datagram:recvfrom

@@ -6,7 +6,7 @@
 --    outlives every worker and every rolling reload; claim a member slot
 --    for each worker it starts and send it the region on request;
 -- 1. spawn: start a worker (the berth executable again, with --worker and
---    the same options) with a channel to it;
+--    its slot number, and the same options) with a channel to it;
 -- 2. channel: answer the worker's requests (berth.channel): bind each
 --    listener it asks for once per address, so that every worker gets the
 --    same socket and they share one accept queue; every request gets an
@@ -116,8 +116,11 @@ end
 function Master:spawn(slot)
   local mine, theirs = proc.socketpair()
   local member = self:claim(slot)
+  -- "berth --worker SLOT ...": the slot is its number in its log records.
+  local argv = { table.unpack(self.opts.argv) }
+  table.insert(argv, 3, tostring(slot))
   -- Only the first worker keeps its stdout: one "listening on" line.
-  local pid, err = proc.spawn(self.opts.argv, theirs, self.started_one)
+  local pid, err = proc.spawn(argv, theirs, self.started_one)
   proc.close(theirs)
   if not pid then
     proc.close(mine)

@@ -175,6 +175,9 @@ local function settings(opts, cfg)
   return t
 end
 
+--- Functions
+-- @section Functions
+
 --- Answer a WebSocket opening handshake from an HTTP handler (berth.http)
 -- with 101 and return the WebSocket; the handler then talks over it until
 -- it returns. A request that is not a valid handshake gets 400 (426 for a
@@ -341,6 +344,7 @@ local groups = {}
 
 --- The group called `name` (made on first use; the same table after).
 -- @function group
+-- @within Functions
 -- @tparam string name
 -- @tparam[opt] table opts `max_lag`: bytes a member may have unsent
 -- before a broadcast drops it (256 KiB; keep it under the server's

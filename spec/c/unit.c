@@ -137,6 +137,12 @@ static void test_listen_errors(void) {
   CHECK(strcmp(net_errcode(EADDRINUSE), "addrinuse") == 0);
   CHECK(strcmp(net_errcode(ECONNRESET), "reset") == 0);
   CHECK(strcmp(net_errcode(ECONNREFUSED), "refused") == 0);
+  CHECK(strcmp(net_errcode(ENOENT), "notfound") == 0); /* a unix path */
+  CHECK(strcmp(net_errcode(ENOTDIR), "notfound") == 0);
+  CHECK(strcmp(net_errcode(ENOTSOCK), "invalid") == 0);
+  CHECK(strcmp(net_errcode(EPROTONOSUPPORT), "unsupported") == 0);
+  CHECK(strcmp(net_errcode(EAFNOSUPPORT), "invalid") == 0); /* another family */
+  CHECK(strcmp(net_errcode(EIO), "error") == 0);
   close(fd);
 }
 

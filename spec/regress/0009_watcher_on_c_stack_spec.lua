@@ -5,7 +5,7 @@
 -- live on a stack frame a Lua error can leave. The bounding timer of step()
 -- now lives in struct loop, and "already running" is checked before
 -- anything is armed. Run in a child: the bug kills the process.
-local helpers = require "helpers"
+local helpers = require "support"
 
 describe("regress: run/step from inside the running loop", function()
   it("raise cleanly from callbacks and error handlers, and the loop goes on", function()

@@ -8,7 +8,7 @@
 -- registers anything (sched_checkwait); a write above the watermark that
 -- cannot wait buffers instead; the fairness yield checks too. Run in a
 -- child: the bug corrupts the process.
-local helpers = require "helpers"
+local helpers = require "support"
 
 describe("regress: waiting where the task cannot yield", function()
   it("raises a clear error and leaves nothing registered", function()

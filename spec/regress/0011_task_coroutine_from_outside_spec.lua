@@ -6,7 +6,7 @@
 -- it; a new task's stack starts with a guard that raises; the Task is a
 -- to-be-closed value under the task's function, so coroutine.close ends it
 -- at once (waits unlinked, <close> variables run, counts right).
-local helpers = require "helpers"
+local helpers = require "support"
 
 describe("regress: a task's coroutine driven from outside", function()
   it("is refused with an error or ended cleanly", function()

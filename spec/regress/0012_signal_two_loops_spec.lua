@@ -3,7 +3,7 @@
 -- process inside libev. Class: process-wide signal ownership; the second
 -- loop gets a Lua error naming the signal, and may take it once the first
 -- loop let it go. Run in a child: the bug aborts the process.
-local helpers = require "helpers"
+local helpers = require "support"
 
 describe("regress: one signal, two loops", function()
   it("is a Lua error, not an abort", function()

@@ -4,7 +4,7 @@
 -- berth.shutdown(0/0) never finish. Class: every time argument goes
 -- through one validator (util_checktime): NaN raises; +inf means "never" /
 -- "no deadline" and never reaches libev.
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run = helpers.run
 

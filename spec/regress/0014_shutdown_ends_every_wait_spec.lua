@@ -5,7 +5,7 @@
 -- kind of wait ends at shutdown -- shutdown.c closes every server and
 -- socket, closes the other anchored objects, lets the woken tasks run once,
 -- then ends the tasks still alive.
-local helpers = require "helpers"
+local helpers = require "support"
 
 describe("regress: shutdown ends every wait", function()
   it("closes connected sockets and ends tasks that keep waiting", function()

@@ -6,10 +6,10 @@
 -- close idle keep-alive connections); only a message in progress gets the
 -- grace period; berth.draining() says so; step() returns false once the
 -- shutdown is done.
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run = helpers.run
-local P = require "proc"
+local P = require "support.proc"
 
 local function start(fixture, grace)
   local proc = helpers.start({ helpers.host_binary(), "--grace", tostring(grace),

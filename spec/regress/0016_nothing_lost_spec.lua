@@ -11,7 +11,7 @@
 -- 11. write after shutdown("w") returned nil, nil (now nil, "closed"), and a
 --     read after a local close() said "reset" if the peer had reset earlier
 --     (a local close now says "closed").
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run, expect = helpers.run, helpers.expect
 

@@ -3,7 +3,7 @@
 -- overflowed to tiny numbers: every line or delimited read that arrived in
 -- pieces failed with "toolarge". Class: limit arithmetic never wraps (one
 -- helper, over(n, limit, extra)).
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run = helpers.run
 

@@ -4,7 +4,7 @@
 -- master's worker loop uses this pattern). Class: a task is woken at most
 -- once per wait -- core.wake refuses a task that is no longer suspended,
 -- and a queued task is never queued again.
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run = helpers.run
 

@@ -7,7 +7,7 @@
 -- Socket made ahead; listen, connect and adopt make theirs first); an
 -- accept that cannot allocate backs off like EMFILE; a timer whose task
 -- cannot be made is retried.
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run = helpers.run
 

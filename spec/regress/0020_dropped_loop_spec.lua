@@ -4,7 +4,7 @@
 -- reference (registry -> anchors -> server -> loop). Class: what a loop
 -- anchors is reachable only through the loop (its user value), so a
 -- dropped loop releases everything.
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run = helpers.run
 

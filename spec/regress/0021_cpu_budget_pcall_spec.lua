@@ -4,7 +4,7 @@
 -- the pcall swallowed the error each time. Class: once over budget, the
 -- hook checks at every instruction, so the error is raised again at once
 -- and the first instruction where a yield is possible ends the task.
-local helpers = require "helpers"
+local helpers = require "support"
 local berth = helpers.berth
 local run = helpers.run
 

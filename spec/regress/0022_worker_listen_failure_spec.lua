@@ -18,7 +18,7 @@ describe("regress: a failing listen under --workers", function()
     run(function()
       for _ = 1, 4 do
         local c <close> = support.connect(port)
-        assert.equal('false listen: host must be a numeric address, "*" or "localhost" '
+        assert.equal('false listen: host must be an IP address, "*" or a host name '
           .. '(got "bad host")', c:read("l", 5))
       end
     end, 10)

@@ -5,21 +5,20 @@
 -- held in C and sock:write(buf) sends from it (and empties it).
 local berth = require "berth"
 
+local function echo(sock)
+  local buf <close> = berth.buffer() -- its memory goes with the handler
+  while sock:readinto(buf) do
+    if not sock:write(buf) then return end
+  end
+end
+
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7000),
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
-  handler = function(sock)
-    -- The first bytes come as a string, so that a connection that never
-    -- sends holds no Buffer (memory per idle connection).
-    local first = sock:readsome()
-    if not first or not sock:write(first) then return end
-    local buf <close> = berth.buffer() -- its memory goes with the handler
-    while sock:readinto(buf) do
-      if not sock:write(buf) then return end
-    end
-  end,
+  -- Until its first bytes a connection holds no task (sock:onreadable):
+  -- a client that connects and stays silent costs only its socket.
+  handler = function(sock) sock:onreadable(echo) end,
 })
-
 print(("listening on %s:%d"):format(server:address(), server:port()))
 io.stdout:flush()

@@ -451,7 +451,7 @@ static struct loop *busl_loop(lua_State *L) {
 static struct inbox *busl_inbox(lua_State *L, struct sock *s, int idx) {
   idx = lua_absindex(L, idx);
   if (s->inbox != NULL) {
-    lua_getiuservalue(L, idx, SOCK_UV_INBOX);
+    sock_getuv(L, idx, SOCK_UV_INBOX);
     return s->inbox;
   }
   busl_get(L, s->loop);
@@ -475,7 +475,7 @@ static struct inbox *busl_inbox(lua_State *L, struct sock *s, int idx) {
   lua_rawseti(L, -2, (lua_Integer)id);
   lua_pop(L, 2);
   lua_pushvalue(L, i);
-  lua_setiuservalue(L, idx, SOCK_UV_INBOX);
+  sock_setuv(L, idx, SOCK_UV_INBOX);
   ib->closed = s->fd < 0;
   s->inbox = ib; /* last: every allocation is done */
   return ib;

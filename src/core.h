@@ -268,9 +268,14 @@ int sched_wake(lua_State *L, struct loop *lp, int taskidx, int nvals);
 /* User value 1 of every object is its loop, which it keeps alive. */
 #define UV_LOOP 1
 
+/* A Socket's user values: the first ones are its own (16 bytes each, on
+ * every connection); the ones after SOCK_NUV, which few sockets use, are
+ * kept in the table at SOCK_UV_MORE, made on first use. Reach them all
+ * through sock_getuv and sock_setuv. SOCK_UV_ONDATA is on("data")'s
+ * function, or onreadable's (the two modes exclude each other). */
 enum sock_uv { SOCK_UV_SERVER = 2, SOCK_UV_ONERROR, SOCK_UV_ONDATA,
-               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_UV_INBOX,
-               SOCK_NUV = SOCK_UV_INBOX };
+               SOCK_UV_MORE, SOCK_NUV = SOCK_UV_MORE,
+               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_UV_INBOX };
 
 /* The peer address, kept so peer() answers after close too (11). */
 struct tls;       /* tls.h */
@@ -294,15 +299,17 @@ struct sock {
   unsigned events : 1;   /* on("close"|"drain") registered */
   unsigned connecting : 1;
   unsigned owned : 1;    /* a handler task owns it, and anchors it for us */
-  unsigned lingering : 1;/* its handler returned: close once flushed */
+  unsigned parked : 1;   /* onreadable(fn): a task starts when readable */
   unsigned char anchored;
   int rerr, werr;        /* sticky -errno of the read/write side */
   ev_io rio, wio;
   ev_timer timer;        /* one per socket: the nearest waiter deadline */
   struct buf rbuf, wbuf;
   size_t rscan;          /* bytes of rbuf already searched in vain */
-  struct limits lim;
-  size_t hiwat, lowat, wtarget;
+  const struct limits *lim; /* its server's (which it keeps alive), or
+                            sock_nolimits; setoption changes only these: */
+  size_t maxline;
+  float idle_timeout, send_timeout; /* seconds, 0: none */
   double rtimeout, wtimeout; /* per-socket defaults, < 0 = none */
   const char *why;       /* why it was closed: what waiters are told */
   ev_tstamp last_active; /* last byte in or out (idle timeout) */
@@ -313,6 +320,8 @@ struct sock {
   ev_tstamp created;
   ev_tstamp timer_at;    /* when the armed timer fires */
   union sock_peer peer;
+  uint32_t hiwat, lowat; /* write watermarks: setoption caps them */
+  uint32_t wtarget;      /* the waiting writer's: lowat, or 0 for flush */
   socklen_t peerlen;     /* 0: not known yet */
   struct link link;      /* on the loop's open sockets, for shutdown */
   struct tls *tls;       /* TLS on this connection, or NULL (tls.h) */
@@ -355,6 +364,12 @@ void sock_init(lua_State *L, struct loop *lp);
  * exists before the descriptor, so a failure leaks nothing (9.14). */
 struct sock *sock_new(lua_State *L, struct loop *lp);    /* [-0,+1,m] */
 void sock_attach(struct sock *s, int fd);
+/* Take the limits at lim, which outlive s (a server's). */
+void sock_uselimits(struct sock *s, const struct limits *lim);
+/* Push user value n of the socket at idx (nil if unset); its type. */
+int sock_getuv(lua_State *L, int idx, int n);              /* [-0,+1,m] */
+/* Set user value n of the socket at idx to the value on top (popped). */
+void sock_setuv(lua_State *L, int idx, int n);             /* [-1,+0,m] */
 /* Remember the peer's address (from accept or connect). */
 void sock_setpeer(struct sock *s, const struct net_addr *a);
 /* The peer as text for log records ("1.2.3.4:5", "[::1]:5", a unix path;
@@ -458,6 +473,10 @@ void srv_closeall(lua_State *L, struct loop *lp);
 void srv_stats(lua_State *L, struct loop *lp); /* adds fields to the table */
 /* A connection the server accepted has closed (socket.c). */
 void srv_connclosed(struct server *sv);
+/* A handler task running fn(sock) for the socket at `sock`, fn on the
+ * stack top (popped), owning it as an accepted connection's handler does;
+ * the caller starts it (sched_resume). [-1, +0, m] */
+struct task *srv_spawnconn(lua_State *L, struct loop *lp, int sock);
 
 /* socket_tls.c: TLS on sockets, over tls.c */
 /* The TLSContext class; starttls, handshake, tlsinfo on Socket; settls on

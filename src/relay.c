@@ -267,7 +267,7 @@ static int relay_waitwrite(lua_State *L, struct relaystate *st,
                       from->reader.task != NULL ? "read" : "write");
   /* Bytes stuck on the way to `to` are output without progress: its send
    * timeout bounds this wait as it bounds a buffered write. */
-  double send = to->lim.send_timeout;
+  double send = to->send_timeout;
   if (send > 0 && (timeout < 0 || send < timeout))
     timeout = send;
   to->wtarget = target;

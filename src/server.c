@@ -117,7 +117,7 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
     sock_setpeer(s, &peer);
     s->srv = sv;
     s->owned = sv->handler;
-    s->lim = sv->lim;
+    sock_uselimits(s, &sv->lim); /* sv outlives s (SOCK_UV_SERVER) */
     lua_pushvalue(L, idx);
     lua_setiuservalue(L, -2, SOCK_UV_SERVER);
     lua_getiuservalue(L, idx, SRV_UV_ONERROR);
@@ -189,6 +189,24 @@ static void srv_spawnhandler(lua_State *L, struct server *sv, int idx) {
   struct task *t = sched_spawn(L, sv->loop, 2, &o);
   lua_settop(L, sock - 1);
   sched_resume(sv->loop, t);
+}
+
+/* A handler task for the connection at `sock` (socket.c's onreadable),
+ * running fn(sock) with fn on the stack top (popped): the same ownership
+ * as an accepted connection's first handler (the socket owned, its error
+ * handler, the flush after fn returns, sock_handlerdone), minus the TLS
+ * handshake, which is behind it. Not started yet. [-1, +0, m] */
+struct task *srv_spawnconn(lua_State *L, struct loop *lp, int sock) {
+  sock = lua_absindex(L, sock);
+  int fn = lua_gettop(L);
+  lua_getiuservalue(L, sock, SOCK_UV_ONERROR);
+  lua_pushcfunction(L, srv_callhandler);
+  lua_pushvalue(L, fn);
+  lua_pushvalue(L, sock);
+  struct taskopts o = {sock, fn + 1, sock_handlerdone};
+  struct task *t = sched_spawn(L, lp, 2, &o);
+  lua_settop(L, fn - 1);
+  return t;
 }
 
 /* The C accept loop for handler mode, run protected from the watcher. The

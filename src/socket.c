@@ -74,8 +74,8 @@ static struct sock *sock_checkopen(lua_State *L, int idx) {
  * which covers a draining write buffer; callbacks, though, find their
  * socket by its own anchor key, so with callbacks it is anchored too. */
 static int sock_needsanchor(const struct sock *s) {
-  return s->fd >= 0 &&
-         (s->callback || s->events || (!s->owned && ev_is_active(&s->wio)));
+  return s->fd >= 0 && (s->callback || s->events || (s->parked && !s->owned) ||
+                        (!s->owned && ev_is_active(&s->wio)));
 }
 
 /* [-0, +0, m] */
@@ -155,10 +155,10 @@ static ev_tstamp earliest(ev_tstamp a, ev_tstamp b) {
 /* When the connection itself must end: idle, or output stuck (-1: never). */
 static ev_tstamp sock_enddeadline(const struct sock *s) {
   ev_tstamp at = -1;
-  if (s->lim.idle_timeout > 0)
-    at = s->last_active + s->lim.idle_timeout;
-  if (s->lim.send_timeout > 0 && s->wbuf.len > 0)
-    at = earliest(at, s->last_drain + s->lim.send_timeout);
+  if (s->idle_timeout > 0)
+    at = s->last_active + s->idle_timeout;
+  if (s->send_timeout > 0 && s->wbuf.len > 0)
+    at = earliest(at, s->last_drain + s->send_timeout);
   return at;
 }
 
@@ -240,10 +240,41 @@ static void sock_timer_cb(struct ev_loop *ev, ev_timer *t, int revents) {
 
 /* ------------------------------------------------------------ callbacks */
 
+int sock_getuv(lua_State *L, int idx, int n) {
+  if (n <= SOCK_NUV)
+    return lua_getiuservalue(L, idx, n);
+  if (lua_getiuservalue(L, idx, SOCK_UV_MORE) != LUA_TTABLE)
+    return LUA_TNIL; /* the nil pushed */
+  int t = lua_rawgeti(L, -1, n - SOCK_NUV);
+  lua_remove(L, -2);
+  return t;
+}
+
+void sock_setuv(lua_State *L, int idx, int n) {
+  idx = lua_absindex(L, idx);
+  if (n <= SOCK_NUV) {
+    lua_setiuservalue(L, idx, n);
+    return;
+  }
+  if (lua_getiuservalue(L, idx, SOCK_UV_MORE) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1); /* nothing to clear */
+      return;
+    }
+    lua_createtable(L, SOCK_UV_INBOX - SOCK_NUV, 0);
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, idx, SOCK_UV_MORE);
+  }
+  lua_rotate(L, -2, 1);
+  lua_rawseti(L, -2, n - SOCK_NUV);
+  lua_pop(L, 1);
+}
+
 /* Push the on(event) function from user value `uv`; 0 (nothing pushed)
  * when there is none. `idx` is the socket. */
 static int sock_pushcb(lua_State *L, int idx, int uv) {
-  if (lua_getiuservalue(L, idx, uv) == LUA_TFUNCTION)
+  if (sock_getuv(L, idx, uv) == LUA_TFUNCTION)
     return 1;
   lua_pop(L, 1);
   return 0;
@@ -297,6 +328,24 @@ static int sock_ondata(lua_State *L) {
   return 0;
 }
 
+/* onreadable: bytes (or EOF) came for a parked connection, which no task
+ * holds. Its function runs as a new handler task owning the socket; the
+ * task holds the socket before the anchor goes. */
+static int sock_unpark(lua_State *L) {
+  struct sock *s = lua_touserdata(L, 1);
+  loop_pushanchored(L, s->loop, s);
+  int idx = lua_gettop(L);
+  lua_getiuservalue(L, idx, SOCK_UV_ONDATA);
+  struct task *t = srv_spawnconn(L, s->loop, idx);
+  lua_pushnil(L);
+  lua_setiuservalue(L, idx, SOCK_UV_ONDATA);
+  s->parked = 0;
+  s->owned = 1;
+  sock_release(L, s);
+  sched_resume(s->loop, t); /* its first read finds the bytes */
+  return 0;
+}
+
 static int sock_ondrain(lua_State *L) {
   struct sock *s = lua_touserdata(L, 1);
   loop_pushanchored(L, s->loop, s);
@@ -320,6 +369,8 @@ static void sock_rio_cb(struct ev_loop *ev, ev_io *w, int revents) {
   }
   if (s->callback)
     loop_pcall(s->loop, sock_ondata, s);
+  else if (s->parked && !s->owned)
+    loop_pcall(s->loop, sock_unpark, s);
   else
     ev_io_stop(ev, w);
 }
@@ -406,6 +457,22 @@ void sock_init(lua_State *L, struct loop *lp) {
   loop_atclose(L, lp, sockset_free, set);
 }
 
+/* The limits of connected and adopted sockets (LIMITS_NONE's values). */
+static const struct limits sock_nolimits = LIMITS_NONE;
+
+/* A connection's time limit as the float it keeps (seconds; 0: none).
+ * Past 10^9 s (31 years) it is none, so it never overflows to inf. */
+static float sock_limittime(double t) {
+  return t > 0 && t < 1e9 ? (float)t : 0;
+}
+
+void sock_uselimits(struct sock *s, const struct limits *lim) {
+  s->lim = lim;
+  s->maxline = lim->maxline;
+  s->idle_timeout = sock_limittime(lim->idle_timeout);
+  s->send_timeout = sock_limittime(lim->send_timeout);
+}
+
 /* A closed Socket of lp. [-0, +1, m] */
 struct sock *sock_new(lua_State *L, struct loop *lp) {
   struct sock *s = loop_newobject(L, lp, sizeof *s, SOCK_NUV);
@@ -413,7 +480,7 @@ struct sock *sock_new(lua_State *L, struct loop *lp) {
   s->loop = lp;
   s->fd = -1;
   s->why = "closed";
-  s->lim = (struct limits)LIMITS_NONE;
+  sock_uselimits(s, &sock_nolimits);
   s->hiwat = BERTH_HIWAT;
   s->lowat = BERTH_LOWAT;
   s->rtimeout = s->wtimeout = -1;
@@ -484,6 +551,7 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
   if (s->inbox && why != NULL)
     inbox_sockclosed(L, s);
   s->callback = 0;
+  s->parked = 0; /* its function is dropped with the socket */
   if (why == NULL) { /* __gc: no task can be waiting, nothing may run */
     waiter_drop(&s->reader);
     waiter_drop(&s->writer);
@@ -526,7 +594,9 @@ int sock_isyoung(const struct sock *s) {
 /* Is s a served connection waiting for its next message? */
 static int sock_isidle(const struct sock *s) {
   return s->srv != NULL && s->rbuf.len == 0 && s->wbuf.len == 0 &&
-         (s->reader.task != NULL || s->callback);
+         (s->reader.task != NULL || s->callback ||
+          (s->parked && !s->owned)) &&
+         !(s->tls != NULL && tls_readable(s->tls));
 }
 
 /* Destroying a socket runs Lua only through its on("close"); after that,
@@ -550,14 +620,40 @@ int sock_closeidle(lua_State *L, struct loop *lp) {
   return young;
 }
 
+/* Parked (onreadable) and held by no task: wait for readiness with no
+ * task at all. What is already here -- bytes a read left buffered,
+ * records OpenSSL decrypted, the EOF -- starts the task on the next loop
+ * turn, as readiness would. The idle timeout keeps running (the socket's
+ * own timer). [-0, +0, m] */
+static void sock_park(lua_State *L, struct sock *s, int idx) {
+  struct ev_loop *ev = s->loop->ev;
+  sock_hold(L, s, idx);
+  if (s->rbuf.len == 0)
+    buf_free(&s->rbuf); /* an idle connection holds no buffer */
+  if (!ev_is_active(&s->rio))
+    ev_io_start(ev, &s->rio);
+  if (s->rbuf.len > 0 || s->eof || s->rerr ||
+      (s->tls != NULL && tls_readable(s->tls)))
+    ev_feed_event(ev, &s->rio, EV_READ);
+  sock_timer_arm(s);
+}
+
 /* A handler task ended; the socket is on the stack top. Callbacks keep it
- * open (callback mode on a served connection); otherwise it closes, after
- * the handler's task flushed what it wrote (server.c). */
+ * open (callback mode on a served connection), and so does onreadable
+ * (parked until its next bytes) -- unless a shutdown is draining the loop
+ * and the connection is idle: then it closes now, as a reader coming back
+ * to wait would (socket_io.c). Otherwise it closes, after the handler's
+ * task flushed what it wrote (server.c). */
 void sock_handlerdone(lua_State *L, int ok) {
   struct sock *s = sock_check(L, -1);
   s->owned = 0;
   if (s->fd < 0)
     return;
+  if (ok && s->parked && !(sock_isidle(s) && s->loop->draining &&
+                            !sock_isyoung(s))) {
+    sock_park(L, s, lua_gettop(L));
+    return;
+  }
   if (ok && (s->callback || s->events)) {
     sock_hold(L, s, -1);
     return;
@@ -620,8 +716,8 @@ static void sock_setcallback(struct sock *s, int on) {
 
 /* Whether the socket at idx has on("close") or on("drain"). */
 static int sock_hasevents(lua_State *L, int idx) {
-  int onclose = lua_getiuservalue(L, idx, SOCK_UV_ONCLOSE) == LUA_TFUNCTION;
-  int ondrain = lua_getiuservalue(L, idx, SOCK_UV_ONDRAIN) == LUA_TFUNCTION;
+  int onclose = sock_getuv(L, idx, SOCK_UV_ONCLOSE) == LUA_TFUNCTION;
+  int ondrain = sock_getuv(L, idx, SOCK_UV_ONDRAIN) == LUA_TFUNCTION;
   lua_pop(L, 2);
   return onclose || ondrain;
 }
@@ -655,19 +751,51 @@ static int sock_on(lua_State *L) {
     return 1;
   }
   sock_checkopen(L, 1);
-  if (!lua_isnil(L, 3))
+  int set = !lua_isnil(L, 3); /* nil unregisters */
+  if (set)
     luaL_checktype(L, 3, LUA_TFUNCTION);
   if (which == 0 && s->reader.task)
     return luaL_error(L, "on: socket has a pending read");
+  if (which == 0 && set && s->parked)
+    return luaL_error(L, "on: the socket waits in onreadable");
   lua_settop(L, 3);
-  lua_setiuservalue(L, 1, uvs[which]);
+  sock_setuv(L, 1, uvs[which]);
   if (which == 0)
-    sock_setcallback(s, !lua_isnil(L, 3));
+    sock_setcallback(s, set);
   else /* on(event, nil) unregisters: a handler's socket closes again */
     s->events = sock_hasevents(L, 1);
   sock_hold(L, s, 1);
   sock_release(L, s);
   lua_settop(L, 1);
+  return 1;
+}
+
+/* onreadable(fn): the connection waits for its next bytes with no task.
+ * Once the task that owns it (a handler) has returned -- or at once when
+ * no task owns it -- nothing runs until bytes or the EOF arrive; then
+ * fn(sock) runs as a new handler task, owning the socket as the first
+ * handler did. One shot; onreadable(nil) cancels. On a closed socket:
+ * nil, "closed" (or the code it closed with). */
+static int sock_onreadable(lua_State *L) {
+  struct sock *s = sock_check(L, 1);
+  lua_settop(L, 2);
+  if (s->fd < 0)
+    return util_fail(L, s->why); /* closed meanwhile: nothing to wait for */
+  if (lua_isnil(L, 2)) {
+    s->parked = 0;
+    lua_setiuservalue(L, 1, SOCK_UV_ONDATA);
+    sock_release(L, s); /* the read watcher stops lazily */
+    return 1;
+  }
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (s->callback)
+    return luaL_error(L, "onreadable: the socket is in on(\"data\") mode");
+  if (s->reader.task)
+    return luaL_error(L, "onreadable: socket has a pending read");
+  lua_setiuservalue(L, 1, SOCK_UV_ONDATA);
+  s->parked = 1;
+  if (!s->owned)
+    sock_park(L, s, 1);
   return 1;
 }
 
@@ -694,15 +822,22 @@ static int sock_setsize(lua_State *L, size_t *field) {
   return 0;
 }
 
+/* A write watermark: beyond 4 GiB means the same as 4 GiB (a buffer
+ * never holds that much: max_output). */
+static uint32_t sock_watermark(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n > 0, 3, "must be positive");
+  return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+}
+
 /* A time limit for setoption (the value at 3): seconds, 0, false or
  * math.huge for none, or true for `loopval`, the loop's value of it
  * (berth.limits{}, the host's option): what a served connection gets. */
-static double sock_checklimit(lua_State *L, const char *what,
-                              double loopval) {
+static float sock_checklimit(lua_State *L, const char *what,
+                             double loopval) {
   if (lua_type(L, 3) == LUA_TBOOLEAN && lua_toboolean(L, 3))
-    return loopval;
-  double t = check_time(L, 3, what, 0);
-  return isinf(t) ? 0 : t; /* none */
+    return sock_limittime(loopval);
+  return sock_limittime(check_time(L, 3, what, 0)); /* inf: none */
 }
 
 static int sock_setoption(lua_State *L) {
@@ -719,17 +854,17 @@ static int sock_setoption(lua_State *L) {
   case 1:
     rc = net_set_bool(s->fd, SOL_SOCKET, SO_KEEPALIVE, lua_toboolean(L, 3));
     break;
-  case 2: sock_setsize(L, &s->lim.maxline); break;
-  case 3: sock_setsize(L, &s->hiwat); break;
-  case 4: sock_setsize(L, &s->lowat); break;
+  case 2: sock_setsize(L, &s->maxline); break;
+  case 3: s->hiwat = sock_watermark(L); break;
+  case 4: s->lowat = sock_watermark(L); break;
   case 5: /* none: a WebSocket may stay quiet for minutes */
-    s->lim.idle_timeout = sock_checklimit(L, "setoption: idle_timeout",
-                                          deflim->idle_timeout);
+    s->idle_timeout = sock_checklimit(L, "setoption: idle_timeout",
+                                      deflim->idle_timeout);
     sock_timer_arm(s);
     break;
   case 6:
-    s->lim.send_timeout = sock_checklimit(L, "setoption: send_timeout",
-                                          deflim->send_timeout);
+    s->send_timeout = sock_checklimit(L, "setoption: send_timeout",
+                                      deflim->send_timeout);
     sock_timer_arm(s);
     break;
   }
@@ -919,6 +1054,7 @@ static const luaL_Reg sock_meta[] = {
 static const luaL_Reg sock_methods[] = {
   {"close", sock_close},
   {"on", sock_on},
+  {"onreadable", sock_onreadable},
   {"settimeout", sock_settimeout},
   {"setoption", sock_setoption},
   {"shutdown", sock_shutdown},

@@ -119,7 +119,7 @@ static enum rmatch rreq_match(lua_State *L, struct sock *s, struct rreq *q,
     q->nres = q->fr->match(L, s, p, n, take);
     return q->nres > 0 ? R_DONE : R_MORE;
   case RF_COUNT:
-    if (q->n > s->lim.max_input)
+    if (q->n > s->lim->max_input)
       return R_TOOLARGE;
     if (n < q->n)
       return R_MORE;
@@ -132,29 +132,29 @@ static enum rmatch rreq_match(lua_State *L, struct sock *s, struct rreq *q,
     *ret = *take = n < q->n ? n : q->n;
     return R_DONE;
   case RF_ALL:
-    return n > s->lim.max_input ? R_TOOLARGE : R_MORE; /* EOF completes it */
+    return n > s->lim->max_input ? R_TOOLARGE : R_MORE; /* EOF completes it */
   case RF_LINE:
   case RF_LINE_EOL:
     if (buf_find_line(p, n, s->rscan, &len, &total) == 0) {
-      if (len > s->lim.maxline)
+      if (len > s->maxline)
         return R_TOOLARGE;
       *ret = q->fmt == RF_LINE ? len : total;
       *take = total;
       return R_DONE;
     }
     s->rscan = n;
-    return over(n, s->lim.maxline, 1) ? R_TOOLARGE : R_MORE; /* a pending \r */
+    return over(n, s->maxline, 1) ? R_TOOLARGE : R_MORE; /* a pending \r */
   case RF_UNTIL:
     at = buf_find(p, n, s->rscan, q->delim, q->dlen);
     if (at >= 0) {
-      if ((size_t)at > s->lim.maxline)
+      if ((size_t)at > s->maxline)
         return R_TOOLARGE;
       *ret = (size_t)at;
       *take = (size_t)at + q->dlen;
       return R_DONE;
     }
     s->rscan = n >= q->dlen ? n - q->dlen + 1 : 0;
-    return over(n, s->lim.maxline, q->dlen - 1) ? R_TOOLARGE : R_MORE;
+    return over(n, s->maxline, q->dlen - 1) ? R_TOOLARGE : R_MORE;
   }
   return R_MORE;
 }
@@ -313,9 +313,9 @@ static int sock_idleatshutdown(const struct sock *s) {
  * dribble in: the slowloris defence. Waiting for the first byte is the
  * idle timeout's job. */
 static void sock_messagedeadline(struct sock *s) {
-  if (s->lim.message_timeout <= 0 || s->rbuf.len == 0)
+  if (s->lim->message_timeout <= 0 || s->rbuf.len == 0)
     return;
-  ev_tstamp at = s->msg_start + s->lim.message_timeout;
+  ev_tstamp at = s->msg_start + s->lim->message_timeout;
   if (s->reader.deadline < 0 || at < s->reader.deadline)
     s->reader.deadline = at;
 }
@@ -444,7 +444,7 @@ static int sock_tlsput(lua_State *L, struct sock *s, const char *p, size_t n,
     s->werr = (int)rc;
     return (int)rc;
   }
-  return s->wbuf.len > s->lim.max_output ? -EMSGSIZE : 0;
+  return s->wbuf.len > s->lim->max_output ? -EMSGSIZE : 0;
 }
 
 /* TLS: gather small pieces into one record (the scratch buffer is free
@@ -456,7 +456,7 @@ static int sock_tlssend(lua_State *L, struct sock *s, struct iovec *iov,
   size_t total = 0, used = 0;
   for (int i = 0; i < cnt; i++)
     total += iov[i].iov_len;
-  if (s->wbuf.len > 0 && over(s->wbuf.len + total, s->lim.max_output, 0))
+  if (s->wbuf.len > 0 && over(s->wbuf.len + total, s->lim->max_output, 0))
     return -EMSGSIZE;
   int cork = s->rbuf.len > 0, rc = 0;
   char *gather = s->loop->scratch;
@@ -500,7 +500,7 @@ static int sock_send(lua_State *L, struct sock *s, struct iovec *iov, int cnt,
     sent = n > 0 ? (size_t)n : 0;
     sock_countout(s, sent);
   }
-  if (s->wbuf.len + (total - sent) > s->lim.max_output)
+  if (s->wbuf.len + (total - sent) > s->lim->max_output)
     return -EMSGSIZE;
   for (int i = 0; i < cnt; i++) {
     size_t len = iov[i].iov_len;
@@ -564,7 +564,7 @@ void sock_armwrite(lua_State *L, struct sock *s, int idx) {
     s->last_drain = ev_now(s->loop->ev); /* the send timeout starts now */
     ev_io_start(s->loop->ev, &s->wio);
     sock_hold(L, s, idx);
-    if (s->lim.send_timeout > 0)
+    if (s->send_timeout > 0)
       sock_timer_arm(s);
   }
 }

@@ -416,7 +416,7 @@ static int stls_step_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* The deadline of a server connection's handshake: from the accept. */
 static ev_tstamp stls_deadline(const struct sock *s) {
-  return s->lim.handshake_timeout > 0 ? s->created + s->lim.handshake_timeout
+  return s->lim->handshake_timeout > 0 ? s->created + s->lim->handshake_timeout
                                       : -1;
 }
 
@@ -516,7 +516,7 @@ static int stls_starttls(lua_State *L) {
   s->rscan = 0;
   s->tls = t;
   if (timeout == -2)
-    timeout = s->lim.handshake_timeout > 0 ? s->lim.handshake_timeout
+    timeout = s->lim->handshake_timeout > 0 ? s->lim->handshake_timeout
                                            : lp->limits.handshake_timeout;
   s->reader.deadline = loop_deadline(lp, timeout > 0 ? timeout : -1);
   lua_settop(L, 1);

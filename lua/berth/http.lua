@@ -169,7 +169,13 @@ function http.serve(opts)
   local conf = C.config(opts)
   local handler = opts.handler
   if kind == "string" then handler = reload.handler(handler, 2, 2) end
-  local function connection(sock)
+  -- One function per server, not a closure per connection: between
+  -- requests a kept-alive connection gives its task back
+  -- (sock:onreadable) and holds nothing but its socket; the next request's
+  -- bytes start this function again as a new task. Pipelined requests
+  -- (already buffered) are served in the same task.
+  local connection
+  function connection(sock)
     while true do
       local req, res = readrequest(sock, conf)
       if not req then return end -- closed, timed out, or answered 4xx/5xx
@@ -179,6 +185,8 @@ function http.serve(opts)
         if not res:finish() then return end
       end
       if not req:complete() and not discard(sock, req) then return end
+      local _, buffered = sock:pending()
+      if buffered == 0 then return sock:onreadable(connection) end
     end
   end
   local t = {}

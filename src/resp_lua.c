@@ -88,7 +88,7 @@ static void resps_grow(lua_State *L, struct respstate *rs, size_t want) {
 
 /* The parser's limits for s: its max_input bounds everything. */
 static struct resp_limits resp_limitsof(const struct sock *s) {
-  size_t in = s->lim.max_input;
+  size_t in = s->lim->max_input;
   struct resp_limits lim = RESP_LIMITS_DEFAULT;
   lim.max_bulk = in < RESP_MAX_BULK ? in : RESP_MAX_BULK;
   lim.max_args = RESP_MAX_ARGS;

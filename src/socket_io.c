@@ -395,7 +395,7 @@ static int prefix_match(lua_State *L, struct sock *s, char *p, size_t n,
     len--;
   }
   frame_parse(f, len, &ff); /* checked by rreq_parsefmt */
-  switch (frame_find(&ff, p, n, s->lim.max_input, &hdr, &plen)) {
+  switch (frame_find(&ff, p, n, s->lim->max_input, &hdr, &plen)) {
   case FRAME_DONE:
     lua_pushlstring(L, p + hdr, (size_t)plen);
     *take = hdr + (size_t)plen;

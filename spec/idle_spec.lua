@@ -318,4 +318,39 @@ describe("berth.http between requests", function()
       assert.same({ "200", "/3" }, { get(sock, "/3") })
     end)
   end)
+
+  -- A connection that keeps talking keeps its task (a task per request
+  -- would cost throughput); one quiet for park_after gives it back.
+  it("keeps a busy connection's task, parks one quiet for park_after, never with false", function()
+    run(function()
+      local base = berth.stats().tasks
+      local served = {}
+      local function serve(park_after)
+        return http.serve { host = "127.0.0.1", port = 0, park_after = park_after,
+          handler = function(req, res)
+            served[#served + 1] = coroutine.running()
+            res:send("ok " .. req.path)
+          end }
+      end
+      local server <close> = serve(0.3)
+      local sock <close> = support.connect(server)
+      for i = 1, 5 do -- well inside 0.3 s of each other: one task serves all
+        assert.same({ "200", "ok /" .. i }, { get(sock, "/" .. i) })
+      end
+      for i = 2, 5 do assert.equal(served[1], served[i], "request " .. i .. " had a task of its own") end
+      assert.equal(base + 1, berth.stats().tasks, "the busy connection's task")
+      wait_tasks(base) -- quiet now: parked after 0.3 s
+      assert.same({ "200", "ok /6" }, { get(sock, "/6") })
+      assert.are_not.equal(served[1], served[6], "a parked connection's next request runs in a new task")
+
+      local never <close> = serve(false)
+      local other <close> = support.connect(never)
+      assert.same({ "200", "ok /x" }, { get(other, "/x") })
+      berth.sleep(0.8) -- past the default park_after: false keeps the task
+      assert.equal(base + 1, berth.stats().tasks, "park_after = false gave the task back")
+      other:close() -- its task sees the EOF and ends
+      wait_tasks(base)
+      assert.has_error(function() serve(-1) end)
+    end, 20)
+  end)
 end)

@@ -61,7 +61,8 @@
   X(max_header_line, UINT, LOCAL)                                           \
   X(max_body, UINT, LOCAL)                                                  \
   X(date, BOOLEAN, LOCAL)                                                   \
-  X(require_host, BOOLEAN, LOCAL)
+  X(require_host, BOOLEAN, LOCAL)                                           \
+  X(park_after, TIME, LOCAL)
 
 #define OPTIONS_CONNECT(X)                                                  \
   X(host, STRING, LOCAL)                                                    \

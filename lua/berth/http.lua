@@ -20,6 +20,7 @@ local reload = require "berth.reload"
 
 local C = core.http
 local readrequest, readbody = C.readrequest, C.readbody
+local PARK_AFTER = 0.5 -- seconds a kept-alive connection keeps its task while quiet
 local Request, Response = C.Request, C.Response
 
 local http = {}
@@ -154,7 +155,9 @@ end
 -- request line and header lines; 431), `max_headers` (100 lines; 431),
 -- `max_header_line` (8192: one header line; 431), `max_body` (1 MiB:
 -- `req:body()`; 413), `date` (true: send a Date header), `require_host`
--- (true: an HTTP/1.1 request without Host is 400); and every option of
+-- (true: an HTTP/1.1 request without Host is 400), `park_after` (0.5:
+-- seconds a quiet kept-alive connection keeps its task; 0: none; false:
+-- always keeps it); and every option of
 -- `berth.serve` (`host`, `port`, `tls`, limits such as `idle_timeout`…).
 -- @treturn[1] ServerSocket
 -- @treturn[2] nil
@@ -169,24 +172,42 @@ function http.serve(opts)
   local conf = C.config(opts)
   local handler = opts.handler
   if kind == "string" then handler = reload.handler(handler, 2, 2) end
-  -- One function per server, not a closure per connection: between
-  -- requests a kept-alive connection gives its task back
+  -- One function per server, not a closure per connection: a kept-alive
+  -- connection that stays quiet for park_after seconds gives its task back
   -- (sock:onreadable) and holds nothing but its socket; the next request's
-  -- bytes start this function again as a new task. Pipelined requests
-  -- (already buffered) are served in the same task.
+  -- bytes start this function again as a new task. A busy connection keeps
+  -- its task (a task per request would cost a fifth of the throughput), and
+  -- pipelined requests (already buffered) are served in the same task.
+  local park_after = opts.park_after
+  if park_after == nil then park_after = PARK_AFTER end
+  if park_after == math.huge then park_after = false end
   local connection
   function connection(sock)
+    local wait -- the wait for the next request: nil is the socket's own
     while true do
-      local req, res = readrequest(sock, conf)
-      if not req then return end -- closed, timed out, or answered 4xx/5xx
-      do
-        local _ <close> = res -- a handler that raises still answers (500)
-        handler(req, res)
-        if not res:finish() then return end
+      local req, res = readrequest(sock, conf, wait)
+      if not req then
+        -- quiet for park_after: park; bytes of a request on the way: wait on
+        if res ~= "timeout" or not wait then return end -- closed, timed out, 4xx/5xx
+        local _, buffered = sock:pending()
+        if buffered == 0 then return sock:onreadable(connection) end
+        wait = nil
+      else
+        do
+          local _ <close> = res -- a handler that raises still answers (500)
+          handler(req, res)
+          if not res:finish() then return end
+        end
+        if not req:complete() and not discard(sock, req) then return end
+        local _, buffered = sock:pending()
+        if buffered > 0 then
+          wait = nil
+        elseif park_after == 0 then
+          return sock:onreadable(connection)
+        else
+          wait = park_after or nil
+        end
       end
-      if not req:complete() and not discard(sock, req) then return end
-      local _, buffered = sock:pending()
-      if buffered == 0 then return sock:onreadable(connection) end
     end
   end
   local t = {}

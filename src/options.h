@@ -22,6 +22,9 @@
  *          TABLE    a table (its contents are its reader's business)
  *          TLS      a table of TLS options, a TLSContext, or true (connect);
  *                   socket_tls.c checks what is inside
+ *          PROXY    true, false or "optional" (listen's PROXY protocol)
+ *          PPVERSION 1 or 2 (the PROXY protocol version connect sends)
+ *          SOCKET   a Socket
  *   where  BIND     needed to bind a listener: under --workers the master
  *                   binds it, so the worker sends it in its request
  *          LOCAL    applied where the call is made
@@ -41,7 +44,10 @@
   X(reuseaddr, BOOLEAN, BIND)                                               \
   X(reuseport, BOOLEAN, BIND)                                               \
   X(fd, UINT, LOCAL)                                                        \
-  X(tls, TLS, LOCAL)
+  X(name, STRING, BIND)                                                     \
+  X(tls, TLS, LOCAL)                                                        \
+  X(proxy_protocol, PROXY, LOCAL)                                           \
+  X(proxy_trusted, TABLE, LOCAL)
 
 #define OPTIONS_SERVE(X)                                                    \
   OPTIONS_LISTEN(X)                                                         \
@@ -65,7 +71,9 @@
   X(port, PORT, LOCAL)                                                      \
   X(path, STRING, LOCAL)                                                    \
   X(timeout, TIME, LOCAL)                                                   \
-  X(tls, TLS, LOCAL)
+  X(tls, TLS, LOCAL)                                                        \
+  X(proxy_protocol, PPVERSION, LOCAL)                                       \
+  X(source, SOCKET, LOCAL)
 
 /* berth.udp{}: a server (host, port or path; the master binds it under
  * --workers) or, with none of them, a client. multicast is {group=,
@@ -80,7 +88,8 @@
   X(multicast, TABLE, BIND)                                                 \
   X(recvbuf, UINT, BIND)                                                    \
   X(sendbuf, UINT, BIND)                                                    \
-  X(fd, UINT, LOCAL)
+  X(fd, UINT, LOCAL)                                                        \
+  X(name, STRING, BIND)
 
 #define OPTIONS_SERVE_UDP(X)                                                \
   OPTIONS_UDP(X)                                                            \

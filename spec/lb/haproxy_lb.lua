@@ -139,7 +139,11 @@ describe("behind HAProxy", function()
       phase("after the rolling reload of host 1")
       -- 2. binary upgrade of host 2
       h2:kill("USR2")
-      wait_log(h2, "is ready and serving", 20)
+      support.wait_until(function()
+        -- its child until it retires: tracked at once, so a failure still stops it
+        for _, pid in ipairs(support.children(h2.pid)) do support.track(pid) end
+        return h2:stderr():find("is ready and serving", 1, true)
+      end, 20, "host 2's new process")
       h2new = math.tointeger(tonumber(h2:stderr():match("SIGUSR2: process (%d+) is ready")))
       support.track(h2new)
       assert(support.wait_exit(h2.pid, 20), "host 2's old process did not retire")

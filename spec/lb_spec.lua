@@ -84,6 +84,22 @@ describe("health checks and the drain delay", function()
     assert.matches("draining for 0.8s", p:stderr())
   end)
 
+  it("during the drain delay, serve a connection that has sent only its PROXY header", function()
+    local p, port = support.start_host("examples/echo.lua", { "--drain-delay", "1" },
+      { env = { PROXY_PROTOCOL = "1" } })
+    run(function()
+      p:kill("TERM")
+      berth.sleep(0.2) -- draining, still accepting
+      local c <close> = support.connect(port)
+      assert(c:write("PROXY TCP4 1.2.3.4 5.6.7.8 1111 80\r\n"))
+      berth.sleep(0.2) -- the header alone does not make it an idle client
+      assert(c:write("late\n"))
+      assert.equal("late\n", c:read("L", 3))
+    end, 10)
+    local _, how, code = p:wait()
+    assert.same({ "exit", 0 }, { how, code })
+  end)
+
   it("berth.serve_health on its own port; SIGQUIT skips the delay", function()
     local p, port = support.start_host("spec/fixtures/lb_health.lua", { "--drain-delay", "5" })
     local hport = math.tointeger(tonumber(p:readline():match("^health (%d+)$")))

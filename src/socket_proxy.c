@@ -288,6 +288,11 @@ static int spx_handon(lua_State *L, struct sock *s) {
 static int spx_accept(lua_State *L, struct sock *s, size_t len,
                       const struct pp_header *h) {
   spx_keep(L, s, len);
+  /* The header is the balancer's, not the client's: a connection that has
+   * sent only it is still young (not an idle keep-alive client that a
+   * shutdown, or its drain delay, closes before its first request). The
+   * loop's total keeps the bytes. */
+  s->bytes_in -= len < s->bytes_in ? len : s->bytes_in;
   if (pp_has_addresses(h) && h->src.len <= sizeof s->peer)
     sock_setpeer(s, &h->src);
   s->srv->proxy->ok++;

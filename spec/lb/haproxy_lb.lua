@@ -77,7 +77,8 @@ end
 
 -- CLIENTS loops of requests until stop() or MAX_REQUESTS.
 local function load(front)
-  local st = { ok = 0, failed = 0, errors = {}, running = CLIENTS, stopping = false }
+  local st = { ok = 0, failed = 0, errors = {}, running = CLIENTS, stopping = false,
+    t0 = berth.now() }
   local done = berth.cond()
   for _ = 1, CLIENTS do
     berth.spawn(function()
@@ -87,7 +88,9 @@ local function load(front)
           st.ok = st.ok + 1
         else
           st.failed = st.failed + 1
-          if #st.errors < 10 then st.errors[#st.errors + 1] = why end
+          if #st.errors < 10 then
+            st.errors[#st.errors + 1] = ("%.3f s %s"):format(berth.now() - st.t0, why)
+          end
         end
         berth.sleep(0.01)
       end
@@ -130,14 +133,19 @@ describe("behind HAProxy", function()
       local function phase(name)
         phases[#phases + 1] = ("%s: %d ok, %d failed"):format(name, st.ok, st.failed)
       end
+      local function mark(name) -- when each step starts, to place a failure
+        phases[#phases + 1] = ("%s at %.3f s"):format(name, berth.now() - st.t0)
+      end
       berth.sleep(1)
       phase("steady")
       -- 1. rolling reload of host 1
+      mark("SIGHUP to host 1")
       h1:kill("HUP")
       wait_log(h1, "rolling reload done", 20)
       berth.sleep(1)
       phase("after the rolling reload of host 1")
       -- 2. binary upgrade of host 2
+      mark("SIGUSR2 to host 2")
       h2:kill("USR2")
       support.wait_until(function()
         -- its child until it retires: tracked at once, so a failure still stops it
@@ -150,9 +158,12 @@ describe("behind HAProxy", function()
       berth.sleep(1)
       phase("after the binary upgrade of host 2")
       -- 3. graceful stop and restart of host 1
+      mark("SIGTERM to host 1")
       h1:kill("TERM")
       assert(support.wait_exit(h1.pid, 20), "host 1 did not stop")
+      mark("host 1 stopped")
       h1 = start_host(p1, { "--workers", "2" })
+      mark("host 1 restarted")
       berth.sleep(1.5) -- haproxy sees it up again (rise 2)
       phase("after the stop and restart of host 1")
       st.stop()

@@ -129,7 +129,11 @@ static int proc_kill(lua_State *L) {
                                       "USR2", NULL};
   static const int signos[] = {SIGTERM, SIGINT, SIGKILL, SIGHUP, SIGQUIT,
                                SIGUSR2};
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  lua_Integer id = luaL_checkinteger(L, 1);
+  /* 0 and negative ids name process groups (-1: every process we may
+   * signal): never what a master or an upgrade means. */
+  luaL_argcheck(L, id > 0 && id <= INT_MAX, 1, "not a process id");
+  pid_t pid = (pid_t)id;
   int sig = signos[luaL_checkoption(L, 2, "TERM", names)];
   if (kill(pid, sig) != 0)
     return util_failerr(L, errno);

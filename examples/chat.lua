@@ -76,6 +76,7 @@ end
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7001),
+  proxy_protocol = berth.proxy.fromenv(), -- PROXY_PROTOCOL=1: behind a balancer
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   max_output = BEHIND + 64 * 1024, send_timeout = STALLED,
   handler = function(sock)

@@ -15,6 +15,7 @@ end
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7000),
+  proxy_protocol = berth.proxy.fromenv(), -- PROXY_PROTOCOL=1: behind a balancer
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   -- Until its first bytes a connection holds no task (sock:onreadable):
   -- a client that connects and stays silent costs only its socket.

@@ -19,6 +19,9 @@ upstream_port = tonumber(upstream_port)
 -- UPSTREAM_TLS=1: to the upstream over TLS, verified against UPSTREAM_CA
 -- (a PEM file) or the system's CAs, for the name in UPSTREAM.
 local upstream_tls = os.getenv("UPSTREAM_TLS") == "1" and { ca = os.getenv("UPSTREAM_CA") } or nil
+-- UPSTREAM_PROXY_PROTOCOL=1|2: a PROXY protocol header first, passing the
+-- client's address on (the original one when PROXY_PROTOCOL=1 here too).
+local upstream_pp = tonumber(os.getenv("UPSTREAM_PROXY_PROTOCOL") or "")
 
 -- Every byte from -> to until EOF, then pass the EOF on (half-close). A
 -- reset, a timeout or any other failure on either side ends both
@@ -33,10 +36,12 @@ end
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7002),
+  proxy_protocol = berth.proxy.fromenv(), -- PROXY_PROTOCOL=1: behind a balancer
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(client)
     local upstream <close>, err = berth.connect(upstream_host, upstream_port,
-      { timeout = 5, tls = upstream_tls, idle_timeout = true, send_timeout = true })
+      { timeout = 5, tls = upstream_tls, idle_timeout = true, send_timeout = true,
+        proxy_protocol = upstream_pp, source = client })
     if not upstream then
       berth.log.warn("upstream %s:%d: %s", upstream_host, upstream_port, err)
       return -- the client is closed as the handler ends

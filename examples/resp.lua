@@ -193,6 +193,7 @@ local read, send = resp.read, resp.send
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 6379),
+  proxy_protocol = berth.proxy.fromenv(), -- PROXY_PROTOCOL=1: behind a balancer
   tls = berth.tls.fromenv(), -- TLS_CERT, TLS_KEY: serve TLS
   handler = function(sock)
     while true do

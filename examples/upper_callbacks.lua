@@ -16,6 +16,7 @@ local PAUSE_AT = 256 * 1024 -- bytes queued for a client that reads slowly
 local server = assert(berth.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 7005),
+  proxy_protocol = berth.proxy.fromenv(), -- PROXY_PROTOCOL=1: behind a balancer
   handler = function(sock)
     local host, port = sock:peer()
     local function ondata(chunk)

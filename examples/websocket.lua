@@ -9,6 +9,7 @@
 -- headless Chromium): ?say=TEXT sends TEXT once connected, ?ack=1 answers
 -- every line it receives with "ack: " and the line.
 -- PORT (default 8081, 0 for any free port) and HOST (default 127.0.0.1).
+local berth = require "berth"
 local http = require "berth.http"
 local websocket = require "berth.websocket"
 
@@ -65,6 +66,7 @@ local routes = { ["/echo"] = echo, ["/chat"] = chatter }
 local server = assert(http.serve{
   host = os.getenv("HOST") or "127.0.0.1",
   port = tonumber(os.getenv("PORT") or 8081),
+  proxy_protocol = berth.proxy.fromenv(), -- PROXY_PROTOCOL=1: behind a balancer
   max_output = 4 * 1024 * 1024, -- room to echo a 1 MiB message to a slow reader
   handler = function(req, res)
     local route = routes[req.path]

@@ -19,7 +19,7 @@ local LAYERS = {
   { name = "sched", files = { "sched.c" } },
   { name = "objects", files = { "socket.c", "socket_io.c", "socket_tls.c", "server.c",
     "timer.c", "signal.c", "fwatch.c", "proc.c", "resolve.c", "tls.c", "dgram.c",
-    "dgram_io.c", "http.c", "ws.c", "resp_lua.c", "proxy.c", "shared.c", "bus_lua.c",
+    "dgram_io.c", "http.c", "ws.c", "resp_lua.c", "socket_proxy.c", "shared.c", "bus_lua.c",
     "metrics.c", "buffer_lua.c", "relay.c" } },
   { name = "shutdown", files = { "shutdown.c" } },
   { name = "module", files = { "module.c" } },

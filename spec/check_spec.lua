@@ -250,7 +250,7 @@ describe("validators", function()
         if o.scope then limits[#limits + 1] = key end
       end
       table.sort(bind)
-      assert.same({ "backlog", "host", "path", "port", "reuseaddr", "reuseport" }, bind)
+      assert.same({ "backlog", "host", "name", "path", "port", "reuseaddr", "reuseport" }, bind)
       assert.equal("port", core.options.listen.port.kind)
       for key, o in pairs(core.options.limits) do
         if o.scope == "server" then

@@ -725,7 +725,7 @@ describe("Datagram", function()
         if o.bind then bind[#bind + 1] = key end
       end
       table.sort(bind)
-      assert.same({ "broadcast", "host", "multicast", "path", "port", "recvbuf", "reuseaddr",
+      assert.same({ "broadcast", "host", "multicast", "name", "path", "port", "recvbuf", "reuseaddr",
         "reuseport", "sendbuf" }, bind)
       assert.equal("datagram", core.options.udp.max_datagram.scope)
       assert.equal("datagram", core.options.limits.max_queue.scope)

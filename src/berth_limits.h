@@ -61,6 +61,12 @@
   X(handshake_timeout, TIME, SERVER, 10, LIMITS_NONE_VALUE, 10,             \
     "--handshake-timeout", "close a TLS connection still handshaking "      \
     "this long")                                                            \
+  X(proxy_timeout, TIME, SERVER, 5, LIMITS_NONE_VALUE, 5,                   \
+    "--proxy-timeout", "close a connection without a PROXY header by "      \
+    "then")                                                                 \
+  X(drain_delay, TIME, LOOP, LIMITS_NONE_VALUE, LIMITS_NONE_VALUE,          \
+    LIMITS_NONE_VALUE, "--drain-delay", "health says 503 this long before "  \
+    "listeners close")                                                      \
   X(cpu_budget, TIME, LOOP, LIMITS_NONE_VALUE, LIMITS_NONE_VALUE, 5,        \
     "--cpu-budget", "end a task that runs this long without yielding")      \
   X(max_datagram, SIZE, DATAGRAM, 64 * 1024, 64 * 1024, 64 * 1024,          \

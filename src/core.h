@@ -110,6 +110,7 @@ struct tlsstate;  /* socket_tls.c: the default session ticket keys */
 struct mstate;    /* metrics.c: the sampler and the scrape threads */
 struct relayset;  /* relay.c: spare pipes for splice(2) */
 struct respstate; /* resp_lua.c: the RESP parser's argument array */
+struct spxdefaults; /* socket_proxy.c: PROXY protocol listen defaults */
 struct cleanup;   /* loop.c */
 
 struct loop {
@@ -135,6 +136,7 @@ struct loop {
   struct mstate *metrics;
   struct relayset *relays; /* made by the first relay that splices */
   struct respstate *resp;  /* made by the first resp.read */
+  struct spxdefaults *proxy;
 };
 
 /* [-0, +1, m] the new loop userdata */
@@ -275,7 +277,8 @@ int sched_wake(lua_State *L, struct loop *lp, int taskidx, int nvals);
  * function, or onreadable's (the two modes exclude each other). */
 enum sock_uv { SOCK_UV_SERVER = 2, SOCK_UV_ONERROR, SOCK_UV_ONDATA,
                SOCK_UV_MORE, SOCK_NUV = SOCK_UV_MORE,
-               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_UV_INBOX };
+               SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN, SOCK_UV_INBOX,
+               SOCK_UV_PROXY /* its PROXY header (socket_proxy.c) */ };
 
 /* The peer address, kept so peer() answers after close too (11). */
 struct tls;       /* tls.h */
@@ -330,7 +333,7 @@ struct sock {
 };
 
 enum srv_uv { SRV_UV_HANDLER = 2, SRV_UV_ONERROR, SRV_UV_SPARE, SRV_UV_PATH,
-              SRV_UV_TLS, SRV_NUV = SRV_UV_TLS };
+              SRV_UV_TLS, SRV_UV_PROXY, SRV_NUV = SRV_UV_PROXY };
 
 struct server {
   struct loop *loop;
@@ -350,6 +353,8 @@ struct server {
   struct link link;      /* on the loop's open servers, for shutdown */
   struct tls_ctx *tls;   /* its TLSContext's (SRV_UV_TLS), or NULL */
   long tls_ok, tls_failed; /* handshakes */
+  struct spx *proxy;     /* PROXY protocol settings and counters
+                            (socket_proxy.c, SRV_UV_PROXY), or NULL */
 };
 
 /* buffer_lua.c: the Buffer class (bytes that pass through, held in C) */
@@ -496,6 +501,24 @@ void stls_setserver(lua_State *L, struct server *sv, int svidx);
 int stls_handshake(lua_State *L);
 void stls_srvstats(lua_State *L, const struct server *sv);
 
+/* socket_proxy.c: the PROXY protocol on served connections (inbound) and
+ * the header of a connection berth opens (outbound) */
+struct spx;
+/* listen{proxy_protocol=, proxy_trusted=} of the options at optidx for
+ * the server at svidx (before its descriptor exists: a bad range raises). */
+void sproxy_listen(lua_State *L, int optidx, struct server *sv, int svidx);
+/* Whether the server may serve a connection from `peer` (0: a required
+ * header's sender outside proxy_trusted; counted). */
+int sproxy_admit(struct server *sv, const struct net_addr *peer);
+/* A handler task's first step (the socket at index 1): read the PROXY
+ * header. Returns true, or false when the connection was closed (a
+ * missing, late, broken or untrusted header: counted, logged at debug). */
+int sproxy_header(lua_State *L);
+void sproxy_srvstats(lua_State *L, const struct server *sv);
+void sproxy_open(lua_State *L);  /* sock:proxied(), after sock_open */
+/* The core.proxy table for the loop at the top, popped. [-1, +1, m] */
+void sproxy_push(lua_State *L);
+
 /* timer.c, signal.c, fwatch.c */
 void timer_open(lua_State *L);
 int timer_sleep(lua_State *L);
@@ -548,9 +571,11 @@ void inbox_sockclosed(lua_State *L, struct sock *s);
 void metrics_open(lua_State *L); /* [-0, +1, m] the core.metrics table */
 
 /* shutdown.c */
-/* Graceful stop: listeners close, idle connections close, tasks get
- * `grace` seconds; then everything left is closed. */
-void shutdown_start(lua_State *L, struct loop *lp, double grace);
+/* Graceful stop: draining() says so for `delay` seconds (0: none), then
+ * listeners close, idle connections close, tasks get `grace` seconds; then
+ * everything left is closed. */
+void shutdown_start(lua_State *L, struct loop *lp, double grace,
+                    double delay);
 /* Close everything now, end every task (the host's last step). */
 void shutdown_finish(lua_State *L, struct loop *lp);
 

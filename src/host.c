@@ -34,6 +34,7 @@
 #include "berth.h"
 #include "berth_limits.h"
 #include "logfmt.h"
+#include "cidr.h"
 #include "units.h"
 
 /* The limits the host sets from its options, one row per LIMITS_LIST row
@@ -77,6 +78,9 @@ struct options {
   long workers;           /* > 1: run as the master of that many workers */
   const char *mode;       /* "single", "master", "worker" or "check" */
   int watch;              /* --watch: reload handler modules on change */
+  const char *proxy;      /* --proxy-protocol: "on", "optional", "off" */
+  const char *trusted;    /* --proxy-trusted: ranges, comma-separated */
+  char exe[PATH_MAX];     /* the executable's path, for SIGUSR2 */
 };
 
 /* The Lua allocator with a cap (--max-memory): past it an allocation
@@ -142,6 +146,19 @@ static const char usage_head[] =
   "  --check          load the script and its handler modules without\n"
   "                   serving (listeners go to ephemeral loopback ports);\n"
   "                   exit non-zero with the error if anything fails\n"
+  "  --proxy-protocol on|optional|off\n"
+  "                   the default of every listener: read a PROXY protocol\n"
+  "                   header (v1 or v2) before the handler (default off)\n"
+  "  --proxy-trusted R,R...\n"
+  "                   only these ranges (\"10.0.0.0/8\", \"::1\", \"unix\")\n"
+  "                   may send a PROXY header (default: every peer)\n"
+  "\n"
+  "signals: SIGINT/SIGTERM stop gracefully (--drain-delay, then --grace),\n"
+  "SIGQUIT the same without the drain delay, SIGHUP reloads (with\n"
+  "--workers: replaces the workers one by one), SIGUSR2 starts the\n"
+  "executable on disk with the listeners and hands over to it once it is\n"
+  "ready. With systemd's LISTEN_FDS the listeners are adopted\n"
+  "(listen{name=} picks one by its FileDescriptorName).\n"
   "\n"
   "limits (README \"Limits and safety\"; 0 turns one off); --cpu-budget\n"
   "applies to every task, the datagram limits to every UDP socket, the\n"
@@ -300,6 +317,36 @@ static int parse_worker(const char *text, int *worker) {
   return 0;
 }
 
+/* --proxy-protocol on|optional|off; -1 after a message. */
+static int parse_proxy(const char *text) {
+  static const struct host_syntax syntax = {"on, optional or off", ""};
+  if (strcmp(text, "on") == 0 || strcmp(text, "optional") == 0 ||
+      strcmp(text, "off") == 0)
+    return 0;
+  return bad_value("--proxy-protocol", text, &syntax, -EINVAL);
+}
+
+/* --proxy-trusted: ranges separated by commas, each one cidr_parse
+ * reads; -1 after a message naming the bad one. */
+static int parse_trusted(const char *text) {
+  static const struct host_syntax syntax = {
+    "ranges like 10.0.0.0/8,::1,unix (comma-separated)", ""};
+  char one[CIDR_STRLEN + 16];
+  struct cidr c;
+  for (const char *p = text;; p++) {
+    size_t n = strcspn(p, ",");
+    if (n == 0 || n >= sizeof one)
+      return bad_value("--proxy-trusted", text, &syntax, -EINVAL);
+    memcpy(one, p, n);
+    one[n] = '\0';
+    if (cidr_parse(one, &c) < 0)
+      return bad_value("--proxy-trusted", one, &syntax, -EINVAL);
+    p += n;
+    if (*p == '\0')
+      return 0;
+  }
+}
+
 /* An option that takes a value: 1 if `a` is one (and `value` is good), 0
  * if not, -1 after a message. */
 static int value_option(struct options *o, const char *a, const char *value) {
@@ -327,6 +374,12 @@ static int value_option(struct options *o, const char *a, const char *value) {
     o->user = value;
   } else if (strcmp(a, "--group") == 0) {
     o->group = value;
+  } else if (strcmp(a, "--proxy-protocol") == 0) {
+    rc = parse_proxy(value);
+    o->proxy = value;
+  } else if (strcmp(a, "--proxy-trusted") == 0) {
+    rc = parse_trusted(value);
+    o->trusted = value;
   } else {
     return 0;
   }
@@ -537,6 +590,31 @@ static void push_worker_argv(lua_State *L, int argc, char **argv,
   }
 }
 
+/* {protocol = true|"optional"|false, trusted = {...}} for
+ * berth.proxy.defaults, from --proxy-protocol and --proxy-trusted.
+ * [-0, +1, m] */
+static void push_proxy(lua_State *L, const struct options *o) {
+  lua_createtable(L, 0, 2);
+  if (o->proxy == NULL || strcmp(o->proxy, "off") == 0)
+    lua_pushboolean(L, 0);
+  else if (strcmp(o->proxy, "optional") == 0)
+    lua_pushliteral(L, "optional");
+  else
+    lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "protocol");
+  if (o->trusted == NULL)
+    return;
+  lua_newtable(L);
+  int n = 0;
+  for (const char *p = o->trusted; *p != '\0';) {
+    size_t len = strcspn(p, ",");
+    lua_pushlstring(L, p, len);
+    lua_rawseti(L, -2, ++n);
+    p += len + (p[len] == ',');
+  }
+  lua_setfield(L, -2, "trusted");
+}
+
 /* The options table of berth.host.start. [-0, +1, m] */
 static void push_start_options(lua_State *L, int argc, char **argv,
                                struct options *o) {
@@ -567,6 +645,18 @@ static void push_start_options(lua_State *L, int argc, char **argv,
     lua_setfield(L, -2, "workers");
     push_worker_argv(L, argc, argv, o);
     lua_setfield(L, -2, "argv");
+  }
+  push_proxy(L, o);
+  lua_setfield(L, -2, "proxy");
+  lua_createtable(L, argc, 0);          /* the command line, for SIGUSR2 */
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "command");
+  if (o->exe[0] != '\0') {
+    lua_pushstring(L, o->exe);
+    lua_setfield(L, -2, "exe");
   }
 }
 
@@ -638,6 +728,10 @@ int main(int argc, char **argv) {
   memset(&o, 0, sizeof o);
   if (parse_args(argc, argv, &o) < 0)
     return options_free(&o, 2);
+  /* Where the executable is now: a binary upgrade (SIGUSR2) starts what is
+   * at this path then, which may be a newer file than the one running. */
+  ssize_t len = readlink("/proc/self/exe", o.exe, sizeof o.exe - 1);
+  o.exe[len > 0 ? len : 0] = '\0';
   signal(SIGPIPE, SIG_IGN); /* the executable's choice; sends use MSG_NOSIGNAL */
   /* From here on every message is a log record (logfmt.h); the command
    * line's own errors above are plain "berth: ..." lines. */

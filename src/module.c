@@ -55,11 +55,14 @@ static int m_stop(lua_State *L) {
   return 0;
 }
 
-/* shutdown([grace]): grace in seconds (default 10); math.huge waits for
- * the tasks as long as they take. */
+/* shutdown([grace [, delay]]): grace in seconds (default 10); math.huge
+ * waits for the tasks as long as they take. delay: seconds during which
+ * only draining() tells (default: the loop's drain_delay limit). */
 static int m_shutdown(lua_State *L) {
+  struct loop *lp = m_loop(L);
   double grace = check_time(L, 1, "shutdown: grace", BERTH_GRACE);
-  shutdown_start(L, m_loop(L), grace);
+  double delay = check_time(L, 2, "shutdown: delay", lp->limits.drain_delay);
+  shutdown_start(L, lp, grace, delay);
   return 0;
 }
 
@@ -295,6 +298,9 @@ static void m_pushcore(lua_State *L) {
   lua_pushvalue(L, -2);
   metrics_open(L);
   lua_setfield(L, -2, "metrics");
+  lua_pushvalue(L, -2);
+  sproxy_push(L);
+  lua_setfield(L, -2, "proxy");
   http_push(L);
   lua_setfield(L, -2, "http");
   ws_push(L);
@@ -325,6 +331,7 @@ int luaopen_berth_core(lua_State *L) {
   dgram_open(L);
   lua_pop(L, 3);
   stls_classes(L);
+  sproxy_open(L);
   timer_open(L);
   signal_open(L);
   fwatch_open(L);

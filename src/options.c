@@ -12,17 +12,19 @@
 #include <lauxlib.h>
 
 #include "check.h"
+#include "core.h" /* CLS_SOCKET */
 #include "options.h"
 
 enum opt_kind {
   OPT_STRING, OPT_PORT, OPT_UINT, OPT_BOOLEAN, OPT_TIME, OPT_FUNCTION,
-  OPT_HANDLER, OPT_SIZE, OPT_COUNT, OPT_TABLE, OPT_TLS, OPT_LIMIT
+  OPT_HANDLER, OPT_SIZE, OPT_COUNT, OPT_TABLE, OPT_TLS, OPT_LIMIT, OPT_PROXY,
+  OPT_PPVERSION, OPT_SOCKET
 };
 
 /* Lua names of the kinds, in enum order (core.options.*.key.kind). */
 static const char *const opt_kindnames[] = {
   "string", "port", "integer", "boolean", "time", "function", "handler",
-  "size", "count", "table", "tls", "limit"
+  "size", "count", "table", "tls", "limit", "proxy", "ppversion", "socket"
 };
 
 #define OPT_BIND 1 /* listen: the master binds with it (options.h) */
@@ -142,6 +144,17 @@ static void opt_checkvalue(lua_State *L, int idx, const char *what,
     if (lua_type(L, idx) != LUA_TBOOLEAN &&
         !(lua_type(L, idx) == LUA_TNUMBER && lua_tonumber(L, idx) >= 0))
       check_fail(L, idx, what, "a number of seconds >= 0, false or true");
+    break;
+  case OPT_PROXY:
+    if (lua_type(L, idx) != LUA_TBOOLEAN &&
+        !(lua_type(L, idx) == LUA_TSTRING &&
+          strcmp(lua_tostring(L, idx), "optional") == 0))
+      check_fail(L, idx, what, "true, false or \"optional\"");
+    break;
+  case OPT_PPVERSION: check_integer(L, idx, what, 0, 1, 2); break;
+  case OPT_SOCKET:
+    if (luaL_testudata(L, idx, CLS_SOCKET) == NULL)
+      check_fail(L, idx, what, "a Socket");
     break;
   }
 }

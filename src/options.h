@@ -25,6 +25,9 @@
  *          TABLE    a table (its contents are its reader's business)
  *          TLS      a table of TLS options, a TLSContext, or true (connect);
  *                   socket_tls.c checks what is inside
+ *          PROXY    true, false or "optional" (listen's PROXY protocol)
+ *          PPVERSION 1 or 2 (the PROXY protocol version connect sends)
+ *          SOCKET   a Socket
  *   where  BIND     needed to bind a listener: under --workers the master
  *                   binds it, so the worker sends it in its request
  *          LOCAL    applied where the call is made
@@ -44,7 +47,10 @@
   X(reuseaddr, BOOLEAN, BIND)                                               \
   X(reuseport, BOOLEAN, BIND)                                               \
   X(fd, UINT, LOCAL)                                                        \
-  X(tls, TLS, LOCAL)
+  X(name, STRING, BIND)                                                     \
+  X(tls, TLS, LOCAL)                                                        \
+  X(proxy_protocol, PROXY, LOCAL)                                           \
+  X(proxy_trusted, TABLE, LOCAL)
 
 #define OPTIONS_SERVE(X)                                                    \
   OPTIONS_LISTEN(X)                                                         \
@@ -71,7 +77,9 @@
   X(timeout, TIME, LOCAL)                                                   \
   X(tls, TLS, LOCAL)                                                        \
   X(idle_timeout, LIMIT, LOCAL)                                             \
-  X(send_timeout, LIMIT, LOCAL)
+  X(send_timeout, LIMIT, LOCAL)                                             \
+  X(proxy_protocol, PPVERSION, LOCAL)                                       \
+  X(source, SOCKET, LOCAL)
 
 /* berth.udp{}: a server (host, port or path; the master binds it under
  * --workers) or, with none of them, a client. multicast is {group=,
@@ -86,7 +94,8 @@
   X(multicast, TABLE, BIND)                                                 \
   X(recvbuf, UINT, BIND)                                                    \
   X(sendbuf, UINT, BIND)                                                    \
-  X(fd, UINT, LOCAL)
+  X(fd, UINT, LOCAL)                                                        \
+  X(name, STRING, BIND)
 
 #define OPTIONS_SERVE_UDP(X)                                                \
   OPTIONS_UDP(X)                                                            \

@@ -14,6 +14,11 @@
  * SIGTERM or SIGINT that arrives meanwhile ends the wait ("canceled") and
  * is raised again for the handler, so it is not lost and the process can
  * stop instead of waiting on.
+ *
+ * A binary upgrade (SIGUSR2) starts the executable on disk with the
+ * listening descriptors the way systemd's socket activation passes them
+ * (LISTEN_FDS from fd 3, LISTEN_PID, LISTEN_FDNAMES) plus a socket to
+ * report ready on; inherited() reads what a process was given, either way.
  */
 #define _GNU_SOURCE /* SOCK_CLOEXEC, pipe2 */
 #include <errno.h>
@@ -37,6 +42,7 @@
 
 #define PROC_CHANNEL_FD 3  /* where a worker finds its channel */
 #define PROC_MSG_MAX 4096
+#define PROC_HANDOVER_MAX 256  /* descriptors passed to a new process */
 
 static int proc_socketpair(lua_State *L) {
   int sv[2];
@@ -87,6 +93,10 @@ static int proc_spawn(lua_State *L) {
   if (len <= 0)
     return util_failerr(L, errno);
   exe[len] = '\0';
+  /* Replaced on disk since it started (an upgrade is being prepared): the
+   * workers stay on the master's own binary, through the link. */
+  if (len > 10 && strcmp(exe + len - 10, " (deleted)") == 0)
+    strcpy(exe, "/proc/self/exe");
   pid_t pid = fork();
   if (pid < 0)
     return util_failerr(L, errno);
@@ -96,10 +106,11 @@ static int proc_spawn(lua_State *L) {
   return 1;
 }
 
-/* reap() -> pid, "exit"|"signal", code; or nil when no child has ended. */
+/* reap([pid]) -> pid, "exit"|"signal", code; or nil when no child (or
+ * not that one) has ended. */
 static int proc_reap(lua_State *L) {
   int status;
-  pid_t pid = waitpid(-1, &status, WNOHANG);
+  pid_t pid = waitpid((pid_t)luaL_optinteger(L, 1, -1), &status, WNOHANG);
   if (pid <= 0)
     return 0;
   lua_pushinteger(L, pid);
@@ -114,9 +125,15 @@ static int proc_reap(lua_State *L) {
 }
 
 static int proc_kill(lua_State *L) {
-  static const char *const names[] = {"TERM", "INT", "KILL", "HUP", NULL};
-  static const int signos[] = {SIGTERM, SIGINT, SIGKILL, SIGHUP};
-  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  static const char *const names[] = {"TERM", "INT", "KILL", "HUP", "QUIT",
+                                      "USR2", NULL};
+  static const int signos[] = {SIGTERM, SIGINT, SIGKILL, SIGHUP, SIGQUIT,
+                               SIGUSR2};
+  lua_Integer id = luaL_checkinteger(L, 1);
+  /* 0 and negative ids name process groups (-1: every process we may
+   * signal): never what a master or an upgrade means. */
+  luaL_argcheck(L, id > 0 && id <= INT_MAX, 1, "not a process id");
+  pid_t pid = (pid_t)id;
   int sig = signos[luaL_checkoption(L, 2, "TERM", names)];
   if (kill(pid, sig) != 0)
     return util_failerr(L, errno);
@@ -316,9 +333,208 @@ static int proc_channel(lua_State *L) {
   return 1;
 }
 
+/* ------------------------------------------------ inherited sockets */
+
+/* The descriptors handed to this process at start (systemd's socket
+ * activation, or berth's own binary upgrade): LISTEN_FDS of them from fd
+ * 3, for this process only if LISTEN_PID is its pid, named by
+ * LISTEN_FDNAMES (colon-separated); BERTH_UPGRADE_FD is the socket to
+ * report "ready" on after an upgrade. Each is made close-on-exec and the
+ * variables are removed, so workers and children see none of it.
+ * inherited() -> {fds = {{fd =, name =}, ...}, notify = fd|nil}; only the
+ * first call finds anything. */
+static int proc_inherited(lua_State *L) {
+  const char *pid = getenv("LISTEN_PID"), *nfds = getenv("LISTEN_FDS");
+  const char *names = getenv("LISTEN_FDNAMES");
+  const char *notify = getenv("BERTH_UPGRADE_FD");
+  char *end = NULL;
+  long n = nfds ? strtol(nfds, &end, 10) : 0;
+  int mine = pid != NULL && strtol(pid, NULL, 10) == (long)getpid();
+  if (!mine || end == NULL || *end != '\0' || n < 0 || n > 4096)
+    n = 0;
+  lua_createtable(L, 0, 2);
+  lua_createtable(L, (int)n, 0);
+  for (long i = 0; i < n; i++) {
+    int fd = 3 + (int)i;
+    size_t len = names ? strcspn(names, ":") : 0;
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    lua_createtable(L, 0, 2);
+    lua_pushinteger(L, fd);
+    lua_setfield(L, -2, "fd");
+    lua_pushlstring(L, names ? names : "", len);
+    lua_setfield(L, -2, "name");
+    lua_rawseti(L, -2, i + 1);
+    if (names != NULL)
+      names = names[len] == ':' ? names + len + 1 : NULL;
+  }
+  lua_setfield(L, -2, "fds");
+  long nfd = mine && notify ? strtol(notify, &end, 10) : -1;
+  if (nfd >= 3 && *end == '\0' && fcntl((int)nfd, F_SETFD, FD_CLOEXEC) == 0) {
+    lua_pushinteger(L, nfd);
+    lua_setfield(L, -2, "notify");
+  }
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+  unsetenv("BERTH_UPGRADE_FD");
+  return 1;
+}
+
+/* sockinfo(fd) -> {type = "stream"|"dgram"|"seqpacket"|"other",
+ * listening = bool, host =, port =} (host: the address, or the unix
+ * path); nil, code, errno if fd is not a socket. */
+static int proc_sockinfo(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1);
+  int type = 0, acc = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+    return util_failerr(L, errno);
+  len = sizeof acc;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) != 0)
+    acc = 0;
+  lua_createtable(L, 0, 4);
+  lua_pushstring(L, type == SOCK_STREAM ? "stream"
+                    : type == SOCK_DGRAM ? "dgram"
+                    : type == SOCK_SEQPACKET ? "seqpacket" : "other");
+  lua_setfield(L, -2, "type");
+  lua_pushboolean(L, acc);
+  lua_setfield(L, -2, "listening");
+  struct net_addr a;
+  if (net_local_addr(fd, &a) == 0 && util_pushaddr(L, &a) == 2) {
+    lua_setfield(L, -3, "port");
+    lua_setfield(L, -2, "host");
+  } else {
+    lua_settop(L, 2); /* the table: an unbound or unnamed socket */
+  }
+  return 1;
+}
+
+/* The environment of a handed-over process: this one's without the
+ * inheritance variables, then `extra` (NULL-terminated). A userdata on
+ * the stack owns the array. [-0, +1, m] */
+static char **proc_handoverenv(lua_State *L, char *const extra[]) {
+  size_t n = 0, k = 0;
+  while (environ[n] != NULL)
+    n++;
+  while (extra[k] != NULL)
+    k++;
+  char **env = lua_newuserdatauv(L, sizeof(char *) * (n + k + 1), 0);
+  size_t j = 0;
+  for (size_t i = 0; i < n; i++) {
+    const char *e = environ[i];
+    if (strncmp(e, "LISTEN_", 7) == 0 || strncmp(e, "BERTH_UPGRADE_FD=", 17) == 0)
+      continue;
+    env[j++] = environ[i];
+  }
+  for (size_t i = 0; i < k; i++)
+    env[j++] = extra[i];
+  env[j] = NULL;
+  return env;
+}
+
+/* In the child, between fork and exec (async-signal-safe calls only):
+ * fds[0..n) become 3..3+n, `notify` 3+n, LISTEN_PID our pid. */
+static void proc_handoverexec(const char *exe, char **argv, char **env,
+                              const int *fds, int n, int notify,
+                              char *pidvar) {
+  int tmp[PROC_HANDOVER_MAX + 1];
+  for (int i = 0; i <= n; i++) { /* out of the way of 3..3+n first */
+    tmp[i] = fcntl(i < n ? fds[i] : notify, F_DUPFD_CLOEXEC, 3 + n + 1);
+    if (tmp[i] < 0)
+      _exit(127);
+  }
+  for (int i = 0; i <= n; i++) /* dup2 clears close-on-exec */
+    if (dup2(tmp[i], 3 + i) < 0)
+      _exit(127);
+  char digits[24];
+  int d = 0;
+  for (pid_t pid = getpid(); pid > 0 && d < 23; pid /= 10)
+    digits[d++] = (char)('0' + pid % 10);
+  char *p = pidvar + strlen("LISTEN_PID=");
+  while (d > 0)
+    *p++ = digits[--d];
+  *p = '\0';
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  execve(exe, argv, env);
+  _exit(127);
+}
+
+/* A NULL-terminated copy of the strings of the table at idx, in a
+ * userdata left on the stack. [-0, +1, m] */
+static char **proc_strings(lua_State *L, int idx, int *count) {
+  int n = (int)luaL_len(L, idx);
+  char **v = lua_newuserdatauv(L, sizeof(char *) * ((size_t)n + 1), 0);
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, idx, i + 1);
+    v[i] = (char *)luaL_checkstring(L, -1);
+    lua_pop(L, 1); /* the table keeps the string alive */
+  }
+  v[n] = NULL;
+  *count = n;
+  return v;
+}
+
+/* handover(exe, argv, fds, names, notify) -> pid: start `exe` with argv
+ * (argv[1] is its argv[0]) and the descriptors fds (a list) as systemd's
+ * LISTEN_FDS from fd 3, named by `names` (a list of strings without
+ * ':'), and `notify` as BERTH_UPGRADE_FD. Unlike a worker it does not die
+ * with this process: it is to replace it. */
+static int proc_handover(lua_State *L) {
+  const char *exe = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checktype(L, 4, LUA_TTABLE);
+  int notify = (int)luaL_checkinteger(L, 5);
+  int argc, nnames;
+  char **argv = proc_strings(L, 2, &argc);
+  luaL_argcheck(L, argc >= 1, 2, "argv must not be empty");
+  int n = (int)luaL_len(L, 3);
+  luaL_argcheck(L, n <= PROC_HANDOVER_MAX, 3, "too many descriptors");
+  int fds[PROC_HANDOVER_MAX];
+  for (int i = 0; i < n; i++) {
+    lua_rawgeti(L, 3, i + 1);
+    fds[i] = (int)luaL_checkinteger(L, -1);
+    lua_pop(L, 1);
+  }
+  char **names = proc_strings(L, 4, &nnames);
+  luaL_argcheck(L, nnames == n, 4, "one name per descriptor");
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, "LISTEN_FDNAMES=");
+  for (int i = 0; i < n; i++) {
+    luaL_argcheck(L, strchr(names[i], ':') == NULL, 4, "a name with ':'");
+    if (i > 0)
+      luaL_addchar(&b, ':');
+    luaL_addstring(&b, names[i]);
+  }
+  luaL_pushresult(&b);
+  char *extra[5];
+  extra[0] = (char *)lua_tostring(L, -1);
+  extra[1] = (char *)lua_pushfstring(L, "LISTEN_FDS=%d", n);
+  extra[2] = (char *)lua_pushfstring(L, "BERTH_UPGRADE_FD=%d", 3 + n);
+  /* Written by the child: room for its pid's digits. */
+  static const char pidvar[] = "LISTEN_PID=0000000000000000000000";
+  extra[3] = lua_newuserdatauv(L, sizeof pidvar, 0);
+  memcpy(extra[3], pidvar, sizeof pidvar);
+  extra[4] = NULL;
+  char **env = proc_handoverenv(L, extra);
+  pid_t pid = fork();
+  if (pid < 0)
+    return util_failerr(L, errno);
+  if (pid == 0)
+    proc_handoverexec(exe, argv, env, fds, n, notify, extra[3]);
+  lua_pushinteger(L, pid);
+  return 1;
+}
+
 static const luaL_Reg proc_funcs[] = {
   {"socketpair", proc_socketpair},
   {"spawn", proc_spawn},
+  {"handover", proc_handover},
+  {"inherited", proc_inherited},
+  {"sockinfo", proc_sockinfo},
   {"reap", proc_reap},
   {"kill", proc_kill},
   {"send", proc_send},

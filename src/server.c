@@ -19,6 +19,9 @@
  * TLS (listen{tls=}): each accepted socket is wrapped with the server's
  * context of the moment, and its handler task runs the handshake
  * (socket_tls.c) before the handler; a failed one ends the task quietly.
+ * PROXY protocol (listen{proxy_protocol=}): the handler task reads the
+ * header first, before any handshake (socket_proxy.c); a required header's
+ * sender outside proxy_trusted is closed at the accept.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -105,6 +108,10 @@ static int srv_acceptone(lua_State *L, struct server *sv, int idx) {
       sv->loop->servers->rejected++;
       continue;
     }
+    if (!sproxy_admit(sv, &peer)) { /* not a balancer we trust: no task */
+      close(fd);
+      continue;
+    }
     if (sv->tls != NULL && (s->tls = tls_new(sv->tls, fd, &s->wbuf, NULL))
                            == NULL) {
       close(fd);
@@ -154,14 +161,35 @@ static int srv_handshake_k(lua_State *L, int status, lua_KContext ctx) {
   return srv_callhandler(L);
 }
 
-/* A handler task's function; a TLS connection's handshake comes first. */
-static int srv_runhandler(lua_State *L) {
+/* A TLS connection's handshake comes before the handler. */
+static int srv_starttls(lua_State *L) {
   if (sock_check(L, 2)->tls == NULL)
     return srv_callhandler(L);
   lua_pushcfunction(L, stls_handshake);
   lua_pushvalue(L, 2);
   lua_callk(L, 1, 1, 0, srv_handshake_k);
   return srv_handshake_k(L, LUA_OK, 0);
+}
+
+/* After the PROXY header: the rest only if it was read. */
+static int srv_proxy_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status; (void)ctx;
+  if (!lua_toboolean(L, -1))
+    return 0; /* missing, late, broken or untrusted: counted and logged */
+  lua_pop(L, 1);
+  return srv_starttls(L);
+}
+
+/* A handler task's function. A PROXY header comes first, then a TLS
+ * handshake: the balancer writes its header before the client's bytes. */
+static int srv_runhandler(lua_State *L) {
+  struct sock *s = sock_check(L, 2);
+  if (s->srv == NULL || s->srv->proxy == NULL)
+    return srv_starttls(L);
+  lua_pushcfunction(L, sproxy_header);
+  lua_pushvalue(L, 2);
+  lua_callk(L, 1, 1, 0, srv_proxy_k);
+  return srv_proxy_k(L, LUA_OK, 0);
 }
 
 static int srv_handler_k(lua_State *L, int status, lua_KContext ctx) {
@@ -462,6 +490,7 @@ static int srv_stats_m(lua_State *L) {
   lua_pushinteger(L, sv->rejected);
   lua_setfield(L, -2, "rejected");
   stls_srvstats(L, sv);
+  sproxy_srvstats(L, sv);
   return 1;
 }
 
@@ -580,6 +609,7 @@ int srv_listen(lua_State *L) {
     stls_setserver(L, sv, 3);
   }
   lua_remove(L, 2);                        /* stack: opts, sv */
+  sproxy_listen(L, 1, sv, 2);              /* may raise: no fd yet */
   const char *path;
   int fd = -1;
   int rc = srv_openfd(L, &fd, &path);

@@ -2,7 +2,9 @@
  * shutdown.c -- the graceful stop of a loop, above the objects it closes.
  * Owns struct drain: the grace timer.
  *
- * shutdown_start: listeners close at once; served connections that wait
+ * shutdown_start: draining() is true at once (berth.health answers 503);
+ * after the drain delay, if there is one, listeners close; served
+ * connections that wait
  * for their next message with nothing buffered (idle keep-alive clients)
  * close one loop iteration later -- after the tasks queued with the
  * shutdown (berth.on_shutdown hooks: a goodbye line, a WebSocket "going
@@ -29,6 +31,8 @@
 struct drain {
   ev_timer grace;
   ev_timer sweep;  /* closes idle connections, one iteration in */
+  ev_timer delay;  /* the drain delay: listeners close when it ends */
+  double grace_s;  /* the grace asked for, kept for the delay's end */
 };
 
 static int shutdown_finish_p(lua_State *L) {
@@ -65,10 +69,13 @@ static int shutdown_onidle(lua_State *L) {
   return 0;
 }
 
+static void shutdown_delay_cb(struct ev_loop *ev, ev_timer *w, int revents);
+
 static void drain_free(struct loop *lp, void *ud) {
   struct drain *d = ud;
   ev_timer_stop(lp->ev, &d->grace);
   ev_timer_stop(lp->ev, &d->sweep);
+  ev_timer_stop(lp->ev, &d->delay);
   free(d);
   lp->drain = NULL;
 }
@@ -81,7 +88,8 @@ static struct drain *drain_get(lua_State *L, struct loop *lp) {
     luaL_error(L, "not enough memory");
   ev_init(&d->grace, shutdown_grace_cb);
   ev_init(&d->sweep, shutdown_sweep_cb);
-  d->grace.data = d->sweep.data = lp;
+  ev_init(&d->delay, shutdown_delay_cb);
+  d->grace.data = d->sweep.data = d->delay.data = lp;
   lp->drain = d;
   loop_atclose(L, lp, drain_free, d);
   return d;
@@ -106,6 +114,7 @@ void shutdown_finish(lua_State *L, struct loop *lp) {
   if (lp->drain != NULL) {
     ev_timer_stop(lp->ev, &lp->drain->grace);
     ev_timer_stop(lp->ev, &lp->drain->sweep);
+    ev_timer_stop(lp->ev, &lp->drain->delay);
   }
   srv_closeall(L, lp);
   sock_closeall(L, lp);
@@ -117,18 +126,60 @@ void shutdown_finish(lua_State *L, struct loop *lp) {
   ev_break(lp->ev, EVBREAK_ALL);
 }
 
-/* Graceful stop; called again, it only shortens the wait. `grace` < 0 or
- * +inf: wait for the tasks as long as they take. */
-void shutdown_start(lua_State *L, struct loop *lp, double grace) {
+/* The listeners close: from now on the loop ends with its last task. */
+static void shutdown_close(lua_State *L, struct loop *lp) {
+  struct drain *d = lp->drain;
+  sched_onidle(lp, shutdown_onidle);
+  srv_closeall(L, lp);
+  dgram_quiesce(L, lp);
+  ev_timer_set(&d->sweep, 0, 0);
+  ev_timer_start(lp->ev, &d->sweep);
+}
+
+static void shutdown_grace(lua_State *L, struct loop *lp, double grace);
+
+static int shutdown_delayed_p(lua_State *L) {
+  struct loop *lp = lua_touserdata(L, 1);
+  if (lp->draining && lp->drain != NULL) {
+    shutdown_close(L, lp);
+    shutdown_grace(L, lp, lp->drain->grace_s);
+  }
+  return 0;
+}
+
+static void shutdown_delay_cb(struct ev_loop *ev, ev_timer *w, int revents) {
+  (void)ev; (void)revents;
+  loop_pcall(w->data, shutdown_delayed_p, w->data);
+}
+
+/* Graceful stop. For `delay` seconds (> 0 and finite) only draining() says
+ * so: a health check answers 503 and the balancer stops sending while the
+ * listeners still accept. Then listeners close, idle connections close,
+ * and the tasks get `grace`. Called again, it only shortens the wait (and
+ * ends a delay at once). `grace` < 0 or +inf: wait for the tasks as long
+ * as they take. */
+void shutdown_start(lua_State *L, struct loop *lp, double grace,
+                    double delay) {
   struct drain *d = drain_get(L, lp);
   if (!lp->draining) {
     lp->draining = 1;
-    sched_onidle(lp, shutdown_onidle);
-    srv_closeall(L, lp);
-    dgram_quiesce(L, lp);
-    ev_timer_set(&d->sweep, 0, 0);
-    ev_timer_start(lp->ev, &d->sweep);
+    if (delay > 0 && !isinf(delay)) {
+      d->grace_s = grace;
+      ev_timer_set(&d->delay, delay, 0);
+      ev_timer_start(lp->ev, &d->delay);
+      return;
+    }
+    shutdown_close(L, lp);
+  } else if (ev_is_active(&d->delay)) {
+    ev_timer_stop(lp->ev, &d->delay);
+    shutdown_close(L, lp);
   }
+  shutdown_grace(L, lp, grace);
+}
+
+/* Arm the grace timer (the listeners are closed). */
+static void shutdown_grace(lua_State *L, struct loop *lp, double grace) {
+  struct drain *d = drain_get(L, lp);
   if (sched_ntasks(lp) == 0 || grace == 0)
     grace = 0;
   else if (grace < 0 || isinf(grace))

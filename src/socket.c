@@ -262,7 +262,7 @@ void sock_setuv(lua_State *L, int idx, int n) {
       lua_pop(L, 1); /* nothing to clear */
       return;
     }
-    lua_createtable(L, SOCK_UV_INBOX - SOCK_NUV, 0);
+    lua_createtable(L, SOCK_UV_PROXY - SOCK_NUV, 0);
     lua_pushvalue(L, -1);
     lua_setiuservalue(L, idx, SOCK_UV_MORE);
   }

@@ -4,8 +4,10 @@
 -- (but for the master, which runs none), then the loop.
 --
 -- The stop-signal policy is written here once, for the single-process
--- host and for the master (berth.master): the first SIGINT or SIGTERM
--- starts a graceful stop, a second one exits at once.
+-- host and for the master (berth.master): the first SIGINT, SIGTERM or
+-- SIGQUIT starts a graceful stop (SIGQUIT without the drain delay), a
+-- second one exits at once. SIGUSR2 is the binary upgrade (berth.upgrade;
+-- a master's is in berth.master).
 --
 -- Nothing here has effects until called: the functions take the berth
 -- table (or what they need of it) as arguments, so they can be tested alone.
@@ -33,7 +35,9 @@ function host.stop_policy(opts)
   end
 end
 
---- Install `host.stop_policy(opts)` on SIGINT and SIGTERM.
+--- Install `host.stop_policy(opts)` on SIGINT, SIGTERM and SIGQUIT (the
+-- same stop without the drain delay: `graceful` gets the name and
+-- decides).
 -- @tparam table berth the berth API (its `signal`)
 -- @tparam table opts as for stop_policy
 -- @treturn function the handler
@@ -41,7 +45,36 @@ function host.on_stop_signals(berth, opts)
   local handler = host.stop_policy(opts)
   berth.signal("INT", handler)
   berth.signal("TERM", handler)
+  berth.signal("QUIT", handler)
   return handler
+end
+
+--- A single process's binary upgrade: on SIGUSR2 start the executable on
+-- disk with the listeners of `registry` (berth.inherit.wrap), and once it
+-- is ready, drain (without the drain delay: the new process accepts on
+-- the same sockets already). If it fails, keep serving.
+-- @tparam table berth the API table
+-- @tparam table opts the host's options (`exe`, `command`, `grace`)
+-- @tparam table registry from berth.inherit.wrap
+function host.on_upgrade_signal(berth, opts, registry)
+  local upgrade = require "berth.upgrade"
+  local busy = false
+  berth.signal("USR2", function()
+    if busy or berth.draining() then
+      berth.log.warn("SIGUSR2: %s; ignored", busy and "an upgrade is under way" or "shutting down")
+      return
+    end
+    busy = true
+    berth.log.info("SIGUSR2: starting %s", opts.exe or "?")
+    local pid, err = upgrade.start(berth, opts, registry.handed())
+    if not pid then
+      busy = false
+      berth.log.error("SIGUSR2: upgrade failed (%s); still serving", err)
+      return
+    end
+    berth.log.info("SIGUSR2: process %d is ready and serving; draining (grace %gs)", pid, opts.grace)
+    berth.shutdown(opts.grace, 0)
+  end)
 end
 
 --- `listen` for `--check`: binds nothing real. A TCP listener goes to an
@@ -142,11 +175,16 @@ end
 function host.start(berth, opts)
   berth.log.level(opts.level)
   berth.limits(opts.limits)
+  local pool -- sockets handed over: socket activation, or an upgrade
+  if opts.mode == "single" or opts.mode == "master" then
+    pool = require("berth.inherit").load()
+  end
   if opts.mode == "master" then
-    return require("berth.master").run(berth, opts) -- it runs no script
+    return require("berth.master").run(berth, opts, pool) -- it runs no script
   end
   if opts.script then host.script_dir(berth, opts.script) end
   if opts.strict then host.strict(berth, opts.grace) end
+  if opts.proxy then berth.proxy.defaults(opts.proxy) end
   if opts.drop then berth.spawn(opts.drop) end -- the first thing the loop runs
   if opts.mode == "check" then
     berth.listen = host.check_listen(berth.listen)
@@ -158,6 +196,13 @@ function host.start(berth, opts)
     local channel = require("berth.core").proc.channel()
     if not channel then error("--worker: no channel from a master", 0) end
     require("berth.worker").start(berth, channel)
+    -- The master's signal: a worker has nothing to hand over.
+    berth.signal("USR2", function() berth.log.debug("worker: SIGUSR2 ignored") end)
+  else
+    local registry = require("berth.inherit").wrap(berth, pool)
+    -- At the loop's first iteration, after the script's main chunk.
+    berth.spawn(function() pool:ready(berth.log) end)
+    host.on_upgrade_signal(berth, opts, registry)
   end
   berth.signal("HUP", function()
     berth.reload.all()
@@ -166,8 +211,14 @@ function host.start(berth, opts)
   host.on_stop_signals(berth, {
     log = berth.log,
     graceful = function(name)
-      berth.log.info("SIG%s: shutting down (grace %gs)", name, opts.grace)
-      berth.shutdown(opts.grace)
+      local delay = name ~= "QUIT" and berth.limits().drain_delay or false
+      if delay then
+        berth.log.info("SIG%s: draining for %gs, then shutting down (grace %gs)", name, delay,
+          opts.grace)
+      else
+        berth.log.info("SIG%s: shutting down (grace %gs)", name, opts.grace)
+      end
+      berth.shutdown(opts.grace, delay or 0)
     end,
   })
 end

@@ -10,6 +10,8 @@ local reload = require "berth.reload"
 local tls = require "berth.tls"
 local bus = require "berth.bus"
 local metrics = require "berth.metrics"
+local proxy = require "berth.proxy"
+local health = require "berth.health"
 
 local Socket, ServerSocket, Datagram = core.Socket, core.ServerSocket, core.Datagram
 local check = core.check
@@ -55,6 +57,7 @@ local function bind(c)
     onerror = c.onerror, limits = c.limits, fd = c.fd, reload = reload,
     buffer = c.buffer,
   }
+  api.proxy = proxy.bind(c)
   local shutdown_hooks = {}
   c.setlogger(log.write)
   c.onerror(log_task_error)
@@ -180,10 +183,14 @@ local function bind(c)
 
   --- Connect to `host`:`port` (or a unix `path`), resolving names off-loop.
   -- `berth.connect(host, port [, opts])` or `berth.connect{host=, port=,
-  -- path=, timeout=, tls=, idle_timeout=, send_timeout=}`. Must run in a
-  -- task. `idle_timeout` and `send_timeout` (seconds, true for the loop's
-  -- value as `berth.limits` says, false: none, the default) give the socket
-  -- those limits of a served connection (sock:setoption). A port is an integer
+  -- path=, timeout=, tls=, idle_timeout=, send_timeout=, proxy_protocol=,
+  -- source=}`. Must run in a task. `idle_timeout` and `send_timeout`
+  -- (seconds, true for the loop's value as `berth.limits` says, false:
+  -- none, the default) give the socket those limits of a served
+  -- connection (sock:setoption). With `proxy_protocol` (1 or 2) a PROXY
+  -- protocol header goes first, announcing the client of Socket `source`
+  -- (a v2 LOCAL or v1 UNKNOWN header without one): a berth proxy passes
+  -- its client's address on. A port is an integer
   -- 0..65535; it, an unknown key or a bad timeout raises (core.options
   -- "connect"). With `tls` (true, a table of options or a TLSContext) the
   -- TLS handshake follows, verifying the server's certificate for `host`
@@ -222,6 +229,18 @@ local function bind(c)
     -- rightly stay quiet: a pool, a subscriber); true: the loop's value.
     if opts.idle_timeout ~= nil then sock:setoption("idle_timeout", opts.idle_timeout) end
     if opts.send_timeout ~= nil then sock:setoption("send_timeout", opts.send_timeout) end
+    if opts.proxy_protocol then -- before any byte of the client's, TLS included
+      local header, herr, herrno = c.proxy.header(opts.proxy_protocol, opts.source)
+      if not header then
+        sock:close()
+        return nil, herr, herrno
+      end
+      local ok, werr, wextra = sock:write(header)
+      if not ok then
+        sock:close()
+        return nil, werr, wextra
+      end
+    end
     if not opts.tls then return sock end
     local left = timeout and math.max(0, timeout - (c.now() - started))
     return api.tls.client(sock, opts.tls, host, left)
@@ -244,14 +263,18 @@ local function bind(c)
     shutdown_hooks[#shutdown_hooks + 1] = fn
   end
 
-  --- Graceful stop: the on_shutdown hooks start, listeners close, tasks
-  -- get `grace` seconds (default 10), then every socket is closed.
+  --- Graceful stop: the on_shutdown hooks start and `draining()` is true;
+  -- after `delay` seconds (default: the drain_delay limit, off unless
+  -- set) listeners close, then tasks get `grace` seconds (default 10),
+  -- then every socket is closed.
   -- @function shutdown
-  function api.shutdown(grace)
+  -- @tparam[opt] number grace
+  -- @tparam[opt] number delay
+  function api.shutdown(grace, delay)
     local hooks = shutdown_hooks
     shutdown_hooks = {}
     for _, fn in ipairs(hooks) do c.spawn(fn) end
-    return c.shutdown(grace)
+    return c.shutdown(grace, delay)
   end
 
   --- A dictionary shared by every worker of the master (and by the whole
@@ -283,6 +306,15 @@ local function bind(c)
 
   api.bus = bus.bind(c)
   api.metrics = metrics.bind(c, api)
+
+  --- Health checks for load balancers (berth.health): `status()`,
+  -- `draining()`, `handler` (for berth.http).
+  api.health = health.bind(c, api)
+
+  --- A listener answering health checks: 200 while serving, 503 once
+  -- draining (berth.health). `opts` as berth.http.serve's, but `handler`.
+  -- @function serve_health
+  api.serve_health = api.health.serve
 
   --- A new, independent loop with this same API (`berth.loop().serve{…}`,
   -- `:run()`…). The default loop is the one `berth` itself drives.

@@ -17,9 +17,24 @@
 -- 4. rolling replace (SIGHUP): one slot at a time, a new worker starts and
 --    reports ready before the old one is told to drain (its member slot
 --    RETIRED: it still owns its connections and gets their messages);
--- 5. stop (SIGTERM/SIGINT, with the policy of berth.host): close the
---    listeners, pass the signal on, wait for the workers, then end the
---    loop; a second signal makes them all exit at once.
+-- 5. stop (SIGTERM/SIGINT/SIGQUIT, with the policy of berth.host): close
+--    the listeners, pass the signal on (each worker says "draining" to
+--    health checks for the drain delay, then closes its listeners; with
+--    SIGQUIT at once), wait for the workers, then end the loop; a second
+--    signal makes them all exit at once;
+-- 6. upgrade (SIGUSR2): start the executable on disk as a new master with
+--    the listening sockets (berth.upgrade); once its workers all report
+--    ready, retire: close the listeners, SIGQUIT the workers, wait for
+--    them and exit. If the new master fails, keep serving.
+--
+-- Listening sockets handed to the master when it started (systemd's
+-- socket activation, or the master it replaces) are given to the workers
+-- instead of binding new ones (berth.inherit); what no worker asked for
+-- is closed once they are all ready, and then the replaced master is
+-- told. During a rolling reload the group's health checks say "draining"
+-- (berth.health): the master sets it, waits the drain delay, replaces the
+-- workers, then clears it. Retired workers get SIGQUIT: they stop
+-- accepting at once (the new ones accept on the same sockets).
 --
 -- It also makes the TLS session ticket keys every worker uses, so that a
 -- ticket from one worker resumes on any other, and rotates them on SIGHUP:
@@ -28,7 +43,9 @@
 local core = require "berth.core"
 local channel = require "berth.channel"
 local host = require "berth.host"
+local inherit = require "berth.inherit"
 local metrics = require "berth.metrics"
+local upgrade = require "berth.upgrade"
 local proc = core.proc
 local shared = core.shared
 
@@ -51,7 +68,9 @@ function Master.new(berth, opts)
     slots = {},         -- slot -> the worker serving it
     workers = {},       -- pid -> worker
     failures = {},      -- slot -> consecutive quick deaths
-    listeners = {},     -- "address#n" -> ServerSocket or Datagram (never read)
+    listeners = {},     -- "address#n" -> ServerSocket or Datagram
+    fdnames = {},       -- "address#n" -> its name in an upgrade's handover
+    pool = inherit.empty(), -- sockets handed to this master (set by run)
     changed = berth.cond(), -- a worker became ready or exited
     stopping = false, reloading = false, started_one = false,
     ticket_keys = berth.tls.newkeys(1), -- the first encrypts
@@ -74,6 +93,11 @@ function Master:setup_shared()
     return
   end
   self.shared = true
+  self.health = self.berth.health
+  if not self.health.set_group(false) then
+    self.log.warn("master: no health dictionary: health checks do not say draining during "
+      .. "a rolling reload")
+  end
   local family = function(kind, name, help)
     return metrics.family(core, kind, name, help or metrics.HELP[name])
   end
@@ -157,6 +181,7 @@ function Master:serve_channel(w)
     end
     if kind == "ready" then
       w.ready = true
+      self:check_ready()
       self.changed:broadcast()
     elseif kind == "listen" then
       self:answer_listen(w, id, fields)
@@ -173,25 +198,57 @@ function Master:serve_channel(w)
   end
 end
 
---- The listener for `o`, bound once per address: a worker's n-th request
--- for an address gets the n-th listener bound there, so all workers get
--- the same sockets, and one worker's two ephemeral listeners two sockets.
--- @treturn[1] ServerSocket
+--- Every initial worker is ready: close the handed-over sockets no
+-- worker asked for, and tell the master this one replaces (once).
+function Master:check_ready()
+  if self.announced then return end
+  for slot = 1, self.opts.workers do
+    local w = self.slots[slot]
+    if not (w and w.ready) then return end
+  end
+  self.announced = true
+  self.pool:ready(self.log)
+end
+
+--- The socket for request `o` of `kind` ("tcp" or "udp") of worker `w`,
+-- made once per key: a worker's n-th request for an address gets the
+-- n-th socket made there, so all workers get the same sockets, and one
+-- worker's two ephemeral listeners two sockets. A socket handed to the
+-- master is taken before anything is bound.
+-- @treturn[1] ServerSocket or Datagram
 -- @treturn[2] nil
 -- @return[2] code, errno as listen gives them; or false, message if
 -- listen raised
-function Master:listener(w, o)
-  local addr = o.path or ("%s:%s"):format(o.host or "127.0.0.1", o.port or 0)
+function Master:socket_for(w, kind, o)
+  local addr = o.name and (kind .. " name " .. o.name) or inherit.address(kind, o)
   w.binds[addr] = (w.binds[addr] or 0) + 1
   local key = addr .. "#" .. w.binds[addr]
   if self.listeners[key] then return self.listeners[key] end
+  local make = kind == "udp" and self.berth.udp or self.berth.listen
+  local fd = self.pool:take(kind, o, key)
+  local t = o
+  if fd then
+    t = kind == "udp" and channel.adopted_udp_options(o, fd) or channel.adopted_options(o, fd)
+  elseif o.name and o.host == nil and o.port == nil and o.path == nil then
+    return nil, "notfound", o.name
+  end
   -- Called through pcall, listen's messages carry no position of ours.
-  local ok, server, code, errno = pcall(self.berth.listen, o)
-  if not ok then return false, server end
-  if not server then return nil, code, errno end
-  self.listeners[key] = server
-  self.log.info("master: listening on %s:%s for the workers", server:address(), server:port())
-  return server
+  local ok, sock, code, errno = pcall(make, t)
+  if not ok or not sock then
+    if fd then proc.close(fd) end
+    if not ok then return false, sock end
+    return nil, code, errno
+  end
+  self.listeners[key] = sock
+  self.fdnames[key] = inherit.fdname(key, o)
+  self.log.info("master: %s on %s:%s for the workers%s", kind == "udp" and "UDP" or "listening",
+    sock:address(), sock:port(), fd and " (inherited)" or "")
+  return sock
+end
+
+--- The listener for `o` (Master:socket_for).
+function Master:listener(w, o)
+  return self:socket_for(w, "tcp", o)
 end
 
 --- Answer a "listen" request, whatever happens.
@@ -206,19 +263,10 @@ function Master:answer_listen(w, id, o)
   end
 end
 
---- The UDP socket for `o`, bound once per address like a listener: all
+--- The UDP socket for `o`, made once per address like a listener: all
 -- workers read from the one socket (and so from one kernel queue).
 function Master:udp_socket(w, o)
-  local addr = "udp " .. (o.path or ("%s:%s"):format(o.host or "127.0.0.1", o.port or 0))
-  w.binds[addr] = (w.binds[addr] or 0) + 1
-  local key = addr .. "#" .. w.binds[addr]
-  if self.listeners[key] then return self.listeners[key] end
-  local ok, d, code, errno = pcall(self.berth.udp, o)
-  if not ok then return false, d end
-  if not d then return nil, code, errno end
-  self.listeners[key] = d
-  self.log.info("master: UDP on %s:%s for the workers", d:address())
-  return d
+  return self:socket_for(w, "udp", o)
 end
 
 --- Answer a "udp" request, whatever happens.
@@ -261,13 +309,23 @@ function Master:reap()
     local pid, how, code = proc.reap()
     if not pid then return end
     local w = self.workers[pid]
-    if w then
+    if pid == self.upgrade_pid then
+      self.log.info("master: the new master %d exited (%s %d)", pid, how, code)
+    elseif w then
       self.workers[pid] = nil
       w.channel:close()
       -- Its counters join the retired totals before its slot is free.
       if w.member then shared.release(w.member) end
       self:count_workers()
-      if not self.stopping and not w.retiring and self.slots[w.slot] == w then
+      if self.pool.notify and not self.announced and not self.stopping and not self.giving_up then
+        self.giving_up = true
+        -- Started by an upgrade and not ready yet: give up at once, so
+        -- the master it was to replace keeps serving (and says why).
+        self.log.error("master: worker %d died (%s %d) before the upgrade was ready; exiting",
+          pid, how, code)
+        self.berth.spawn(function() self:stop("QUIT") end)
+      elseif not self.stopping and not self.giving_up and not w.retiring
+        and self.slots[w.slot] == w then
         self:restart_later(w, how, code)
       else
         self.log.info("master: worker %d exited (%s %d)", pid, how, code)
@@ -328,17 +386,27 @@ function Master:replace(slot)
   if old and self.workers[old.pid] then
     old.retiring = true
     if old.member then shared.retire(old.member) end
-    proc.kill(old.pid, "TERM")
+    proc.kill(old.pid, "QUIT") -- no drain delay: the new one accepts already
   end
   return true
 end
 
+--- The drain delay (berth.limits), in seconds; 0 for none.
+function Master:drain_delay()
+  return self.berth.limits().drain_delay or 0
+end
+
 --- SIGHUP: replace the workers one slot at a time, so the service never
--- has fewer workers than before.
+-- has fewer workers than before. Health checks say "draining" meanwhile,
+-- from the drain delay before the first replacement to the end.
 function Master:rolling_reload()
-  if self.reloading or self.stopping then return end
+  if self.reloading or self.stopping or self.upgrading then return end
   self.reloading = true
   self.ticket_keys = self.berth.tls.newkeys(1) .. self.ticket_keys:sub(1, 80)
+  if self.health and self.health.set_group(true) and self:drain_delay() > 0 then
+    self.log.info("master: rolling reload: draining for %gs first", self:drain_delay())
+    self.berth.sleep(self:drain_delay())
+  end
   self.log.info("master: rolling reload of %d workers", #self.slots)
   local ok = true
   for slot = 1, #self.slots do
@@ -349,6 +417,7 @@ function Master:rolling_reload()
     end
   end
   self:count(ok and "reloads" or "reload_failures")
+  if self.health then self.health.set_group(false) end
   self.reloading = false
   self.log.info("master: rolling reload done")
 end
@@ -361,19 +430,58 @@ local function all_gone(self)
   return function() return next(self.workers) == nil end
 end
 
---- The first SIGTERM/SIGINT: stop the workers gracefully, then the loop.
+--- The first SIGTERM/SIGINT/SIGQUIT: stop the workers gracefully (passing
+-- the signal on: SIGQUIT skips the drain delay), then the loop.
 function Master:stop(name)
   self.stopping = true
   self.log.info("master: SIG%s: stopping %d workers", name, #self.slots)
   -- The master holds the listening sockets too: close them first, so the
   -- port refuses new connections as soon as the workers close theirs.
   for _, server in pairs(self.listeners) do server:close() end
-  for pid in pairs(self.workers) do proc.kill(pid, "TERM") end
-  if not self:wait_for(all_gone(self), self.opts.grace + KILL_AFTER) then
+  local sig = name == "QUIT" and "QUIT" or "TERM"
+  for pid in pairs(self.workers) do proc.kill(pid, sig) end
+  local delay = sig == "QUIT" and 0 or self:drain_delay()
+  if not self:wait_for(all_gone(self), delay + self.opts.grace + KILL_AFTER) then
     for pid in pairs(self.workers) do proc.kill(pid, "KILL") end
     self:wait_for(all_gone(self), 2)
   end
   self.berth.stop()
+end
+
+---------------------------------------------------------------------------
+-- 6. upgrade
+---------------------------------------------------------------------------
+
+--- {fd =, name =} of every socket the workers were given.
+function Master:handed()
+  local list = {}
+  for key, sock in pairs(self.listeners) do
+    local fd = sock:fd()
+    if fd and fd >= 0 then list[#list + 1] = { fd = fd, name = self.fdnames[key] } end
+  end
+  table.sort(list, function(a, b) return a.name < b.name end)
+  return list
+end
+
+--- SIGUSR2: start a new master from the executable on disk; once it is
+-- ready, retire (the new one serves on the same sockets).
+function Master:upgrade()
+  if self.upgrading or self.stopping or self.reloading then
+    self.log.warn("master: SIGUSR2 ignored: %s", self.stopping and "stopping"
+      or self.reloading and "a rolling reload is under way" or "an upgrade is under way")
+    return
+  end
+  self.upgrading = true
+  self.log.info("master: SIGUSR2: starting a new master from %s", self.opts.exe or "?")
+  local pid, err = upgrade.start(self.berth, self.opts, self:handed(), true)
+  if not pid then
+    self.upgrading = false
+    self.log.error("master: upgrade failed (%s); still serving", err)
+    return
+  end
+  self.upgrade_pid = pid
+  self.log.info("master: the new master %d is ready; retiring", pid)
+  self:stop("QUIT")
 end
 
 --- A second signal: the workers get it too (their own second signal),
@@ -386,6 +494,7 @@ function Master:install_signals()
   local berth = self.berth
   berth.signal("CHLD", function() self:reap() end)
   berth.signal("HUP", function() self:rolling_reload() end)
+  berth.signal("USR2", function() self:upgrade() end)
   host.on_stop_signals(berth, {
     log = self.log, prefix = "master: ",
     graceful = function(name) self:stop(name) end,
@@ -398,8 +507,9 @@ end
 -- @tparam table berth the berth module
 -- @tparam table opts workers (count), argv (a worker's command line), grace
 -- @return the master object
-function master.run(berth, opts)
+function master.run(berth, opts, pool)
   local m = Master.new(berth, opts)
+  if pool then m.pool = pool end
   m:setup_shared()
   m:install_signals()
   for slot = 1, opts.workers do m.slots[slot] = m:spawn(slot) end

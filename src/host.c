@@ -723,15 +723,19 @@ static int options_free(struct options *o, int status) {
   return status;
 }
 
+/* Where the executable is now: a binary upgrade (SIGUSR2) starts what is
+ * at this path then, which may be a newer file than the one running. */
+static void find_exe(struct options *o) {
+  ssize_t len = readlink("/proc/self/exe", o->exe, sizeof o->exe - 1);
+  o->exe[len > 0 ? len : 0] = '\0';
+}
+
 int main(int argc, char **argv) {
   struct options o;
   memset(&o, 0, sizeof o);
   if (parse_args(argc, argv, &o) < 0)
     return options_free(&o, 2);
-  /* Where the executable is now: a binary upgrade (SIGUSR2) starts what is
-   * at this path then, which may be a newer file than the one running. */
-  ssize_t len = readlink("/proc/self/exe", o.exe, sizeof o.exe - 1);
-  o.exe[len > 0 ? len : 0] = '\0';
+  find_exe(&o);
   signal(SIGPIPE, SIG_IGN); /* the executable's choice; sends use MSG_NOSIGNAL */
   /* From here on every message is a log record (logfmt.h); the command
    * line's own errors above are plain "berth: ..." lines. */

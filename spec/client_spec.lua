@@ -14,14 +14,6 @@ local function bang_server(opts)
   end, opts)
 end
 
--- Task only: a port nothing listens on (bound once, then closed).
-local function closed_port()
-  local server = support.listen()
-  local port = server:port()
-  server:close()
-  return port
-end
-
 describe("berth.connect", function()
   before_each(support.before)
   after_each(support.after)
@@ -98,7 +90,7 @@ describe("berth.connect", function()
 
   it("gives nil, 'refused', errno for a closed port", function()
     run(function()
-      assert_fail("refused", ECONNREFUSED, berth.connect("127.0.0.1", closed_port()))
+      assert_fail("refused", ECONNREFUSED, berth.connect("127.0.0.1", support.free_port()))
     end)
   end)
 
@@ -146,14 +138,6 @@ describe("berth.connect idle_timeout and send_timeout", function()
   before_each(support.before)
   after_each(support.after)
 
-  -- A to-be-closed value that closes every object given.
-  local function closing(...)
-    local objs = { ... }
-    return setmetatable({}, { __close = function()
-      for _, o in ipairs(objs) do o:close() end
-    end })
-  end
-
   -- Task only: a listener and a connection to it made with `opts`; returns
   -- the client socket, the accepted peer (which never answers unless told)
   -- and the listener.
@@ -167,7 +151,7 @@ describe("berth.connect idle_timeout and send_timeout", function()
   it("idle_timeout: a connection with no traffic is closed; a waiting read gets nil, 'timeout'", function()
     run(function()
       local sock, peer, server = connected { idle_timeout = 0.3 }
-      local _ <close> = closing(sock, peer, server)
+      local _ <close> = support.closing(sock, peer, server)
       local t0 = berth.now()
       assert_fail("timeout", nil, sock:read("l"))
       local took = berth.now() - t0
@@ -183,7 +167,7 @@ describe("berth.connect idle_timeout and send_timeout", function()
   it("idle_timeout: traffic either way keeps the connection open", function()
     run(function()
       local sock, peer, server = connected { idle_timeout = 0.3 }
-      local _ <close> = closing(sock, peer, server)
+      local _ <close> = support.closing(sock, peer, server)
       for i = 1, 4 do -- 0.8 s in all, never 0.3 s without a byte
         berth.sleep(0.2)
         if i % 2 == 1 then
@@ -203,7 +187,7 @@ describe("berth.connect idle_timeout and send_timeout", function()
     run(function()
       for _, opts in ipairs { {}, { idle_timeout = false }, { idle_timeout = 0 } } do
         local sock, peer, server = connected(opts)
-        local _ <close> = closing(sock, peer, server)
+        local _ <close> = support.closing(sock, peer, server)
         assert_fail("timeout", nil, sock:read("l", 0.5)) -- the read's own timeout
         assert.is_true(sock:fd() >= 0, "the socket was closed")
         assert(peer:write("still here\n"))
@@ -217,7 +201,7 @@ describe("berth.connect idle_timeout and send_timeout", function()
       berth.limits { idle_timeout = 0.2 }
       -- (The accepted side has none: only the client's timer may act.)
       local sock, peer, server = connected({ idle_timeout = true }, { idle_timeout = false })
-      local _ <close> = closing(sock, peer, server)
+      local _ <close> = support.closing(sock, peer, server)
       local t0 = berth.now()
       assert_fail("timeout", nil, sock:read("l"))
       assert.is_true(berth.now() - t0 < 1)
@@ -245,7 +229,7 @@ describe("berth.connect idle_timeout and send_timeout", function()
   it("send_timeout: output a peer does not read closes the connection; write gets nil, 'timeout'", function()
     run(function()
       local sock, peer, server = connected { send_timeout = 0.3 }
-      local _ <close> = closing(sock, peer, server)
+      local _ <close> = support.closing(sock, peer, server)
       local chunk = ("x"):rep(64 * 1024)
       local t0, result = berth.now(), nil
       for _ = 1, 1024 do -- 64 MiB at most; the peer never reads

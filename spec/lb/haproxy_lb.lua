@@ -17,15 +17,6 @@ local LIMIT = 90      -- seconds for the whole test (each process's watchdog)
 local CLIENTS = 4     -- concurrent request loops
 local DRAIN = "1"     -- --drain-delay: > haproxy's inter * fall
 
--- A free port on 127.0.0.1 (bound and closed again: the hosts and
--- haproxy need fixed ports, since haproxy's config names them).
-local function free_port()
-  local s = support.listen()
-  local port = s:port()
-  s:close()
-  return port
-end
-
 local function haproxy_config(front, p1, p2)
   return ([[
 global
@@ -116,7 +107,7 @@ describe("behind HAProxy", function()
   after_each(support.after)
 
   it("reload, upgrade, stop and restart under a steady stream: 0 failed requests", function()
-    local front, p1, p2 = free_port(), free_port(), free_port()
+    local front, p1, p2 = support.free_port(), support.free_port(), support.free_port()
     local dir = support.tmpdir()
     local cfg = dir .. "/haproxy.cfg"
     support.write_file(cfg, haproxy_config(front, p1, p2))

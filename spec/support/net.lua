@@ -205,4 +205,22 @@ function net.loopback_name()
   return next(names)
 end
 
+--- Task only: a port on 127.0.0.1 that nothing listens on (bound once,
+-- then closed), for refused connects or for a fixed port a test hands on.
+function net.free_port()
+  local probe = net.listen()
+  local port = probe:port()
+  probe:close()
+  return port
+end
+
+--- A to-be-closed value that closes every object given:
+-- `local _ <close> = support.closing(a, b)`.
+function net.closing(...)
+  local objs = { ... }
+  return setmetatable({}, { __close = function()
+    for _, o in ipairs(objs) do o:close() end
+  end })
+end
+
 return net

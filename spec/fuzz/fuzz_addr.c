@@ -33,12 +33,8 @@
 
 #include "net.h"
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_addr: " __VA_ARGS__);                            \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
+#define FUZZ_NAME "fuzz_addr"
+#include "fuzz.h"
 
 /* A NUL-terminated heap copy of p[0..n), cut at the first NUL. */
 static char *cstr(const uint8_t *p, size_t n) {

@@ -35,26 +35,11 @@
 
 #include "buffer.h"
 
+#define FUZZ_NAME "fuzz_buffer"
+#include "fuzz.h"
+
 #define MODEL_MAX (1u << 20) /* keep a single input's memory bounded */
 #define MIN_CAP 512
-
-/* Operand reader over the fuzzer input: yields zeros once exhausted. */
-struct in {
-  const uint8_t *p;
-  size_t n;
-};
-
-static uint8_t in_u8(struct in *in) {
-  if (in->n == 0)
-    return 0;
-  in->n--;
-  return *in->p++;
-}
-
-static size_t in_u16(struct in *in) {
-  size_t hi = in_u8(in);
-  return hi << 8 | in_u8(in);
-}
 
 /* Up to `want` bytes of raw input (fewer at the end). */
 static const uint8_t *in_bytes(struct in *in, size_t want, size_t *got) {
@@ -77,12 +62,6 @@ static size_t in_size(struct in *in) {
   }
 }
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_buffer: " __VA_ARGS__);                          \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
 
 /* The reference: the unconsumed bytes are data[off .. off+len). */
 struct model {

@@ -39,29 +39,8 @@
 #define MODEL_MAX 512           /* records */
 #define BYTES_MAX (1u << 20)    /* data bytes in the model */
 
-struct in {
-  const uint8_t *p;
-  size_t n;
-};
-
-static uint8_t in_u8(struct in *in) {
-  if (in->n == 0)
-    return 0;
-  in->n--;
-  return *in->p++;
-}
-
-static size_t in_u16(struct in *in) {
-  size_t hi = in_u8(in);
-  return hi << 8 | in_u8(in);
-}
-
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_dgq: " __VA_ARGS__);                             \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
+#define FUZZ_NAME "fuzz_dgq"
+#include "fuzz.h"
 
 struct rec {
   uint8_t *addr, *data;

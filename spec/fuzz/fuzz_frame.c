@@ -27,12 +27,8 @@
 
 #include "frame.h"
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_frame: " __VA_ARGS__);                           \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
+#define FUZZ_NAME "fuzz_frame"
+#include "fuzz.h"
 
 /* [<>=]?s[1-8]? over s[0..n) */
 static int naive_is_format(const uint8_t *s, size_t n) {

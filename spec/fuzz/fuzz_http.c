@@ -39,12 +39,8 @@
 
 #include "http_parse.h"
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_http: " __VA_ARGS__);                            \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
+#define FUZZ_NAME "fuzz_http"
+#include "fuzz.h"
 
 #define NHDR 24
 

@@ -28,24 +28,8 @@
 #define QMAX 4096
 #define BIG 9000
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_mbox: " __VA_ARGS__);                            \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
-
-struct in {
-  const uint8_t *p;
-  size_t n;
-};
-
-static uint8_t in_u8(struct in *in) {
-  if (in->n == 0)
-    return 0;
-  in->n--;
-  return *in->p++;
-}
+#define FUZZ_NAME "fuzz_mbox"
+#include "fuzz.h"
 
 static size_t in_len(struct in *in, size_t cap) {
   switch (in_u8(in) & 3) {

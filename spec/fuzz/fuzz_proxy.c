@@ -46,12 +46,8 @@
 #include "net.h"
 #include "proxy_proto.h"
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_proxy: " __VA_ARGS__);                           \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
+#define FUZZ_NAME "fuzz_proxy"
+#include "fuzz.h"
 
 #define MAX_CUTS 24
 
@@ -240,18 +236,6 @@ static void mode_addr(const uint8_t *d, size_t n) {
 }
 
 /* --- build mode ----------------------------------------------------------- */
-
-struct in {
-  const uint8_t *p;
-  size_t n;
-};
-
-static uint8_t in_u8(struct in *in) {
-  if (in->n == 0)
-    return 0;
-  in->n--;
-  return *in->p++;
-}
 
 static void in_bytes(struct in *in, void *out, size_t n) {
   uint8_t *o = out;

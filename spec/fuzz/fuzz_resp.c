@@ -33,12 +33,8 @@
 
 #include "resp.h"
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_resp: " __VA_ARGS__);                            \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
+#define FUZZ_NAME "fuzz_resp"
+#include "fuzz.h"
 
 #define PREAMBLE 6
 #define MAX_PIECES 48

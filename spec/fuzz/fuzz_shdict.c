@@ -40,24 +40,8 @@
 #define NKEYS 200
 #define ZONE_MAX (40 * 4096)
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_shdict: " __VA_ARGS__);                          \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
-
-struct in {
-  const uint8_t *p;
-  size_t n;
-};
-
-static uint8_t in_u8(struct in *in) {
-  if (in->n == 0)
-    return 0;
-  in->n--;
-  return *in->p++;
-}
+#define FUZZ_NAME "fuzz_shdict"
+#include "fuzz.h"
 
 static uint64_t in_u64(struct in *in) {
   uint64_t v = 0;

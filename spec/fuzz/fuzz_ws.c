@@ -35,12 +35,8 @@
 
 #include "ws_frame.h"
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_ws: " __VA_ARGS__);                              \
-    fputc('\n', stderr);                                                   \
-    abort();                                                               \
-  } while (0)
+#define FUZZ_NAME "fuzz_ws"
+#include "fuzz.h"
 
 static uint8_t *copy(const uint8_t *p, size_t n) {
   uint8_t *s = malloc(n ? n : 1);

@@ -25,11 +25,8 @@
 
 #include "ws_deflate.h"
 
-#define FAIL(...)                                                          \
-  do {                                                                     \
-    fprintf(stderr, "fuzz_ws_deflate: " __VA_ARGS__);                      \
-    abort();                                                               \
-  } while (0)
+#define FUZZ_NAME "fuzz_ws_deflate"
+#include "fuzz.h"
 
 /* Inflate p[0..n) as frames cut every `step` bytes (step 0: one frame). */
 static int inflate_frames(struct ws_inflate *f, const uint8_t *p, size_t n,

@@ -153,14 +153,20 @@ function channel.udp_options(fields)
   return o
 end
 
+-- `opts` without the keys `bound` lists, and with `fd`: what a worker
+-- gives listen or udp for the descriptor the master bound for it.
+local function adopted(opts, fd, bound)
+  local t = {}
+  for k, v in pairs(opts) do t[k] = v end
+  for _, k in ipairs(bound) do t[k] = nil end
+  t.fd = fd
+  return t
+end
+
 --- What a worker gives udp for the descriptor the master sent: its own
 -- options but the BIND keys, and `fd`.
 function channel.adopted_udp_options(opts, fd)
-  local t = {}
-  for k, v in pairs(opts) do t[k] = v end
-  for _, k in ipairs(channel.UDP_BIND_KEYS) do t[k] = nil end
-  t.fd = fd
-  return t
+  return adopted(opts, fd, channel.UDP_BIND_KEYS)
 end
 
 --- The "attach" request: the shared region, please.
@@ -178,11 +184,7 @@ end
 --- What a worker gives listen for the descriptor the master sent: its
 -- own options but the BIND keys, and `fd`.
 function channel.adopted_options(opts, fd)
-  local t = {}
-  for k, v in pairs(opts) do t[k] = v end
-  for _, k in ipairs(channel.BIND_KEYS) do t[k] = nil end
-  t.fd = fd
-  return t
+  return adopted(opts, fd, channel.BIND_KEYS)
 end
 
 --- Master side: the next message from a worker's channel (a Socket).

@@ -33,6 +33,13 @@ struct buf *lbuf_test(lua_State *L, int idx) {
   return same ? &lb->b : NULL;
 }
 
+struct buf *lbuf_testwith(lua_State *L, int idx, const void *mt) {
+  struct lbuf *lb = lua_touserdata(L, idx);
+  if (lb != NULL && util_hasmeta(L, idx, mt))
+    return &lb->b;
+  return lbuf_test(L, idx); /* mt may be NULL: the registry decides */
+}
+
 struct buf *lbuf_check(lua_State *L, int idx) {
   return &((struct lbuf *)luaL_checkudata(L, idx, CLS_BUFFER))->b;
 }

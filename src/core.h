@@ -120,6 +120,8 @@ struct loop {
   int logger;            /* registry ref: log function, or LUA_NOREF */
   int draining;          /* a graceful shutdown is under way */
   char *scratch;         /* BERTH_SCRATCH bytes shared by all receives */
+  struct buf spare;      /* memory of a Buffer that parked empty, lent to
+                            the next read into an empty Buffer (socket_io.c) */
   ev_timer wakeup;       /* ends a blocking step(timeout): never on a C
                             stack, which a Lua error could leave (9.1) */
   struct cleanup *cleanups; /* run by __gc, newest first */
@@ -362,6 +364,9 @@ void lbuf_open(lua_State *L);               /* the class, once per state */
 int lbuf_new(lua_State *L);                 /* berth.buffer(...) */
 struct buf *lbuf_test(lua_State *L, int idx);  /* NULL: not a Buffer */
 struct buf *lbuf_check(lua_State *L, int idx); /* raises: not a Buffer */
+/* lbuf_test comparing first with the Buffer metatable's address mt (a
+ * method's upvalue, util_hasmeta): no registry lookup on the hot path. */
+struct buf *lbuf_testwith(lua_State *L, int idx, const void *mt);
 
 /* socket.c */
 void sock_init(lua_State *L, struct loop *lp);
@@ -381,6 +386,10 @@ void sock_setpeer(struct sock *s, const struct net_addr *a);
  * "" if unknown). */
 void sock_peertext(struct sock *s, char *out, size_t len);
 struct sock *sock_check(lua_State *L, int idx);
+/* Argument 1 of a method of sock_io_methods, which carry the addresses of
+ * the Socket and the Buffer metatables as upvalues 1 and 2 (sock_open). */
+struct sock *sock_self(lua_State *L);
+#define SOCK_UPV_BUFFER lua_touserdata(L, lua_upvalueindex(2))
 /* Close s; `idx` is its stack index or 0; `why` is the code passed to
  * on("close"), or NULL from __gc (no callbacks, no wake-ups: L5). */
 void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why);
@@ -582,6 +591,20 @@ void shutdown_finish(lua_State *L, struct loop *lp);
 /* util.c */
 void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                    const luaL_Reg *methods);
+/* Whether the value at idx has the metatable whose address (lua_topointer)
+ * is mt: a class check by identity, for a caller that holds the address in
+ * an upvalue; the metatable lives in the registry, so the address stays
+ * valid. [-0,+0,-] */
+static inline int util_hasmeta(lua_State *L, int idx, const void *mt) {
+  if (mt == NULL || !lua_getmetatable(L, idx))
+    return 0;
+  int same = lua_topointer(L, -1) == mt;
+  lua_pop(L, 1);
+  return same;
+}
+/* Push the address of class `name`'s metatable as a light userdata (NULL
+ * when the class does not exist yet), for util_hasmeta. [-0,+1,-] */
+void util_pushmetaaddr(lua_State *L, const char *name);
 int util_fail(lua_State *L, const char *code);             /* [-0,+2,m] */
 int util_failerr(lua_State *L, int err);                    /* [-0,+3,m] */
 int util_pushaddr(lua_State *L, const struct net_addr *a); /* [-0,+2,m] */

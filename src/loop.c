@@ -59,6 +59,7 @@ static int loop__gc(lua_State *L) {
   lp->ev = NULL;
   free(lp->scratch);
   lp->scratch = NULL;
+  buf_free(&lp->spare);
   return 0;
 }
 

@@ -326,6 +326,7 @@ static int m_newloop(lua_State *L) {
 }
 
 int luaopen_berth_core(lua_State *L) {
+  lbuf_open(L); /* before sock_open: the I/O methods hold its metatable */
   sock_open(L);
   srv_open(L);
   dgram_open(L);
@@ -337,7 +338,6 @@ int luaopen_berth_core(lua_State *L) {
   fwatch_open(L);
   http_open(L);
   ws_open(L);
-  lbuf_open(L);
   relay_open(L);
   m_pushloop(L);                          /* stack: loop */
   lua_pushvalue(L, -1);

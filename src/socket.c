@@ -62,6 +62,16 @@ struct sock *sock_check(lua_State *L, int idx) {
   return luaL_checkudata(L, idx, CLS_SOCKET); /* raises the usual error */
 }
 
+/* The I/O methods run once or twice per message: their upvalue spares
+ * even sock_check's registry lookup. Called without it (from another
+ * table), the check falls back to sock_check: slower, never wrong. */
+struct sock *sock_self(lua_State *L) {
+  void *p = lua_touserdata(L, 1);
+  if (p != NULL && util_hasmeta(L, 1, lua_touserdata(L, lua_upvalueindex(1))))
+    return p;
+  return sock_check(L, 1);
+}
+
 static struct sock *sock_checkopen(lua_State *L, int idx) {
   struct sock *s = sock_check(L, idx);
   if (s->fd < 0)
@@ -1072,6 +1082,8 @@ void sock_open(lua_State *L) {
   util_newclass(L, CLS_SOCKET, sock_meta, sock_methods);
   luaL_getmetatable(L, CLS_SOCKET);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &sock_mtkey);
-  luaL_setfuncs(L, sock_io_methods, 0);
+  util_pushmetaaddr(L, CLS_SOCKET); /* upvalue 1: sock_self */
+  util_pushmetaaddr(L, CLS_BUFFER); /* upvalue 2: SOCK_UPV_BUFFER */
+  luaL_setfuncs(L, sock_io_methods, 2);
   luaL_setfuncs(L, relay_methods, 0);
 }

@@ -72,12 +72,17 @@ static void rreq_parsefmt(lua_State *L, struct rreq *q) {
   }
 }
 
-static void rreq_parse(lua_State *L, struct sock *s, int kind, struct rreq *q) {
+/* A retry (the continuation) parses again all but the timeout: the
+ * deadline set by the first attempt stands. */
+static void rreq_parse(lua_State *L, struct sock *s, int kind, int retry,
+                       struct rreq *q) {
   q->fr = NULL;
-  q->timeout = check_timeout(L, kind == RK_READINTO ? 4 : 3, "read: timeout",
-                             s->rtimeout);
+  q->timeout = retry ? -1
+                     : check_timeout(L, kind == RK_READINTO ? 4 : 3,
+                                     "read: timeout", s->rtimeout);
   if (kind == RK_READINTO) {
-    q->into = lbuf_check(L, 2);
+    if ((q->into = lbuf_testwith(L, 2, SOCK_UPV_BUFFER)) == NULL)
+      q->into = lbuf_check(L, 2); /* raises */
     lua_Integer max = luaL_optinteger(L, 3, BERTH_SCRATCH);
     luaL_argcheck(L, max > 0, 3, "must be positive");
     q->fmt = RF_INTO;
@@ -198,18 +203,41 @@ static int rreq_push(lua_State *L, const struct rreq *q, const char *p,
   return 1;
 }
 
+/* The memory of an empty Buffer whose read parks goes to the loop's one
+ * spare block rather than to free(), and the next read into an empty
+ * Buffer takes it back: ping-pong traffic over many connections then
+ * allocates nothing per message, and an idle connection still holds no
+ * receive memory. */
+static void sock_lendbuf(struct loop *lp, struct buf *b) {
+  if (lp->spare.data == NULL && b->cap >= BERTH_SCRATCH) {
+    lp->spare = *b;
+    lp->spare.off = lp->spare.len = 0;
+    *b = (struct buf)BUF_INIT;
+  } else {
+    buf_free(b);
+  }
+}
+
+static void sock_borrowbuf(struct loop *lp, struct buf *b) {
+  if (b->data == NULL && lp->spare.data != NULL) {
+    *b = lp->spare;
+    lp->spare = (struct buf)BUF_INIT;
+  }
+}
+
 /* readinto with nothing buffered: one recv straight into the Buffer's
  * room, no copy; the bytes count as a result (1) or EOF and errors are
  * recorded in s (0). */
 static int sock_fillinto(lua_State *L, struct sock *s, struct rreq *q) {
+  sock_borrowbuf(s->loop, q->into);
   char *dst = buf_reserve(q->into, q->n);
   if (dst == NULL)
     return luaL_error(L, "not enough memory");
   long got = sock_recv(L, s, 1, dst, q->n);
   if (got <= 0) {
     if (q->into->len == 0)
-      buf_free(q->into); /* a Buffer left as garbage at EOF holds no room
-                            the GC cannot see */
+      sock_lendbuf(s->loop, q->into); /* a Buffer left as garbage at EOF
+                                         holds no room the GC cannot see */
     if (got == 0)
       s->eof = 1;
     else if (got != -EAGAIN)
@@ -358,16 +386,16 @@ static int sock_readwith(lua_State *L, struct sock *s, struct rreq *q,
   if (s->rbuf.len == 0)
     buf_free(&s->rbuf); /* idle connections hold no buffer */
   if (q->fmt == RF_INTO && q->into->len == 0)
-    buf_free(q->into); /* nor a Buffer they only read into */
+    sock_lendbuf(s->loop, q->into); /* nor a Buffer they only read into */
   return sched_park(L, s->loop, NULL, ctx, k);
 }
 
 static int sock_read_k(lua_State *L, int status, lua_KContext ctx);
 
 static int sock_doread(lua_State *L, int kind, int retry) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   struct rreq q;
-  rreq_parse(L, s, kind, &q);
+  rreq_parse(L, s, kind, retry, &q);
   return sock_readwith(L, s, &q, retry, kind, sock_read_k);
 }
 
@@ -549,7 +577,7 @@ int sock_afterwait(lua_State *L, struct sock *s) {
 
 static int sock_write_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   int rc = sock_afterwait(L, s);
   if (rc > 0)
     return rc;
@@ -618,31 +646,45 @@ int sock_overhigh(lua_State *L, const struct sock *s) {
   return s->fd >= 0 && s->wbuf.len > s->hiwat && sched_canwait(L, s->loop);
 }
 
-/* The bytes of write()'s argument i: a string (or number) or a Buffer. */
+/* The bytes of write()'s argument i, checked by sock_checkargs: a
+ * userdata there is a Buffer. */
 static const char *sock_argbytes(lua_State *L, int i, size_t *len) {
-  struct buf *b = lbuf_test(L, i);
-  if (b == NULL)
+  if (lua_type(L, i) != LUA_TUSERDATA)
     return lua_tolstring(L, i, len);
+  struct buf *b = lua_touserdata(L, i);
   *len = b->len;
   return buf_begin(b);
+}
+
+/* Every argument of write() is a string, a number or a Buffer, checked
+ * before any byte goes out (9.10); returns whether a Buffer is among them. */
+static int sock_checkargs(lua_State *L, int top) {
+  int bufs = 0;
+  for (int i = 2; i <= top; i++) {
+    if (lua_type(L, i) == LUA_TUSERDATA &&
+        lbuf_testwith(L, i, SOCK_UPV_BUFFER) != NULL)
+      bufs = 1;
+    else
+      luaL_checklstring(L, i, NULL);
+  }
+  return bufs;
 }
 
 /* Buffers among the arguments from..to have been written: their bytes
  * were sent or copied into the write buffer, so they are emptied. */
 static void sock_consumeargs(lua_State *L, int from, int to) {
   for (int i = from; i <= to; i++) {
-    struct buf *b = lbuf_test(L, i);
-    if (b != NULL)
+    if (lua_type(L, i) == LUA_TUSERDATA) {
+      struct buf *b = lua_touserdata(L, i);
       buf_consume(b, b->len);
+    }
   }
 }
 
 static int sock_write(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   int top = lua_gettop(L);
-  for (int i = 2; i <= top; i++) /* every argument before any byte (9.10) */
-    if (lbuf_test(L, i) == NULL)
-      luaL_checklstring(L, i, NULL);
+  int bufs = sock_checkargs(L, top);
   int rc = sock_canput(L, s);
   if (rc != 0)
     return rc;
@@ -656,7 +698,8 @@ static int sock_write(lua_State *L) {
     }
     if ((rc = sock_putv(L, s, 1, iov, cnt, 1)) != 0)
       return rc;
-    sock_consumeargs(L, first, i - 1);
+    if (bufs)
+      sock_consumeargs(L, first, i - 1);
   }
   if (sock_overhigh(L, s))
     return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0, (lua_KContext)s->lowat,
@@ -666,7 +709,7 @@ static int sock_write(lua_State *L) {
 }
 
 static int sock_flush(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   double timeout = check_timeout(L, 2, "flush: timeout", s->wtimeout);
   sched_checkwait(L, s->loop, "flush");
   if (s->fd < 0)

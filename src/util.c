@@ -33,6 +33,13 @@ void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
   lua_pop(L, 1);
 }
 
+void util_pushmetaaddr(lua_State *L, const char *name) {
+  luaL_getmetatable(L, name);
+  const void *mt = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  lua_pushlightuserdata(L, (void *)mt);
+}
+
 /* nil, code [-0, +2, m] */
 int util_fail(lua_State *L, const char *code) {
   lua_pushnil(L);

@@ -44,6 +44,12 @@ struct buf *lbuf_check(lua_State *L, int idx) {
   return &((struct lbuf *)luaL_checkudata(L, idx, CLS_BUFFER))->b;
 }
 
+/* The Buffer a method is called on (util_self: only in this class's
+ * functions). */
+static struct buf *lbuf_self(lua_State *L) {
+  return &((struct lbuf *)util_self(L, 1, CLS_BUFFER))->b;
+}
+
 /* Append the strings (or numbers) at idx..top; nothing is appended when
  * one of them is neither. [-0, +0, m] */
 static void lbuf_appendargs(lua_State *L, struct buf *b, int idx) {
@@ -78,7 +84,7 @@ static size_t lbuf_count(lua_State *L, const struct buf *b, int idx) {
 
 /* take([n]) -> the first n bytes (all by default), removed. */
 static int lbuf_take(lua_State *L) {
-  struct buf *b = lbuf_check(L, 1);
+  struct buf *b = lbuf_self(L);
   size_t n = lbuf_count(L, b, 2);
   lua_pushlstring(L, buf_begin(b), n);
   buf_consume(b, n);
@@ -87,14 +93,14 @@ static int lbuf_take(lua_State *L) {
 
 /* peek([n]) -> the first n bytes (all by default), left in place. */
 static int lbuf_peek(lua_State *L) {
-  struct buf *b = lbuf_check(L, 1);
+  struct buf *b = lbuf_self(L);
   lua_pushlstring(L, buf_begin(b), lbuf_count(L, b, 2));
   return 1;
 }
 
 /* skip(n) -> the buffer, its first n bytes dropped. */
 static int lbuf_skip(lua_State *L) {
-  struct buf *b = lbuf_check(L, 1);
+  struct buf *b = lbuf_self(L);
   lua_Integer n = luaL_checkinteger(L, 2);
   luaL_argcheck(L, n >= 0, 2, "negative count");
   buf_consume(b, (size_t)n);
@@ -104,14 +110,14 @@ static int lbuf_skip(lua_State *L) {
 
 /* append(s...) -> the buffer */
 static int lbuf_append(lua_State *L) {
-  lbuf_appendargs(L, lbuf_check(L, 1), 2);
+  lbuf_appendargs(L, lbuf_self(L), 2);
   lua_settop(L, 1);
   return 1;
 }
 
 /* find(s [, init]) -> position of s (1-based) at or after init, or nil */
 static int lbuf_find(lua_State *L) {
-  struct buf *b = lbuf_check(L, 1);
+  struct buf *b = lbuf_self(L);
   size_t dlen;
   const char *d = luaL_checklstring(L, 2, &dlen);
   lua_Integer init = luaL_optinteger(L, 3, 1);
@@ -127,24 +133,24 @@ static int lbuf_find(lua_State *L) {
 
 /* clear() -> the buffer, empty, its memory released */
 static int lbuf_clear(lua_State *L) {
-  buf_free(lbuf_check(L, 1));
+  buf_free(lbuf_self(L));
   lua_settop(L, 1);
   return 1;
 }
 
 static int lbuf__len(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)lbuf_check(L, 1)->len);
+  lua_pushinteger(L, (lua_Integer)lbuf_self(L)->len);
   return 1;
 }
 
 static int lbuf__tostring(lua_State *L) {
   // cppcheck-suppress invalidLengthModifierError ; lua_pushfstring's %I
-  lua_pushfstring(L, "Buffer (%I bytes)", (lua_Integer)lbuf_check(L, 1)->len);
+  lua_pushfstring(L, "Buffer (%I bytes)", (lua_Integer)lbuf_self(L)->len);
   return 1;
 }
 
 static int lbuf__gc(lua_State *L) {
-  buf_free(lbuf_check(L, 1));
+  buf_free(lbuf_self(L));
   return 0;
 }
 

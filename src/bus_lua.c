@@ -95,7 +95,7 @@ static int busl_worker_of_slot(const struct busep *ep, int slot) {
 /* --------------------------------------------------------------- inbox */
 
 static struct inbox *inbox_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, CLS_INBOX);
+  return util_self(L, idx, CLS_INBOX);
 }
 
 static void inbox_settimer(struct inbox *ib, double after) {

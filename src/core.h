@@ -150,6 +150,9 @@ void loop_atclose(lua_State *L, struct loop *lp,
                   void (*fn)(struct loop *, void *), void *ud);
 /* A new object of `lp` with `nuv` user values, UV_LOOP set. [-0,+1,m] */
 void *loop_newobject(lua_State *L, struct loop *lp, size_t size, int nuv);
+/* The same for an object made by the loop object at idx (per request,
+ * say): its UV_LOOP is copied, not looked up. [-0,+1,m] */
+void *loop_newobjectby(lua_State *L, int idx, size_t size, int nuv);
 /* Anchor the value at idx under `key` while *flag says C holds it; the
  * one way to anchor an object (L1). want=0 drops the anchor. [-0,+0,m] */
 void loop_keep(lua_State *L, struct loop *lp, const void *key, int idx,
@@ -602,6 +605,10 @@ static inline int util_hasmeta(lua_State *L, int idx, const void *mt) {
   lua_pop(L, 1);
   return same;
 }
+/* luaL_checkudata(L, idx, name) for a function of class `name` (its
+ * upvalue 1 is the metatable's address: util_newclass), without the
+ * registry lookup; elsewhere it is only slower. [-0,+0,v] */
+void *util_self(lua_State *L, int idx, const char *name);
 /* Push the address of class `name`'s metatable as a light userdata (NULL
  * when the class does not exist yet), for util_hasmeta. [-0,+1,-] */
 void util_pushmetaaddr(lua_State *L, const char *name);

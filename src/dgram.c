@@ -64,7 +64,7 @@ static struct dgramset *dgram_set(lua_State *L, struct loop *lp) {
 /* ------------------------------------------------------------- anchors */
 
 struct dgram *dgram_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, CLS_DGRAM);
+  return util_self(L, idx, CLS_DGRAM);
 }
 
 static struct dgram *dgram_checkopen(lua_State *L, int idx) {
@@ -690,5 +690,6 @@ static const luaL_Reg dgram_methods[] = {
 /* Leaves the method table on the stack. [-0, +1, m] */
 void dgram_open(lua_State *L) {
   util_newclass(L, CLS_DGRAM, dgram_meta, dgram_methods);
-  luaL_setfuncs(L, dgram_io_methods, 0);
+  util_pushmetaaddr(L, CLS_DGRAM); /* util_self, as util_newclass gives */
+  luaL_setfuncs(L, dgram_io_methods, 1);
 }

@@ -188,12 +188,12 @@ static const char *rebase(const char *ptr, const char *from, size_t n,
   return p >= f && p <= f + n ? to + (p - f) : ptr;
 }
 
-/* Copy a parsed head into a new Request. [-0, +1, m] */
-static struct hreq *req_new(lua_State *L, struct sock *s,
-                            const struct http_request *r, const char *p,
-                            size_t n) {
+/* Copy a parsed head into a new Request (its socket at stack index 1).
+ * [-0, +1, m] */
+static struct hreq *req_new(lua_State *L, const struct http_request *r,
+                            const char *p, size_t n) {
   size_t hs = r->nheaders * sizeof(struct http_header);
-  struct hreq *q = loop_newobject(L, s->loop, sizeof *q + hs + n, REQ_NUV);
+  struct hreq *q = loop_newobjectby(L, 1, sizeof *q + hs + n, REQ_NUV);
   memset(q, 0, sizeof *q);
   char *head = (char *)q->h + hs;
   memcpy(head, p, n);
@@ -218,10 +218,10 @@ static struct hreq *req_new(lua_State *L, struct sock *s,
   return q;
 }
 
-/* The Response of q (request at idx). [-0, +1, m] */
+/* The Response of q (request at idx; the socket s at 1). [-0, +1, m] */
 static struct hres *res_new(lua_State *L, struct sock *s, struct hreq *q,
                             const struct hconf *c, int idx) {
-  struct hres *r = loop_newobject(L, s->loop, sizeof *r, RES_NUV);
+  struct hres *r = loop_newobjectby(L, 1, sizeof *r, RES_NUV);
   memset(r, 0, offsetof(struct hres, inl));
   r->q = q;
   r->s = s;
@@ -270,7 +270,7 @@ static int head_match(lua_State *L, struct sock *s, char *p, size_t n,
     return 3;
   }
   *take = (size_t)rc;
-  struct hreq *q = req_new(L, s, &r, p, (size_t)rc);
+  struct hreq *q = req_new(L, &r, p, (size_t)rc);
   res_new(L, s, q, c, lua_gettop(L));
   return 2;
 }
@@ -388,7 +388,7 @@ static int http_newbody(lua_State *L) {
 /* ------------------------------------------------------- request fields */
 
 static struct hreq *req_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, CLS_HREQ);
+  return util_self(L, idx, CLS_HREQ);
 }
 
 static int name_eq(const char *a, size_t n, const char *b, size_t m) {
@@ -517,11 +517,11 @@ static int req_peer(lua_State *L) {
   return 1;
 }
 
-/* Fields by name; methods (upvalue 1) first. */
+/* Fields by name; methods (upvalue 2) first. */
 static int req__index(lua_State *L) {
   struct hreq *q = req_check(L, 1);
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+  if (lua_rawget(L, lua_upvalueindex(2)) != LUA_TNIL)
     return 1;
   const char *k = lua_tostring(L, 2);
   const struct http_request *r = &q->r;
@@ -611,7 +611,7 @@ static int req__tostring(lua_State *L) {
 /* ------------------------------------------------------------ responses */
 
 static struct hres *res_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, CLS_HRES);
+  return util_self(L, idx, CLS_HRES);
 }
 
 static void res_unstarted(lua_State *L, const struct hres *r) {
@@ -889,15 +889,24 @@ static int res_end(lua_State *L, struct hres *r) {
   return res_out(L, r, &iov, 1);
 }
 
-/* res:finish() -> whether the connection may carry another request. */
+/* res:finish() -> whether the connection may carry another request; when
+ * it may, also whether the request's body has been read to its end and the
+ * bytes of input already buffered (a pipelined request): berth.http's
+ * serve loop asks the three at once. */
 static int res_finish(lua_State *L) {
   struct hres *r = res_check(L, 1);
   lua_settop(L, 1);
   int rc = res_end(L, r);
   if (rc > 1 && lua_isnil(L, -rc))
     return rc; /* the failure */
-  lua_pushboolean(L, !r->close && !r->upgraded && r->s->fd >= 0);
-  return 1;
+  if (r->close || r->upgraded || r->s->fd < 0) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  lua_pushboolean(L, 1);
+  lua_pushboolean(L, r->q->b.done);
+  lua_pushinteger(L, (lua_Integer)r->s->rbuf.len);
+  return 3;
 }
 
 /* <close>: a handler that did not finish (it raised, or its task was
@@ -967,22 +976,27 @@ static const luaL_Reg http_funcs[] = {
 };
 
 /* The Request's metatable: __index is a C function with the method table
- * as its upvalue (fields are computed on access); the method table is also
+ * as its upvalue 2 (fields are computed on access); the method table is also
  * the metatable's "methods", for Lua to extend, and package.loaded[CLS_HREQ]
- * so that argument errors name the method (util_newclass says why). */
+ * so that argument errors name the method (util_newclass says why). Every
+ * function has the metatable's address as upvalue 1 (util_self). */
 static void http_reqclass(lua_State *L) {
   luaL_newmetatable(L, CLS_HREQ);
   lua_newtable(L);
-  luaL_setfuncs(L, req_methods, 0);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -2));
+  luaL_setfuncs(L, req_methods, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "methods");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, CLS_HREQ);
   lua_pop(L, 1);
-  lua_pushcclosure(L, req__index, 1);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -2));
+  lua_insert(L, -2);
+  lua_pushcclosure(L, req__index, 2);
   lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, req__tostring);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+  lua_pushcclosure(L, req__tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
 }

@@ -128,6 +128,15 @@ void *loop_newobject(lua_State *L, struct loop *lp, size_t size, int nuv) {
   return p;
 }
 
+void *loop_newobjectby(lua_State *L, int idx, size_t size, int nuv) {
+  idx = lua_absindex(L, idx);
+  void *p = lua_newuserdatauv(L, size, nuv);
+  if (lua_getiuservalue(L, idx, UV_LOOP) != LUA_TUSERDATA)
+    luaL_error(L, "berth: the loop is gone");
+  lua_setiuservalue(L, -2, UV_LOOP);
+  return p;
+}
+
 /* [-0, +1, m] the new loop userdata */
 struct loop *loop_new(lua_State *L) {
   struct loop *lp = lua_newuserdatauv(L, sizeof *lp, 1);

@@ -44,7 +44,7 @@ struct srvset {
 };
 
 static struct server *srv_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, CLS_SERVER);
+  return util_self(L, idx, CLS_SERVER);
 }
 
 /* Handler mode: C holds the server (no task does) while it listens. */

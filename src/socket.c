@@ -686,21 +686,21 @@ void sock_stats(lua_State *L, struct loop *lp) {
 }
 
 static int sock_close(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   sock_destroy(L, s, 1, "closed"); /* a local close says closed (9.11) */
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int sock__gc(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   if (s->fd >= 0)
     sock_destroy(L, s, 1, NULL);
   return 0;
 }
 
 static int sock__tostring(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   if (s->fd < 0)
     lua_pushliteral(L, "Socket (closed)");
   else
@@ -752,7 +752,7 @@ static int sock_on(lua_State *L) {
   static const char *const names[] = {"data", "close", "drain", "message",
                                       NULL};
   static const int uvs[] = {SOCK_UV_ONDATA, SOCK_UV_ONCLOSE, SOCK_UV_ONDRAIN};
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   int which = luaL_checkoption(L, 2, NULL, names);
   if (which == 3)
     return sock_onmessage(L);
@@ -787,7 +787,7 @@ static int sock_on(lua_State *L) {
  * handler did. One shot; onreadable(nil) cancels. On a closed socket:
  * nil, "closed" (or the code it closed with). */
 static int sock_onreadable(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   lua_settop(L, 2);
   if (s->fd < 0)
     return util_fail(L, s->why); /* closed meanwhile: nothing to wait for */
@@ -810,7 +810,7 @@ static int sock_onreadable(lua_State *L) {
 }
 
 static int sock_settimeout(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   /* nil or a negative number: no timeout (as documented before times
    * were checked everywhere); otherwise a time like any other. */
   double t = lua_isnumber(L, 2) && lua_tonumber(L, 2) < 0
@@ -885,7 +885,7 @@ static int sock_setoption(lua_State *L) {
 }
 
 static int sock_shutdown(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   static const char *const hows[] = {"w", "r", "rw", NULL};
   int how = luaL_checkoption(L, 2, "w", hows);
   if (s->fd < 0)
@@ -907,7 +907,7 @@ static int sock_shutdown(lua_State *L) {
 }
 
 static int sock_peer(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   struct net_addr a;
   sock_notepeer(s);
   if (s->peerlen > 0) {
@@ -949,7 +949,7 @@ void sock_peertext(struct sock *s, char *out, size_t len) {
 }
 
 static int sock_localaddr(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   struct net_addr a;
   if (s->fd < 0)
     return util_fail(L, s->why);
@@ -960,14 +960,14 @@ static int sock_localaddr(lua_State *L) {
 }
 
 static int sock_pending(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   lua_pushinteger(L, (lua_Integer)s->wbuf.len);
   lua_pushinteger(L, (lua_Integer)s->rbuf.len);
   return 2;
 }
 
 static int sock_stats_m(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   lua_createtable(L, 0, 3);
   lua_pushinteger(L, (lua_Integer)s->bytes_in);
   lua_setfield(L, -2, "bytes_in");
@@ -979,7 +979,7 @@ static int sock_stats_m(lua_State *L) {
 }
 
 static int sock_fd(lua_State *L) {
-  struct sock *s = sock_check(L, 1);
+  struct sock *s = sock_self(L);
   lua_pushinteger(L, s->fd < 0 ? -1 : s->fd);
   return 1;
 }

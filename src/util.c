@@ -17,13 +17,17 @@
  * luaL_argerror then finds the function there and says "bad argument #2
  * to 'berth.Socket.read'" instead of '?'. A method call names itself
  * ("bad argument #1 to 'read'"), as Lua's own file methods do.
+ *
+ * Every function gets the metatable's address as upvalue 1, for util_self.
  * [-0, +1, m] */
 void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                    const luaL_Reg *methods) {
   luaL_newmetatable(L, name);
-  luaL_setfuncs(L, meta, 0);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+  luaL_setfuncs(L, meta, 1);
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  lua_pushlightuserdata(L, (void *)lua_topointer(L, -2));
+  luaL_setfuncs(L, methods, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");  /* stack: mt, methods */
   lua_remove(L, -2);
@@ -31,6 +35,13 @@ void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, name);       /* package.loaded[name] = methods */
   lua_pop(L, 1);
+}
+
+void *util_self(lua_State *L, int idx, const char *name) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && util_hasmeta(L, idx, lua_touserdata(L, lua_upvalueindex(1))))
+    return p;
+  return luaL_checkudata(L, idx, name); /* decides, and names the error */
 }
 
 void util_pushmetaaddr(lua_State *L, const char *name) {

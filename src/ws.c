@@ -63,7 +63,7 @@ struct ws {
 };
 
 static struct ws *ws_check(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, CLS_WS);
+  return util_self(L, idx, CLS_WS);
 }
 
 /* ------------------------------------------------------------ writing */

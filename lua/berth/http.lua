@@ -193,13 +193,17 @@ function http.serve(opts)
         if buffered == 0 then return sock:onreadable(connection) end
         wait = nil
       else
+        local more, complete, buffered
         do
           local _ <close> = res -- a handler that raises still answers (500)
           handler(req, res)
-          if not res:finish() then return end
+          more, complete, buffered = res:finish()
+          if not more then return end
         end
-        if not req:complete() and not discard(sock, req) then return end
-        local _, buffered = sock:pending()
+        if not complete then
+          if not discard(sock, req) then return end
+          buffered = select(2, sock:pending())
+        end
         if buffered > 0 then
           wait = nil
         elseif park_after == 0 then

@@ -24,13 +24,8 @@ struct lbuf {
 static const char lbuf_mtkey = 0;
 
 struct buf *lbuf_test(lua_State *L, int idx) {
-  struct lbuf *lb = lua_touserdata(L, idx);
-  if (lb == NULL || !lua_getmetatable(L, idx))
-    return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &lbuf_mtkey);
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same ? &lb->b : NULL;
+  struct lbuf *lb = util_testclass(L, idx, &lbuf_mtkey);
+  return lb ? &lb->b : NULL;
 }
 
 struct buf *lbuf_testwith(lua_State *L, int idx, const void *mt) {
@@ -176,6 +171,5 @@ static const luaL_Reg lbuf_methods[] = {
 void lbuf_open(lua_State *L) {
   util_newclass(L, CLS_BUFFER, lbuf_meta, lbuf_methods);
   lua_pop(L, 1);
-  luaL_getmetatable(L, CLS_BUFFER);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &lbuf_mtkey);
+  util_keepclass(L, CLS_BUFFER, &lbuf_mtkey);
 }

@@ -450,9 +450,11 @@ struct sock_framing {
   int (*end)(lua_State *L, struct sock *s);
   int timeout_arg;       /* stack index of the optional timeout */
 };
-/* The read method of a framing: results, or nil, code, extra as read()
- * (the continuation retries match). */
-int sock_readframe(lua_State *L, const struct sock_framing *fr);
+/* The read method of a framing on s, the socket at stack index 1 (checked
+ * by the caller): results, or nil, code, extra as read() (the continuation
+ * checks it again and retries match). */
+int sock_readframe(lua_State *L, struct sock *s,
+                   const struct sock_framing *fr);
 /* Send iov now and buffer what the kernel does not take, as write() does,
  * never waiting; `idx` is the socket's stack index. Returns 0, or the count
  * of a failure pushed (nil, code[, errno]); "toolarge" closes the socket. */
@@ -609,6 +611,14 @@ static inline int util_hasmeta(lua_State *L, int idx, const void *mt) {
  * upvalue 1 is the metatable's address: util_newclass), without the
  * registry lookup; elsewhere it is only slower. [-0,+0,v] */
 void *util_self(lua_State *L, int idx, const char *name);
+/* Class checks by a registry key (a static's address) instead of the
+ * class's name, which costs a string lookup: util_keepclass files class
+ * `name`'s metatable under key; util_testclass is luaL_testudata by key
+ * [-0,+0,-]; util_setclass sets the metatable of the value on top
+ * [-0,+0,-]. */
+void util_keepclass(lua_State *L, const char *name, const void *key);
+void *util_testclass(lua_State *L, int idx, const void *key);
+void util_setclass(lua_State *L, const void *key);
 /* Push the address of class `name`'s metatable as a light userdata (NULL
  * when the class does not exist yet), for util_hasmeta. [-0,+1,-] */
 void util_pushmetaaddr(lua_State *L, const char *name);

@@ -44,6 +44,10 @@
 #define CLS_HRES  "berth.http.Response"
 #define CLS_HBODY "berth.http.Body"
 
+/* The registry keys of the classes made or checked once per request
+ * (util_keepclass): no string lookup of their names on that path. */
+static const char conf_key = 0, req_key = 0, res_key = 0;
+
 #define HEADERS_CAP 512        /* most header lines a server may allow */
 #define RES_INLINE 256         /* header lines kept in the Response */
 #define DISCARD_MAX (64 * 1024) /* an unread body skipped, not closed on */
@@ -214,7 +218,7 @@ static struct hreq *req_new(lua_State *L, const struct http_request *r,
   q->b.chunked = r->chunked;
   q->b.left = r->content_length > 0 ? r->content_length : 0;
   q->b.done = !r->chunked && q->b.left == 0;
-  luaL_setmetatable(L, CLS_HREQ);
+  util_setclass(L, &req_key);
   return q;
 }
 
@@ -235,7 +239,7 @@ static struct hres *res_new(lua_State *L, struct sock *s, struct hreq *q,
   r->ka10 = q->r.minor_version == 0 && !r->close;
   q->res = r;
   q->max_body = c->max_body;
-  luaL_setmetatable(L, CLS_HRES);
+  util_setclass(L, &res_key);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, RES_UV_REQ);
   lua_pushvalue(L, -1);
@@ -280,10 +284,11 @@ static const struct sock_framing head_framing = {head_match, NULL, 3};
 /* readrequest(sock, conf [, timeout]) -> Request, Response | nil, code,
  * extra ("badrequest" and the status answered; or a read's failure). */
 static int http_readrequest(lua_State *L) {
-  sock_check(L, 1);
-  luaL_checkudata(L, 2, CLS_HCONF);
+  struct sock *s = sock_check(L, 1);
+  if (util_testclass(L, 2, &conf_key) == NULL)
+    luaL_checkudata(L, 2, CLS_HCONF); /* raises */
   lua_settop(L, 3);
-  return sock_readframe(L, &head_framing);
+  return sock_readframe(L, s, &head_framing);
 }
 
 /* ---------------------------------------------------------------- bodies */
@@ -292,7 +297,7 @@ static int http_readrequest(lua_State *L) {
  * the whole Content-Length body at once). Pushes the next piece, false at
  * the end, or nil, "badrequest", 400 for broken chunked framing. */
 static struct hbody *body_of(lua_State *L, int idx) {
-  struct hreq *q = luaL_testudata(L, idx, CLS_HREQ);
+  struct hreq *q = util_testclass(L, idx, &req_key);
   return q ? &q->b : luaL_checkudata(L, idx, CLS_HBODY);
 }
 
@@ -364,11 +369,11 @@ static int http_readbody(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  struct hreq *q = luaL_testudata(L, 2, CLS_HREQ);
+  struct hreq *q = util_testclass(L, 2, &req_key);
   int rc = q ? req_continue(L, s, q) : 0;
   if (rc != 0)
     return rc;
-  return sock_readframe(L, &body_framing);
+  return sock_readframe(L, s, &body_framing);
 }
 
 /* body(length | nil, chunked) -> Body: the decoder of a response body
@@ -743,6 +748,11 @@ static int put_length(char *p, int64_t n) {
   return 18 + d;
 }
 
+/* A constant line of the head at p (HEAD_ROOM holds all of them together);
+ * returns its length. */
+#define head_put(p, line) (memcpy((p), (line), sizeof(line) - 1), \
+                           (int)(sizeof(line) - 1))
+
 /* The head's two berth-made parts: a = status line and Date, b = framing
  * lines and the empty line. `length` < 0: chunked (or, for HTTP/1.0, to
  * the close). */
@@ -760,17 +770,16 @@ static void res_head(struct hres *r, int64_t length, char *a, size_t *an,
   } else if (length >= 0) {
     n += put_length(b + n, length);
   } else if (r->q->r.minor_version == 1) {
-    n += snprintf(b + n, HEAD_ROOM - (size_t)n,
-                  "Transfer-Encoding: chunked\r\n");
+    n += head_put(b + n, "Transfer-Encoding: chunked\r\n");
     r->chunked = 1;
   } else {
     r->close = 1; /* HTTP/1.0: the body ends with the connection */
   }
   if (r->close && !r->said_close && !r->upgraded)
-    n += snprintf(b + n, HEAD_ROOM - (size_t)n, "Connection: close\r\n");
+    n += head_put(b + n, "Connection: close\r\n");
   else if (r->ka10 && !r->close && !r->has_conn)
-    n += snprintf(b + n, HEAD_ROOM - (size_t)n, "Connection: keep-alive\r\n");
-  n += snprintf(b + n, HEAD_ROOM - (size_t)n, "\r\n");
+    n += head_put(b + n, "Connection: keep-alive\r\n");
+  n += head_put(b + n, "\r\n");
   *bn = (size_t)n;
   r->started = 1;
 }
@@ -1012,6 +1021,9 @@ void http_open(lua_State *L) {
   http_reqclass(L);
   util_newclass(L, CLS_HRES, res_meta, res_methods);
   lua_pop(L, 1);
+  util_keepclass(L, CLS_HCONF, &conf_key);
+  util_keepclass(L, CLS_HREQ, &req_key);
+  util_keepclass(L, CLS_HRES, &res_key);
 }
 
 /* The core.http table, with the classes' method tables as Request and

@@ -144,9 +144,9 @@ static const struct sock_framing resp_framing = {resp_match, NULL, 2};
 
 /* read(sock [, timeout]) -> args | nil, code, extra */
 static int resp_read(lua_State *L) {
-  sock_check(L, 1);
+  struct sock *s = sock_check(L, 1);
   lua_settop(L, 2);
-  return sock_readframe(L, &resp_framing);
+  return sock_readframe(L, s, &resp_framing);
 }
 
 static int resp_send_k(lua_State *L, int status, lua_KContext ctx) {

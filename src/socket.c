@@ -51,15 +51,8 @@ struct sockset {
 static const char sock_mtkey = 0;
 
 struct sock *sock_check(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p != NULL && lua_getmetatable(L, idx)) {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &sock_mtkey);
-    int same = lua_rawequal(L, -1, -2);
-    lua_pop(L, 2);
-    if (same)
-      return p;
-  }
-  return luaL_checkudata(L, idx, CLS_SOCKET); /* raises the usual error */
+  struct sock *s = util_testclass(L, idx, &sock_mtkey);
+  return s ? s : luaL_checkudata(L, idx, CLS_SOCKET); /* the usual error */
 }
 
 /* The I/O methods run once or twice per message: their upvalue spares
@@ -1080,8 +1073,7 @@ static const luaL_Reg sock_methods[] = {
 /* Leaves the method table on the stack. [-0, +1, m] */
 void sock_open(lua_State *L) {
   util_newclass(L, CLS_SOCKET, sock_meta, sock_methods);
-  luaL_getmetatable(L, CLS_SOCKET);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &sock_mtkey);
+  util_keepclass(L, CLS_SOCKET, &sock_mtkey);
   util_pushmetaaddr(L, CLS_SOCKET); /* upvalue 1: sock_self */
   util_pushmetaaddr(L, CLS_BUFFER); /* upvalue 2: SOCK_UPV_BUFFER */
   luaL_setfuncs(L, sock_io_methods, 2);

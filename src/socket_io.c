@@ -439,9 +439,8 @@ static const struct sock_framing prefix_framing = {prefix_match, NULL, 3};
 
 static int sock_frame_k(lua_State *L, int status, lua_KContext ctx);
 
-static int sock_doframe(lua_State *L, const struct sock_framing *fr,
-                        int retry) {
-  struct sock *s = sock_check(L, 1);
+static int sock_doframe(lua_State *L, struct sock *s,
+                        const struct sock_framing *fr, int retry) {
   struct rreq q = {RF_FRAME, 0, NULL, 0, -1, fr, 0, NULL};
   q.timeout = check_timeout(L, fr->timeout_arg, "read: timeout", s->rtimeout);
   return sock_readwith(L, s, &q, retry, (lua_KContext)fr, sock_frame_k);
@@ -449,11 +448,13 @@ static int sock_doframe(lua_State *L, const struct sock_framing *fr,
 
 static int sock_frame_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  return sock_doframe(L, (const struct sock_framing *)ctx, 1);
+  return sock_doframe(L, sock_check(L, 1), (const struct sock_framing *)ctx,
+                      1);
 }
 
-int sock_readframe(lua_State *L, const struct sock_framing *fr) {
-  return sock_doframe(L, fr, 0);
+int sock_readframe(lua_State *L, struct sock *s,
+                   const struct sock_framing *fr) {
+  return sock_doframe(L, s, fr, 0);
 }
 
 /* ---------------------------------------------------------------- write */

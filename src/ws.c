@@ -336,7 +336,7 @@ static int ws_receive(lua_State *L) {
     w->state = WS_CLOSED;
     return ws_pushclosed(L, w);
   }
-  return sock_readframe(L, &ws_framing);
+  return sock_readframe(L, w->s, &ws_framing);
 }
 
 /* --------------------------------------------------------- the methods */

@@ -100,7 +100,8 @@ void ws_open(lua_State *L);    /* the class, once per state */
 void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
 
 /* resp_lua.c: berth.core.resp (RESP commands read in C, replies queued) */
-void resp_push(lua_State *L);  /* [-0, +1, m] the core.resp table */
+void resp_push(lua_State *L);  /* [-1, +1, m] the core.resp table; pops
+                                  the loop, its functions' upvalue */
 
 /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */

@@ -11,6 +11,8 @@
  *       socket; they leave with the next read that has to wait (or once
  *       16 KiB are queued, or the task yields), and a full buffer waits for
  *       the peer like sock:write.
+ *   resp.stats() -> { parsed = n }: bytes the parser went through on this
+ *       loop (a resumed command counts from where it resumed).
  *
  * The command is parsed by resp.c (strict lengths, Redis's error texts) in
  * the read machinery's framing (sock_readframe), so a pipelined batch costs
@@ -47,6 +49,8 @@ struct respstate {
   struct resp_cmd cmd;    /* cmd.argv is argv */
   const struct sock *at;  /* the socket cmd's progress belongs to */
   size_t atscan;          /* ... while its rscan is this */
+  uint64_t parsed;        /* bytes given to the parser past where it
+                             resumed (stats(): the work it did) */
 };
 
 static void resps_free(struct loop *lp, void *ud) {
@@ -104,10 +108,13 @@ static int resp_parse(lua_State *L, struct respstate *rs, struct sock *s,
   if (rs->at != s || s->rscan == 0 || rs->atscan != s->rscan)
     resp_cmd_reset(&rs->cmd);
   rs->at = NULL;
+  size_t from = rs->cmd.at.pos;
   for (;;) {
     int rc = resp_parse_command(p, n, &rs->cmd, &lim);
-    if (rc != RESP_ENEEDSPACE)
+    if (rc != RESP_ENEEDSPACE) {
+      rs->parsed += (rc > 0 ? (size_t)rc : n) - from;
       return rc;
+    }
     /* argc is the declared count: grow by steps, as arguments arrive */
     size_t want = rs->cmd.argc < rs->cap * 2 ? rs->cmd.argc : rs->cap * 2;
     resps_grow(L, rs, want);
@@ -188,13 +195,29 @@ static int resp_send(lua_State *L) {
   return 1;
 }
 
+/* stats() -> { parsed = bytes }: the parser's work on this loop (a
+ * command resumed after a piece counts only the bytes past the point it
+ * resumed from), for tests that bound it. */
+static int resp_stats(lua_State *L) {
+  struct loop *lp = lua_touserdata(L, lua_upvalueindex(1));
+  const struct respstate *rs = lp->resp;
+  lua_createtable(L, 0, 1);
+  lua_pushinteger(L, rs ? (lua_Integer)rs->parsed : 0);
+  lua_setfield(L, -2, "parsed");
+  return 1;
+}
+
 static const luaL_Reg resp_funcs[] = {
   {"read", resp_read},
   {"send", resp_send},
+  {"stats", resp_stats},
   {NULL, NULL}
 };
 
-/* The core.resp table. [-0, +1, m] */
+/* The core.resp table, its functions sharing the loop on the stack top as
+ * an upvalue. [-1, +1, m] */
 void resp_push(lua_State *L) {
-  luaL_newlib(L, resp_funcs);
+  luaL_newlibtable(L, resp_funcs);
+  lua_insert(L, -2);
+  luaL_setfuncs(L, resp_funcs, 1);
 }

@@ -68,6 +68,20 @@ describe("berth.resp", function()
     end)
   end)
 
+  it("a command a timed-out read left unfinished is parsed afresh once another read took bytes", function()
+    run(function()
+      local p <close> = support.pair()
+      -- "*1", then an argument of 100 bytes whose first 18 are a command
+      assert(p.client:write("*1\r\n$100\r\n" .. C("z", "y")))
+      assert_fail("timeout", nil, resp.read(p.peer, 0.05)) -- stopped in argument 1
+      assert.equal("*1\r\n$100\r\n", p.peer:read(10, 2))
+      -- what is left starts a command of its own: the progress above (one
+      -- argument due, after 4 bytes) must not be resumed on it
+      assert.same({ "z", "y" }, resp.read(p.peer, 2))
+      assert_fail("timeout", nil, resp.read(p.peer, 0.05))
+    end)
+  end)
+
   it("EOF: closed, with the unread part of a command", function()
     run(function()
       local p <close> = support.pair()

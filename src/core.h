@@ -100,7 +100,8 @@ void ws_open(lua_State *L);    /* the class, once per state */
 void ws_push(lua_State *L);    /* [-0, +1, m] the core.ws table */
 
 /* resp_lua.c: berth.core.resp (RESP commands read in C, replies queued) */
-void resp_push(lua_State *L);  /* [-0, +1, m] the core.resp table */
+void resp_push(lua_State *L);  /* [-1, +1, m] the core.resp table; pops
+                                  the loop, its functions' upvalue */
 
 /* resolve.c */
 struct fwatchset; /* fwatch.c: the inotify descriptor and the watches */
@@ -294,6 +295,19 @@ union sock_peer {
   struct sockaddr_in in;
   struct sockaddr_in6 in6;
 };
+_Static_assert(sizeof(union sock_peer) <= 255, "sock.peerlen is a byte");
+
+/* What a framing (below) keeps for a socket whose message it has begun but
+ * not finished, so that the next bytes resume it (resp_lua.c: where a
+ * command stopped): one block from malloc starting with this header, at
+ * s->fstate. Its framing frees
+ * it when the message completes or fails; sock_destroy frees what is left.
+ * A block is only good for the read that made it (a new read starts with
+ * rscan 0), so a framing that finds another's block may free it. An idle
+ * socket has none. */
+struct sock_fstate {
+  const struct sock_framing *fr; /* the framing that made it */
+};
 
 struct sock {
   struct loop *loop;
@@ -309,6 +323,8 @@ struct sock {
   unsigned owned : 1;    /* a handler task owns it, and anchors it for us */
   unsigned parked : 1;   /* onreadable(fn): a task starts when readable */
   unsigned char anchored;
+  unsigned char peerlen; /* of peer; 0: not known yet (a byte, so that
+                            fstate costs struct sock no room) */
   int rerr, werr;        /* sticky -errno of the read/write side */
   ev_io rio, wio;
   ev_timer timer;        /* one per socket: the nearest waiter deadline */
@@ -330,7 +346,7 @@ struct sock {
   union sock_peer peer;
   uint32_t hiwat, lowat; /* write watermarks: setoption caps them */
   uint32_t wtarget;      /* the waiting writer's: lowat, or 0 for flush */
-  socklen_t peerlen;     /* 0: not known yet */
+  struct sock_fstate *fstate; /* a framing's unfinished message, or NULL */
   struct link link;      /* on the loop's open sockets, for shutdown */
   struct tls *tls;       /* TLS on this connection, or NULL (tls.h) */
   struct inbox *inbox;   /* bus_lua.c, made by sock:id(); SOCK_UV_INBOX
@@ -440,8 +456,9 @@ void relay_open(lua_State *L); /* its internal class, once per state */
  * place -- with the method's arguments on the stack (1: the socket). It
  * returns the number of results it pushed once a message is complete, or 0
  * when more bytes are needed; either way *take is how many bytes it used,
- * and s->rscan is its own to remember how far it looked. It may close the
- * socket (the socket stays on the stack). */
+ * and s->rscan is its own to remember how far it looked (and s->fstate,
+ * for more: struct sock_fstate). It may close the socket (the socket stays
+ * on the stack). */
 struct sock_framing {
   int (*match)(lua_State *L, struct sock *s, char *p, size_t n,
                size_t *take);

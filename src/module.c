@@ -305,6 +305,7 @@ static void m_pushcore(lua_State *L) {
   lua_setfield(L, -2, "http");
   ws_push(L);
   lua_setfield(L, -2, "ws");
+  lua_pushvalue(L, -2);
   resp_push(L);
   lua_setfield(L, -2, "resp");
   lua_remove(L, -2);

@@ -159,15 +159,18 @@ static int mb_bulk(const char *p, size_t n, size_t s, size_t left,
   return (int)(end - s);
 }
 
+/* `store`: keep the arguments in argv (else only count them). */
 static int mb_parse(const char *p, size_t n, struct resp_cmd *cmd,
-                    const struct resp_limits *lim) {
+                    const struct resp_limits *lim, int store) {
   struct resp_progress *at = &cmd->at;
   int rc;
   if (at->kind != KIND_MULTIBULK &&
       (rc = mb_header(p, n, cmd, lim)) != MB_ARGS_FOLLOW)
     return rc;
+  if (!store)
+    at->counted = 1;
   while (at->done < at->want) {
-    if (at->done >= cmd->cap) {
+    if (store && at->done >= cmd->cap) {
       cmd->argc = at->want;
       return RESP_ENEEDSPACE; /* progress kept: the caller grows argv */
     }
@@ -178,7 +181,9 @@ static int mb_parse(const char *p, size_t n, struct resp_cmd *cmd,
         resp_cmd_reset(cmd);
       return rc;
     }
-    cmd->argv[at->done++] = arg;
+    if (store)
+      cmd->argv[at->done] = arg;
+    at->done++;
     at->pos += (size_t)rc;
   }
   size_t total = at->pos;
@@ -206,9 +211,10 @@ static size_t inline_limit(const struct resp_limits *lim, int *err) {
   return cmdmax - 1; /* a line of L bytes needs L + 1; cmdmax > 0 here */
 }
 
-/* Split p[0..len) into words; stores up to cap of them and returns how many
- * there are. */
-static size_t inline_words(const char *p, size_t len, struct resp_cmd *cmd) {
+/* Split p[0..len) into words; stores up to cap of them (none unless
+ * `store`) and returns how many there are. */
+static size_t inline_words(const char *p, size_t len, struct resp_cmd *cmd,
+                           int store) {
   size_t argc = 0, i = 0;
   while (i < len) {
     while (i < len && is_blank(p[i]))
@@ -218,7 +224,7 @@ static size_t inline_words(const char *p, size_t len, struct resp_cmd *cmd) {
     size_t start = i;
     while (i < len && !is_blank(p[i]))
       i++;
-    if (argc < cmd->cap) {
+    if (store && argc < cmd->cap) {
       cmd->argv[argc].off = start;
       cmd->argv[argc].len = i - start;
     }
@@ -228,7 +234,7 @@ static size_t inline_words(const char *p, size_t len, struct resp_cmd *cmd) {
 }
 
 static int inline_parse(const char *p, size_t n, struct resp_cmd *cmd,
-                        const struct resp_limits *lim) {
+                        const struct resp_limits *lim, int store) {
   struct resp_progress *at = &cmd->at;
   int err = 0;
   size_t limit = inline_limit(lim, &err);
@@ -247,12 +253,12 @@ static int inline_parse(const char *p, size_t n, struct resp_cmd *cmd,
   }
   size_t eol = (size_t)(nl - p);
   size_t len = eol > 0 && p[eol - 1] == '\r' ? eol - 1 : eol;
-  size_t argc = inline_words(p, len, cmd);
+  size_t argc = inline_words(p, len, cmd, store);
   resp_cmd_reset(cmd);
   if (argc > lim->max_args)
     return RESP_ETOO_MANY_ARGS;
   cmd->argc = argc;
-  if (argc > cmd->cap)
+  if (store && argc > cmd->cap)
     return RESP_ENEEDSPACE; /* the line is re-split next time: <= 64 KiB */
   return (int)(eol + 1);
 }
@@ -260,30 +266,42 @@ static int inline_parse(const char *p, size_t n, struct resp_cmd *cmd,
 /* --- entry points ------------------------------------------------------- */
 
 /* Progress that cannot belong to these bytes (the caller broke the rule in
- * resp.h) is dropped rather than trusted: parsing from the start is always
- * correct, only slower. */
-static void check_progress(const char *p, size_t n, struct resp_cmd *cmd) {
+ * resp.h), or whose arguments a storing call would lack, is dropped rather
+ * than trusted: parsing from the start is always correct, only slower. */
+static void check_progress(const char *p, size_t n, struct resp_cmd *cmd,
+                           int store) {
   const struct resp_progress *at = &cmd->at;
   if (at->kind == KIND_NONE)
     return;
   int star = n > 0 && p[0] == '*';
   if (at->pos > n || star != (at->kind == KIND_MULTIBULK) ||
-      at->done > cmd->cap || at->done > at->want)
+      at->done > at->want ||
+      (store && (at->counted || at->done > cmd->cap)))
     resp_cmd_reset(cmd);
 }
 
-int resp_parse_command(const char *p, size_t n, struct resp_cmd *cmd,
-                       const struct resp_limits *lim) {
+static int parse(const char *p, size_t n, struct resp_cmd *cmd,
+                 const struct resp_limits *lim, int store) {
   if (lim == NULL)
     lim = &resp_defaults;
-  check_progress(p, n, cmd);
+  check_progress(p, n, cmd, store);
   if (n == 0)
     return RESP_INCOMPLETE;
   if (max_command(lim) == 0) /* not even "\n" fits */
     return RESP_ECOMMAND_TOO_LARGE;
   if (p[0] == '*')
-    return mb_parse(p, n, cmd, lim);
-  return inline_parse(p, n, cmd, lim);
+    return mb_parse(p, n, cmd, lim, store);
+  return inline_parse(p, n, cmd, lim, store);
+}
+
+int resp_parse_command(const char *p, size_t n, struct resp_cmd *cmd,
+                       const struct resp_limits *lim) {
+  return parse(p, n, cmd, lim, 1);
+}
+
+int resp_count_command(const char *p, size_t n, struct resp_cmd *cmd,
+                       const struct resp_limits *lim) {
+  return parse(p, n, cmd, lim, 0);
 }
 
 const char *resp_strerror(int code) {

@@ -39,6 +39,15 @@
  * start of `p` (the buffer may have moved: offsets are relative), possibly
  * followed by more. Every other result resets the progress. Call
  * resp_cmd_reset() before parsing different bytes with an unfinished cmd.
+ *
+ * Counting: resp_count_command checks a command exactly as
+ * resp_parse_command does (same result, same argc) but stores no argument,
+ * so its progress is a few words and needs no argument array: a server
+ * with many connections keeps that for each unfinished command, and parses
+ * a completed one once more, storing (O(n) once). Progress made by
+ * storing may be resumed by counting; progress made by counting is dropped
+ * by a storing call (argv lacks those arguments), which then parses from
+ * the start.
  */
 #ifndef BERTH_RESP_H
 #define BERTH_RESP_H
@@ -82,8 +91,9 @@ struct resp_arg {
 struct resp_progress {
   size_t pos;  /* bytes of the input already parsed */
   size_t want; /* multibulk: declared argc */
-  size_t done; /* multibulk: arguments stored in argv */
+  size_t done; /* multibulk: arguments parsed */
   int kind;    /* 0 none, 1 multibulk, 2 inline */
+  int counted; /* arguments were counted, not stored: argv lacks them */
 };
 
 struct resp_cmd {
@@ -93,7 +103,7 @@ struct resp_cmd {
   struct resp_progress at;
 };
 
-#define RESP_CMD_INIT(argv, cap) {0, (argv), (cap), {0, 0, 0, 0}}
+#define RESP_CMD_INIT(argv, cap) {0, (argv), (cap), {0, 0, 0, 0, 0}}
 
 /*
  * Parse one command at the start of p[0..n). Returns the bytes it occupies
@@ -108,6 +118,12 @@ struct resp_cmd {
  * actually arrive. With cap 0 it comes right after the "*<argc>" line.
  */
 int resp_parse_command(const char *p, size_t n, struct resp_cmd *cmd,
+                       const struct resp_limits *lim);
+
+/* As resp_parse_command, but the arguments are only counted: argv and cap
+ * are not used, RESP_ENEEDSPACE is never the result, and on success argc
+ * is the command's argument count. */
+int resp_count_command(const char *p, size_t n, struct resp_cmd *cmd,
                        const struct resp_limits *lim);
 
 /* Forget an unfinished command (the next call starts at a new command). */

@@ -514,7 +514,7 @@ void sock_attach(struct sock *s, int fd) {
 void sock_setpeer(struct sock *s, const struct net_addr *a) {
   if (a->len <= sizeof s->peer) {
     memcpy(&s->peer, &a->ss, a->len);
-    s->peerlen = a->len;
+    s->peerlen = (unsigned char)a->len;
   }
 }
 
@@ -547,6 +547,8 @@ void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why) {
   s->why = why ? why : "closed";
   buf_free(&s->rbuf);
   buf_free(&s->wbuf);
+  free(s->fstate); /* an unfinished message's, if any */
+  s->fstate = NULL;
   link_remove(&s->link);
   lp->socks->nopen--;
   if (s->srv)

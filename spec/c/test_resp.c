@@ -2,7 +2,8 @@
  * test_resp.c -- unit tests for src/resp.c: multibulk and inline parsing,
  * the length syntax and limits, incremental feeding (which must give the
  * whole-input result and must not re-read what it already parsed: guarded
- * with PROT_NONE pages), argv growth, error texts and reply headers.
+ * with PROT_NONE pages), argv growth, counting (resp_count_command finds
+ * what storing finds), error texts and reply headers.
  * Prints one line per case and ends with "N passed, N failed".
  */
 #include <limits.h>
@@ -369,6 +370,77 @@ static void test_split_feeding(void) {
   }
 }
 
+/* Feed s[0..n) in `step`-byte pieces to one cmd, storing (argv of
+ * MAXARGS) while fewer than `store_below` bytes are given and counting
+ * after: the result and argc, as a server that loses its argument array
+ * half-way would get them; then, after a success, the storing parse the
+ * server does once the command is complete. */
+static struct res feed_counting(const char *s, size_t n, size_t step,
+                                size_t store_below,
+                                const struct resp_limits *lim,
+                                struct res *stored) {
+  struct res r;
+  memset(&r, 0, sizeof r);
+  struct resp_cmd cmd = RESP_CMD_INIT(r.argv, MAXARGS);
+  size_t have = 0;
+  for (;;) {
+    r.rc = have < store_below ? resp_parse_command(s, have, &cmd, lim)
+                              : resp_count_command(s, have, &cmd, lim);
+    if (r.rc != RESP_INCOMPLETE || have == n)
+      break;
+    have = n - have < step ? n : have + step;
+  }
+  r.argc = cmd.argc;
+  *stored = r.rc > 0 ? parse_lim(s, (size_t)r.rc, lim) : r;
+  return r;
+}
+
+/* Counting finds what storing finds, however the bytes arrive and whenever
+ * it takes over; its progress is never resumed by storing. */
+static void test_count_mode(void) {
+  struct resp_limits small = RESP_LIMITS_DEFAULT;
+  small.max_command = 30;
+  small.max_inline = 6;
+  small.max_args = 4;
+  const struct resp_limits *lims[] = {NULL, &small};
+  size_t bad = 0;
+  for (size_t l = 0; l < 2; l++) {
+    for (size_t i = 0; i < sizeof split_cases / sizeof *split_cases; i++) {
+      const char *s = split_cases[i];
+      size_t n = i == 0 ? 32 : strlen(s);
+      struct res whole = feed(s, n, n ? n : 1, lims[l]);
+      for (size_t step = 1; step <= 4; step++) {
+        for (size_t from = 0; from <= n; from += 5) {
+          struct res again;
+          struct res r = feed_counting(s, n, step, from, lims[l], &again);
+          int ok = r.rc == whole.rc && (r.rc <= 0 || r.argc == whole.argc);
+          ok = ok && same(&whole, &again);
+          bad += !ok;
+          if (!ok)
+            printf("  case %zu limits %zu step %zu from %zu: %d vs %d\n", i,
+                   l, step, from, r.rc, whole.rc);
+        }
+      }
+    }
+  }
+  CHECK(bad == 0);
+  /* No argument array needed, whatever the count: never ENEEDSPACE. */
+  struct resp_cmd cmd = RESP_CMD_INIT(NULL, 0);
+  const char *a = "*1000000\r\n$1\r\nx\r\n$0\r\n";
+  CHECK(resp_count_command(a, strlen(a), &cmd, NULL) == RESP_INCOMPLETE);
+  CHECK(cmd.at.done == 1 && cmd.at.counted);
+  CHECK(resp_count_command("x y z\n", 6, &cmd, NULL) == 6 && cmd.argc == 3);
+  /* Counted progress is dropped by a storing call, which starts over. */
+  struct resp_arg argv[4];
+  struct resp_cmd c2 = RESP_CMD_INIT(argv, 4);
+  const char *b = "*2\r\n$1\r\na\r\n$2\r\nbc\r\n";
+  CHECK(resp_count_command(b, 15, &c2, NULL) == RESP_INCOMPLETE);
+  CHECK(c2.at.done == 1);
+  CHECK(resp_parse_command(b, strlen(b), &c2, NULL) == (int)strlen(b));
+  CHECK(c2.argc == 2 && argv[0].off == 8 && argv[1].off == 15);
+  CHECK(!c2.at.counted && c2.at.kind == 0);
+}
+
 /* Progress that does not fit the bytes given is dropped, not trusted. */
 static void test_misuse_recovers(void) {
   struct resp_arg argv[4];
@@ -426,7 +498,7 @@ static void test_big_bulk_not_scanned(void) {
  * implementation that re-parsed the earlier arguments would fault, and the
  * time bound catches a quadratic one.
  */
-static void test_many_args_resumed(void) {
+static void many_args_resumed(int counting) {
   size_t pg = (size_t)sysconf(_SC_PAGESIZE);
   size_t nargs = 200000, each = 8; /* "$2\r\nab\r\n" */
   size_t hl = 9;                   /* "*200000\r\n" */
@@ -447,7 +519,8 @@ static void test_many_args_resumed(void) {
   int rc = RESP_INCOMPLETE;
   size_t guarded = pg; /* page 0 stays: p[0] is read on every call */
   for (size_t n = 1; rc == RESP_INCOMPLETE && n <= total; n += 3) {
-    rc = resp_parse_command(m, n, &cmd, &lim);
+    rc = counting ? resp_count_command(m, n, &cmd, &lim)
+                  : resp_parse_command(m, n, &cmd, &lim);
     size_t done = cmd.at.pos / pg * pg;
     if (rc == RESP_INCOMPLETE && done > guarded) {
       CHECK(mprotect(m + guarded, done - guarded, PROT_NONE) == 0);
@@ -455,14 +528,23 @@ static void test_many_args_resumed(void) {
     }
   }
   if (rc == RESP_INCOMPLETE)
-    rc = resp_parse_command(m, total, &cmd, &lim);
+    rc = counting ? resp_count_command(m, total, &cmd, &lim)
+                  : resp_parse_command(m, total, &cmd, &lim);
   double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
   CHECK(rc == (int)total && cmd.argc == nargs);
-  CHECK(argv[nargs - 1].off == total - 4 && argv[nargs - 1].len == 2);
+  if (!counting)
+    CHECK(argv[nargs - 1].off == total - 4 && argv[nargs - 1].len == 2);
+  else
+    CHECK(argv[nargs - 1].len == 0); /* nothing stored */
   CHECK(secs < 2.0);
   munmap(m, span);
   free(argv);
 }
+
+static void test_many_args_resumed(void) { many_args_resumed(0); }
+
+/* Counting resumes too: no earlier byte is read again. */
+static void test_many_args_counted(void) { many_args_resumed(1); }
 
 /* 100k pipelined commands, each parsed once from its own start. */
 static void test_pipeline_one_pass(void) {
@@ -548,6 +630,8 @@ int main(void) {
   RUN(test_misuse_recovers);
   RUN(test_big_bulk_not_scanned);
   RUN(test_many_args_resumed);
+  RUN(test_many_args_counted);
+  RUN(test_count_mode);
   RUN(test_pipeline_one_pass);
   RUN(test_strerror);
   RUN(test_fmt);

@@ -16,6 +16,10 @@
  *     each call on a fresh exact-size heap copy (so the buffer moves, and
  *     ASan sees any read past n), with argv grown from nothing on
  *     RESP_ENEEDSPACE, ends with the same result and the same arguments;
+ *   - counting (resp_count_command) gives the result and argc of storing,
+ *     on the whole input and fed in pieces, also when it takes over from
+ *     storing half-way (a fuzzer-chosen piece), never RESP_ENEEDSPACE; and
+ *     a storing call after counted progress starts over and is right;
  *   - resp_strerror has a text without CR/LF for every result;
  *   - resp_fmt_int/resp_fmt_array_header/resp_fmt_bulk_header of a
  *     fuzzer-chosen value read back (strtoll/strtoull) as that value.
@@ -60,20 +64,29 @@ static char *dup_exact(const char *s, size_t n) {
   return p;
 }
 
+#define NEVER ((size_t)-1)
+
 /*
  * Parse with the bytes arriving at the cut points (increasing, ending at
  * n); argv starts with `cap0` slots and grows by `grow` (1 doubles, 0 jumps
- * to argc) on RESP_ENEEDSPACE.
+ * to argc) on RESP_ENEEDSPACE. From cut index `count_from` on, the
+ * arguments are only counted (NEVER: always stored).
  */
 static struct outcome run(const char *s, size_t n, const size_t *cuts,
                           size_t ncuts, size_t cap0, int grow,
-                          const struct resp_limits *lim) {
+                          size_t count_from, const struct resp_limits *lim) {
   struct outcome o = {0, 0, NULL};
   struct resp_arg *argv = xmalloc(cap0 * sizeof *argv);
   struct resp_cmd cmd = RESP_CMD_INIT(argv, cap0);
   for (size_t c = 0; c < ncuts; c++) {
     char *copy = dup_exact(s, cuts[c]);
     for (;;) {
+      if (c >= count_from) {
+        o.rc = resp_count_command(copy, cuts[c], &cmd, lim);
+        if (o.rc == RESP_ENEEDSPACE)
+          FAIL("counting returned ENEEDSPACE");
+        break;
+      }
       o.rc = resp_parse_command(copy, cuts[c], &cmd, lim);
       if (o.rc != RESP_ENEEDSPACE)
         break;
@@ -104,7 +117,43 @@ static struct outcome run(const char *s, size_t n, const size_t *cuts,
 static struct outcome run_whole(const char *s, size_t n, size_t cap0,
                                 const struct resp_limits *lim) {
   size_t cut = n;
-  return run(s, n, &cut, 1, cap0, 0, lim);
+  return run(s, n, &cut, 1, cap0, 0, NEVER, lim);
+}
+
+/* Counting the whole input: the result and argc of storing. */
+static void check_count_whole(const char *s, size_t n,
+                              const struct outcome *whole,
+                              const struct resp_limits *lim) {
+  size_t cut = n;
+  struct outcome o = run(s, n, &cut, 1, 0, 0, 0, lim);
+  if (o.rc != whole->rc || (o.rc > 0 && o.argc != whole->argc))
+    FAIL("counting gave %d (argc %zu), storing %d (argc %zu)", o.rc, o.argc,
+         whole->rc, whole->argc);
+  free(o.argv);
+}
+
+/* Counted progress, then a storing call with all the bytes: it must start
+ * over and find what a fresh parse finds. */
+static void check_count_then_store(const char *s, size_t n, size_t cut,
+                                   const struct outcome *whole,
+                                   const struct resp_limits *lim) {
+  struct resp_cmd cmd = RESP_CMD_INIT(NULL, 0);
+  char *copy = dup_exact(s, cut);
+  int rc = resp_count_command(copy, cut, &cmd, lim);
+  free(copy);
+  if (rc != RESP_INCOMPLETE)
+    return;
+  struct resp_arg *argv = xmalloc((n + 1) * sizeof *argv);
+  cmd.argv = argv;
+  cmd.cap = n + 1; /* more than n bytes can hold: never ENEEDSPACE */
+  rc = resp_parse_command(s, n, &cmd, lim);
+  if (rc != whole->rc ||
+      (rc > 0 && (cmd.argc != whole->argc ||
+                  (cmd.argc && memcmp(argv, whole->argv,
+                                      cmd.argc * sizeof *argv) != 0))))
+    FAIL("storing after counted progress gave %d, a fresh parse %d", rc,
+         whole->rc);
+  free(argv);
 }
 
 static size_t put_len(char *out, char marker, size_t v) {
@@ -221,7 +270,16 @@ static void check_split(const char *s, size_t n, const struct outcome *whole,
                         const struct resp_limits *lim) {
   size_t cuts[MAX_PIECES];
   size_t nc = make_cuts(sel, nsel, n, cuts);
-  struct outcome o = run(s, n, cuts, nc, 0, grow, lim);
+  /* Counting takes over at a piece the first selector byte picks. */
+  size_t from = nsel > 0 ? sel[0] % (nc + 1) : 0;
+  struct outcome c = run(s, n, cuts, nc, 0, grow, from, lim);
+  if (c.rc != whole->rc || (c.rc > 0 && c.argc != whole->argc))
+    FAIL("counting from piece %zu of %zu gave %d (argc %zu), storing %d "
+         "(argc %zu)", from, nc, c.rc, c.argc, whole->rc, whole->argc);
+  free(c.argv);
+  if (nc > 1)
+    check_count_then_store(s, n, cuts[nc / 2], whole, lim);
+  struct outcome o = run(s, n, cuts, nc, 0, grow, NEVER, lim);
   if (o.rc != whole->rc)
     FAIL("split feeding gave %d, whole input %d", o.rc, whole->rc);
   if (o.rc > 0 && (o.argc != whole->argc ||
@@ -289,6 +347,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (resp_strerror(whole.rc) == NULL ||
       strpbrk(resp_strerror(whole.rc), "\r\n") != NULL)
     FAIL("strerror(%d) unusable", whole.rc);
+  check_count_whole(s, n, &whole, &lim);
   if (whole.rc > 0) {
     check_success(s, n, &whole, &lim);
     check_prefixes(s, (size_t)whole.rc, &lim);

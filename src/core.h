@@ -405,10 +405,13 @@ void sock_setpeer(struct sock *s, const struct net_addr *a);
  * "" if unknown). */
 void sock_peertext(struct sock *s, char *out, size_t len);
 struct sock *sock_check(lua_State *L, int idx);
-/* Argument 1 of a method of sock_io_methods, which carry the addresses of
- * the Socket and the Buffer metatables as upvalues 1 and 2 (sock_open). */
+/* Argument 1 of a Socket method: the functions sock_open registers carry
+ * the Socket metatable's address as upvalue 1 (util_self), and those of
+ * sock_io_methods the Buffer's as upvalue 2 (sock_buffermeta). */
 struct sock *sock_self(lua_State *L);
-#define SOCK_UPV_BUFFER lua_touserdata(L, lua_upvalueindex(2))
+static inline const void *sock_buffermeta(lua_State *L) {
+  return lua_touserdata(L, lua_upvalueindex(2)); /* for lbuf_testwith */
+}
 /* Close s; `idx` is its stack index or 0; `why` is the code passed to
  * on("close"), or NULL from __gc (no callbacks, no wake-ups: L5). */
 void sock_destroy(lua_State *L, struct sock *s, int idx, const char *why);

@@ -1077,7 +1077,7 @@ void sock_open(lua_State *L) {
   util_newclass(L, CLS_SOCKET, sock_meta, sock_methods);
   util_keepclass(L, CLS_SOCKET, &sock_mtkey);
   util_pushmetaaddr(L, CLS_SOCKET); /* upvalue 1: sock_self */
-  util_pushmetaaddr(L, CLS_BUFFER); /* upvalue 2: SOCK_UPV_BUFFER */
+  util_pushmetaaddr(L, CLS_BUFFER); /* upvalue 2: sock_buffermeta */
   luaL_setfuncs(L, sock_io_methods, 2);
   luaL_setfuncs(L, relay_methods, 0);
 }

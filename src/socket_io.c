@@ -81,7 +81,7 @@ static void rreq_parse(lua_State *L, struct sock *s, int kind, int retry,
                      : check_timeout(L, kind == RK_READINTO ? 4 : 3,
                                      "read: timeout", s->rtimeout);
   if (kind == RK_READINTO) {
-    if ((q->into = lbuf_testwith(L, 2, SOCK_UPV_BUFFER)) == NULL)
+    if ((q->into = lbuf_testwith(L, 2, sock_buffermeta(L))) == NULL)
       q->into = lbuf_check(L, 2); /* raises */
     lua_Integer max = luaL_optinteger(L, 3, BERTH_SCRATCH);
     luaL_argcheck(L, max > 0, 3, "must be positive");
@@ -663,7 +663,7 @@ static int sock_checkargs(lua_State *L, int top) {
   int bufs = 0;
   for (int i = 2; i <= top; i++) {
     if (lua_type(L, i) == LUA_TUSERDATA &&
-        lbuf_testwith(L, i, SOCK_UPV_BUFFER) != NULL)
+        lbuf_testwith(L, i, sock_buffermeta(L)) != NULL)
       bufs = 1;
     else
       luaL_checklstring(L, i, NULL);

@@ -992,7 +992,7 @@ static const luaL_Reg http_funcs[] = {
 static void http_reqclass(lua_State *L) {
   luaL_newmetatable(L, CLS_HREQ);
   lua_newtable(L);
-  lua_pushlightuserdata(L, (void *)lua_topointer(L, -2));
+  util_pushmetaaddr(L, CLS_HREQ);
   luaL_setfuncs(L, req_methods, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "methods");
@@ -1000,11 +1000,11 @@ static void http_reqclass(lua_State *L) {
   lua_pushvalue(L, -2);
   lua_setfield(L, -2, CLS_HREQ);
   lua_pop(L, 1);
-  lua_pushlightuserdata(L, (void *)lua_topointer(L, -2));
+  util_pushmetaaddr(L, CLS_HREQ);
   lua_insert(L, -2);
   lua_pushcclosure(L, req__index, 2);
   lua_setfield(L, -2, "__index");
-  lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+  util_pushmetaaddr(L, CLS_HREQ);
   lua_pushcclosure(L, req__tostring, 1);
   lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);

@@ -23,10 +23,10 @@
 void util_newclass(lua_State *L, const char *name, const luaL_Reg *meta,
                    const luaL_Reg *methods) {
   luaL_newmetatable(L, name);
-  lua_pushlightuserdata(L, (void *)lua_topointer(L, -1));
+  util_pushmetaaddr(L, name);
   luaL_setfuncs(L, meta, 1);
   lua_newtable(L);
-  lua_pushlightuserdata(L, (void *)lua_topointer(L, -2));
+  util_pushmetaaddr(L, name);
   luaL_setfuncs(L, methods, 1);
   lua_pushvalue(L, -1);
   lua_setfield(L, -3, "__index");  /* stack: mt, methods */

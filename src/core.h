@@ -14,7 +14,8 @@
  *   shared.c bus_lua.c          shared.c: the group's region and dicts;
  *   metrics.c                   bus_lua.c: messages, inboxes, sock:id();
  *                               metrics.c: metrics and their scrape
- *   sched.c                     tasks: spawn, park, wake, resume
+ *   sched.c                     tasks: spawn, park, wake, resume; the
+ *                               CPU budget (watchdog.c: its thread)
  *   loop.c util.c check.c       the loop object; Lua helpers; validators,
  *   options.c limits.c          option tables and limits (defined once)
  *   buffer.c net.c (+ pure C)   no lua.h at all
@@ -250,6 +251,9 @@ int sched_pcall(lua_State *L, struct loop *lp, int nargs, int onerror,
 /* Set the loop's default error handler (the function at idx, or nil);
  * pushes the previous one. [-0, +1, m] */
 void sched_setonerror(lua_State *L, struct loop *lp, int idx);
+/* The loop's CPU budget (0 off). The first one starts the loop's
+ * watchdog (freed with the loop) and wraps coroutine.resume and
+ * coroutine.wrap (once per state). [-0, +0, e] */
 void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds);
 double sched_cpubudget(struct loop *lp);
 long sched_ntasks(struct loop *lp);

@@ -2,7 +2,8 @@
  * sched.c -- tasks: the coroutines berth starts and parks. This is the only
  * file that calls lua_resume (R1), and the owner of struct sched: the run
  * queue, the fairness and CPU budgets, the running task and the list of
- * live tasks.
+ * live tasks. The CPU budget costs nothing until a task overruns it: see
+ * "the hook" below.
  *
  * A task is a berth.Task userdata: user value 2 is its thread, 3 the object
  * it owns (a handler's connection socket) and 4 its error handler, both
@@ -23,12 +24,15 @@
  * Resumes run only at the loop's top level: directly from a watcher
  * callback, or through the run queue when Lua code caused the wake-up (R7).
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "core.h"
 #include "logfmt.h"
+#include "watchdog.h"
 
 enum { TASK_UV_THREAD = 2, TASK_UV_OWNED, TASK_UV_ONERROR,
        TASK_NUV = TASK_UV_ONERROR };
@@ -50,6 +54,15 @@ struct task {
   struct link link;         /* the loop's live tasks */
 };
 
+/* A coroutine the running task resumed, innermost first. The spinning
+ * code may be in any of them, so the watchdog hooks them all. Entries
+ * live on the C stack of sched_nestcall, which unlinks its own before it
+ * returns or raises. */
+struct nest {
+  lua_State *co;
+  struct nest *outer;
+};
+
 struct sched {
   struct task *current;     /* the task being resumed now, or NULL */
   struct task **queue;      /* the run queue: anchored tasks */
@@ -58,8 +71,9 @@ struct sched {
   ev_idle idle;             /* keeps the poll from blocking meanwhile */
   int budget;               /* buffered reads left in this resume */
   double cpu_budget;        /* seconds without yielding, 0 off */
-  double resumed_at;        /* monotonic time of the current resume */
-  int overrun;              /* the hook stopped the current task */
+  struct watchdog *watchdog; /* from the first budget on; signals overruns */
+  struct nest *volatile nest; /* coroutines the current task runs inside */
+  volatile sig_atomic_t overrun; /* the current task is over its budget */
   int onerror;              /* registry ref: default error handler */
   int idle_pending;         /* the last task ended: call onidle */
   long nerrors;             /* errors reported (tasks and callbacks) */
@@ -81,10 +95,6 @@ struct sched_ctx {
   const void *obj;          /* ... and its object (anchored under itself) */
 };
 static _Thread_local struct sched_ctx sched_now;
-
-static char sched_hookkey;  /* registry: the loop, for the count hook */
-
-#define HOOK_COUNT 10000     /* VM instructions between budget checks */
 
 static double monotonic(void) {
   struct timespec ts;
@@ -331,7 +341,8 @@ static int sched_fail(lua_State *L) {
  * report must not keep the socket open); the bookkeeping cannot fail. */
 static void sched_end(struct loop *lp, struct task *t, int status) {
   struct sched *sc = lp->sched;
-  struct ending e = {t, status, sc->overrun ? monotonic() - sc->resumed_at : 0};
+  struct ending e = {t, status,
+                     sc->overrun ? monotonic() - watchdog_started(sc->watchdog) : 0};
   if (status != LUA_OK) {
     loop_pcall(lp, sched_fail, &e);
     lua_resetthread(t->co); /* in case the report failed before it */
@@ -346,26 +357,29 @@ static void sched_end(struct loop *lp, struct task *t, int status) {
 
 /* ------------------------------------------------------------ the hook */
 
-/* The runaway-task check. A task over its CPU budget is made to yield
- * from inside the hook: unlike an error, a yield cannot be caught by the
- * task's own pcall. Where it cannot yield (inside a C call such as a
- * string.gsub callback) the hook raises and, from then on, checks at every
- * instruction, so the error a pcall catches is raised again at once and
- * the first instruction where a yield is possible ends the task (9.16).
- * Threads inherit their creator's hook, so nested coroutines are covered
- * too; their yield surfaces in the task, whose own hook yields it. */
+/* The runaway-task check costs nothing while tasks behave: no hook is set.
+ * The loop's watchdog (watchdog.h) notices a resume that has lasted the
+ * budget and, in a signal handler on the loop's thread, sets a count hook
+ * on the task's thread and on every coroutine the task is running inside
+ * (sched_fire). The hook makes the task yield: unlike an error, a yield
+ * cannot be caught by the task's own pcall. Where it cannot yield (inside
+ * a C call such as a string.gsub callback) the hook raises and, from then
+ * on, checks at every instruction, so the error a pcall catches is raised
+ * again at once and the first instruction where a yield is possible ends
+ * the task (9.16). A nested coroutine's yield surfaces in the task, whose
+ * own hook yields it. */
 static void sched_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_hookkey);
-  struct loop *lp = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  struct sched *sc = lp ? lp->sched : NULL;
-  if (sc == NULL || sc->current == NULL || sc->cpu_budget <= 0 ||
-      monotonic() - sc->resumed_at <= sc->cpu_budget)
+  struct task *t = sched_now.task;
+  struct sched *sc = t != NULL ? t->loop->sched : NULL;
+  if (sc == NULL || !sc->overrun || sc->current != t ||
+      sc->registry != lua_topointer(L, LUA_REGISTRYINDEX)) {
+    /* A coroutine hooked in an earlier overrun, resumed within budget. */
+    lua_sethook(L, NULL, 0, 0);
     return;
-  sc->overrun = 1;
-  lua_sethook(sc->current->co, sched_hook, LUA_MASKCOUNT, 1);
-  if (L != sc->current->co)
+  }
+  lua_sethook(t->co, sched_hook, LUA_MASKCOUNT, 1);
+  if (L != t->co)
     lua_sethook(L, sched_hook, LUA_MASKCOUNT, 1);
   if (lua_isyieldable(L)) {
     lua_yield(L, 0); /* from a hook it returns; the yield happens after */
@@ -374,13 +388,124 @@ static void sched_hook(lua_State *L, lua_Debug *ar) {
   luaL_error(L, "cpu budget exceeded");
 }
 
-/* The hook has only the thread; the registry slot names the loop whose
- * task is running. It is created here, where allocation may fail safely;
- * each resume then only overwrites it. */
+/* The watchdog's signal handler, on the loop's thread, with the resume it
+ * signalled still running: only what is async-signal-safe (lua_sethook is;
+ * lua.c stops a script on SIGINT the same way). */
+static void sched_fire(void *ud) {
+  struct sched *sc = ud;
+  struct task *t = sc->current;
+  if (t == NULL)
+    return;
+  sc->overrun = 1;
+  lua_sethook(t->co, sched_hook, LUA_MASKCOUNT, 1);
+  for (struct nest *n = sc->nest; n != NULL; n = n->outer)
+    lua_sethook(n->co, sched_hook, LUA_MASKCOUNT, 1);
+}
+
+/* ------------------------------------------------- nested coroutines */
+
+/* Call upvalue 1 with the arguments, protected, with co on the running
+ * task's list of nested coroutines meanwhile (outside a task, or for
+ * another state, on no list). The entry goes before an error is raised
+ * again. `where`: an error string gets the caller's position, as from the
+ * stock coroutine.wrap (whose own luaL_where now sees only this C call). */
+static int sched_nestcall(lua_State *L, lua_State *co, int where) {
+  struct task *t = sched_now.task;
+  struct sched *sc = t != NULL ? t->loop->sched : NULL;
+  if (sc != NULL && (sc->current != t ||
+                     sc->registry != lua_topointer(L, LUA_REGISTRYINDEX)))
+    sc = NULL;
+  int n = lua_gettop(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  struct nest me = {co, sc != NULL ? sc->nest : NULL};
+  if (sc != NULL)
+    sc->nest = &me;
+  int st = lua_pcall(L, n, LUA_MULTRET, 0);
+  if (sc != NULL)
+    sc->nest = me.outer;
+  if (st == LUA_OK)
+    return lua_gettop(L);
+  if (where && st != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
+    luaL_where(L, 1);
+    lua_insert(L, -2);
+    lua_concat(L, 2);
+  }
+  return lua_error(L);
+}
+
+/* coroutine.resume(co, ...), upvalue 1 the function it replaced. */
+static int sched_coresume(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTHREAD); /* the stock message */
+  return sched_nestcall(L, lua_tothread(L, 1), 0);
+}
+
+/* What coroutine.wrap returns: upvalues the wrapped function and its
+ * thread. */
+static int sched_cowrapped(lua_State *L) {
+  return sched_nestcall(L, lua_tothread(L, lua_upvalueindex(2)), 1);
+}
+
+/* coroutine.wrap(f), upvalue 1 the function it replaced: its result is
+ * wrapped again when its thread can be found (the stock wrap keeps it as
+ * upvalue 1); else returned as it is. */
+static int sched_cowrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 1, 1);
+  if (lua_getupvalue(L, 1, 1) != NULL && lua_isthread(L, -1)) {
+    lua_pushcclosure(L, sched_cowrapped, 2);
+    return 1;
+  }
+  lua_settop(L, 1);
+  return 1;
+}
+
+static char sched_cokey; /* registry: the coroutine library is wrapped */
+
+/* Replace coroutine.resume and coroutine.wrap (in package.loaded, which
+ * the global coroutine is) with the wrappers above, once per state. A
+ * function saved before is not watched: a runaway coroutine resumed
+ * through it is ended when it gives control back to its task. */
+static void sched_wrapcoroutines(lua_State *L) {
+  static const luaL_Reg wrappers[] = {
+    {"resume", sched_coresume}, {"wrap", sched_cowrap}, {NULL, NULL}};
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &sched_cokey) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "coroutine") == LUA_TTABLE) {
+    for (const luaL_Reg *w = wrappers; w->name != NULL; w++) {
+      if (lua_getfield(L, -1, w->name) != LUA_TFUNCTION) {
+        lua_pop(L, 1);
+        continue;
+      }
+      lua_pushcclosure(L, w->func, 1);
+      lua_setfield(L, -2, w->name);
+    }
+  }
+  lua_pop(L, 2);
+  lua_pushboolean(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_cokey);
+}
+
+/* The first budget starts the watchdog and wraps the coroutine library. */
 void sched_setcpubudget(lua_State *L, struct loop *lp, double seconds) {
-  lp->sched->cpu_budget = seconds > 0 ? seconds : 0;
-  lua_pushlightuserdata(L, lp);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &sched_hookkey);
+  struct sched *sc = lp->sched;
+  if (seconds > 0 && sc->watchdog == NULL) {
+    sched_wrapcoroutines(L);
+    sc->watchdog = watchdog_new(sched_fire, sc);
+    if (sc->watchdog == NULL)
+      luaL_error(L, "cpu_budget: cannot start the watchdog: %s",
+                 strerror(errno));
+  }
+  sc->cpu_budget = seconds > 0 ? seconds : 0;
+  if (sc->watchdog != NULL)
+    watchdog_setbudget(sc->watchdog, sc->cpu_budget);
 }
 
 double sched_cpubudget(struct loop *lp) {
@@ -439,8 +564,6 @@ struct task *sched_spawn(lua_State *L, struct loop *lp, int nargs,
   t->done = o ? o->done : NULL;
   link_push(&sc->tasks, &t->link);
   sc->ntasks++;
-  if (sc->cpu_budget > 0)
-    lua_sethook(t->co, sched_hook, LUA_MASKCOUNT, HOOK_COUNT);
   lua_pushcfunction(t->co, sched_main);
   lua_getiuservalue(L, -1, TASK_UV_THREAD); /* stack: fn, args, task, co */
   lua_rotate(L, base, 2);                    /* task, co, fn, args */
@@ -478,20 +601,22 @@ void sched_resume(struct loop *lp, struct task *t) {
   t->state = T_RUNNING;
   sc->current = t;
   sc->budget = BERTH_BUDGET;
-  if (sc->cpu_budget > 0) {
-    sc->resumed_at = monotonic();
-    lua_pushlightuserdata(lp->L, lp); /* the slot exists: no allocation */
-    lua_rawsetp(lp->L, LUA_REGISTRYINDEX, &sched_hookkey);
-  }
   struct sched_ctx outer = sched_now;
   sched_now.task = t;
+  watchdog_begin(sc->watchdog);
   int st = lua_resume(t->co, lp->L, nargs, &nres);
+  watchdog_end(sc->watchdog);
   sched_now = outer;
   sc->current = NULL;
   if (st == LUA_YIELD)
     lua_pop(t->co, nres);
-  if (st == LUA_YIELD && t->state == T_PARKED)
+  if (st == LUA_YIELD && t->state == T_PARKED) {
+    if (sc->overrun) { /* signalled, but it parked before the hook ran */
+      sc->overrun = 0;
+      lua_sethook(t->co, NULL, 0, 0);
+    }
     return;
+  }
   sched_end(lp, t, st);
 }
 
@@ -778,6 +903,7 @@ static void sched_idle_cb(struct ev_loop *ev, ev_idle *w, int revents) {
 
 static void sched_free(struct loop *lp, void *ud) {
   struct sched *sc = ud;
+  watchdog_free(sc->watchdog); /* joins its thread: no signal comes after */
   ev_ref(lp->ev); /* balance the unref of the prepare watcher */
   ev_prepare_stop(lp->ev, &sc->prepare);
   ev_idle_stop(lp->ev, &sc->idle);

@@ -1,0 +1,113 @@
+/*
+ * test_watchdog.c -- C unit tests for src/watchdog.c: a stretch of work
+ * that outlasts the budget is interrupted on its own thread; stretches
+ * that end, or a budget of 0, are never interrupted; a SIGURG that is not
+ * the watchdog's reaches the handler that was there before.
+ */
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "watchdog.h"
+
+static volatile sig_atomic_t fired;
+static pthread_t fired_on;
+static volatile sig_atomic_t foreign;
+
+static void on_fire(void *ud) {
+  (void)ud;
+  fired_on = pthread_self();
+  fired = 1;
+}
+
+static void on_foreign(int signo) {
+  (void)signo;
+  foreign = 1;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* Spin until fired or `limit` seconds; returns the seconds spun. */
+static double spin(double limit) {
+  double t0 = now();
+  while (!fired && now() - t0 < limit) {
+  }
+  return now() - t0;
+}
+
+static void test_long_stretch_fires_on_its_thread(void) {
+  fired = 0;
+  struct watchdog *wd = watchdog_new(on_fire, NULL);
+  CHECK(wd != NULL);
+  watchdog_setbudget(wd, 0.05);
+  watchdog_begin(wd);
+  double spun = spin(10);
+  watchdog_end(wd);
+  CHECK(fired);
+  CHECK(pthread_equal(fired_on, pthread_self()));
+  CHECK(spun >= 0.05);                     /* never before the budget */
+  CHECK(watchdog_started(wd) <= now() - 0.05);
+  watchdog_free(wd);
+}
+
+/* A watchdog made in the middle of a stretch sees the next one right. */
+static void test_made_mid_stretch(void) {
+  fired = 0;
+  struct watchdog *wd = watchdog_new(on_fire, NULL);
+  watchdog_setbudget(wd, 0.05);
+  watchdog_end(wd); /* the stretch it was made in */
+  watchdog_begin(wd);
+  spin(10);
+  watchdog_end(wd);
+  CHECK(fired);
+  watchdog_free(wd);
+}
+
+static void test_ended_stretches_never_fire(void) {
+  fired = 0;
+  struct watchdog *wd = watchdog_new(on_fire, NULL);
+  watchdog_setbudget(wd, 0.5);
+  double t0 = now();
+  while (now() - t0 < 0.3) { /* many short stretches, idle between */
+    watchdog_begin(wd);
+    watchdog_end(wd);
+  }
+  watchdog_begin(wd); /* then a long stretch with the budget off */
+  watchdog_setbudget(wd, 0);
+  t0 = now();
+  while (now() - t0 < 0.2) {
+  }
+  watchdog_end(wd);
+  CHECK(!fired);
+  watchdog_free(wd);
+}
+
+static void test_foreign_sigurg_goes_to_the_previous_handler(void) {
+  /* The watchdog's handler is installed by the first watchdog_new; one
+   * installed before it is kept and called for signals not its own. */
+  foreign = 0;
+  fired = 0;
+  struct watchdog *wd = watchdog_new(on_fire, NULL);
+  watchdog_setbudget(wd, 0.05);
+  raise(SIGURG);
+  CHECK(foreign);
+  CHECK(!fired);
+  watchdog_free(wd);
+}
+
+int main(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_foreign;
+  sigaction(SIGURG, &sa, NULL);
+  RUN(test_long_stretch_fires_on_its_thread);
+  RUN(test_made_mid_stretch);
+  RUN(test_ended_stretches_never_fire);
+  RUN(test_foreign_sigurg_goes_to_the_previous_handler);
+  return CHECK_DONE();
+}

@@ -16,33 +16,27 @@
 #include "core.h"
 
 struct lbuf {
+  const void *tag; /* util_tagged */
   struct buf b;
 };
 
-/* The Buffer metatable, also kept in the registry under this address:
- * sock:write tests every argument, and this spares it a string lookup. */
-static const char lbuf_mtkey = 0;
+/* Every Buffer begins with this address: sock:write tests each of its
+ * arguments, and this spares it a metatable lookup. */
+static const char lbuf_tag = 0;
 
 struct buf *lbuf_test(lua_State *L, int idx) {
-  struct lbuf *lb = util_testclass(L, idx, &lbuf_mtkey);
+  struct lbuf *lb = util_tagged(L, idx, sizeof *lb, &lbuf_tag);
   return lb ? &lb->b : NULL;
 }
 
-struct buf *lbuf_testwith(lua_State *L, int idx, const void *mt) {
-  struct lbuf *lb = lua_touserdata(L, idx);
-  if (lb != NULL && util_hasmeta(L, idx, mt))
-    return &lb->b;
-  return lbuf_test(L, idx); /* mt may be NULL: the registry decides */
-}
-
 struct buf *lbuf_check(lua_State *L, int idx) {
-  return &((struct lbuf *)luaL_checkudata(L, idx, CLS_BUFFER))->b;
+  struct buf *b = lbuf_test(L, idx);
+  return b ? b : &((struct lbuf *)luaL_checkudata(L, idx, CLS_BUFFER))->b;
 }
 
-/* The Buffer a method is called on (util_self: only in this class's
- * functions). */
+/* The Buffer a method is called on. */
 static struct buf *lbuf_self(lua_State *L) {
-  return &((struct lbuf *)util_self(L, 1, CLS_BUFFER))->b;
+  return lbuf_check(L, 1);
 }
 
 /* Append the strings (or numbers) at idx..top; nothing is appended when
@@ -62,6 +56,7 @@ static void lbuf_appendargs(lua_State *L, struct buf *b, int idx) {
 /* buffer([s...]) -> a new Buffer holding the strings given. */
 int lbuf_new(lua_State *L) {
   struct lbuf *lb = lua_newuserdatauv(L, sizeof *lb, 0);
+  lb->tag = &lbuf_tag;
   lb->b = (struct buf)BUF_INIT;
   luaL_setmetatable(L, CLS_BUFFER);
   lua_insert(L, 1);
@@ -171,5 +166,4 @@ static const luaL_Reg lbuf_methods[] = {
 void lbuf_open(lua_State *L) {
   util_newclass(L, CLS_BUFFER, lbuf_meta, lbuf_methods);
   lua_pop(L, 1);
-  util_keepclass(L, CLS_BUFFER, &lbuf_mtkey);
 }

@@ -314,6 +314,7 @@ struct sock_fstate {
 };
 
 struct sock {
+  const void *tag;       /* util_tagged: sock_check */
   struct loop *loop;
   struct server *srv;    /* accepting server, kept alive by SOCK_UV_SERVER */
   int fd;
@@ -387,9 +388,6 @@ void lbuf_open(lua_State *L);               /* the class, once per state */
 int lbuf_new(lua_State *L);                 /* berth.buffer(...) */
 struct buf *lbuf_test(lua_State *L, int idx);  /* NULL: not a Buffer */
 struct buf *lbuf_check(lua_State *L, int idx); /* raises: not a Buffer */
-/* lbuf_test comparing first with the Buffer metatable's address mt (a
- * method's upvalue, util_hasmeta): no registry lookup on the hot path. */
-struct buf *lbuf_testwith(lua_State *L, int idx, const void *mt);
 
 /* socket.c */
 void sock_init(lua_State *L, struct loop *lp);
@@ -409,12 +407,9 @@ void sock_setpeer(struct sock *s, const struct net_addr *a);
  * "" if unknown). */
 void sock_peertext(struct sock *s, char *out, size_t len);
 struct sock *sock_check(lua_State *L, int idx);
-/* Argument 1 of a Socket method: the functions sock_open registers carry
- * the Socket metatable's address as upvalue 1 (util_self), and those of
- * sock_io_methods the Buffer's as upvalue 2 (sock_buffermeta). */
-struct sock *sock_self(lua_State *L);
-static inline const void *sock_buffermeta(lua_State *L) {
-  return lua_touserdata(L, lua_upvalueindex(2)); /* for lbuf_testwith */
+/* Argument 1 of a Socket method. */
+static inline struct sock *sock_self(lua_State *L) {
+  return sock_check(L, 1);
 }
 /* Close s; `idx` is its stack index or 0; `why` is the code passed to
  * on("close"), or NULL from __gc (no callbacks, no wake-ups: L5). */
@@ -630,6 +625,21 @@ static inline int util_hasmeta(lua_State *L, int idx, const void *mt) {
   int same = lua_topointer(L, -1) == mt;
   lua_pop(L, 1);
   return same;
+}
+/* The class check of the objects used once or more per message (Socket,
+ * Buffer, berth.http's Request and Response): each struct begins with a
+ * tag, set at creation to the address of a static of its file. A full
+ * userdata of at least the struct's size that begins with the tag is one:
+ * only C writes a userdata's bytes, and no other C holds the tag. Two API
+ * calls, where comparing metatables (util_hasmeta) takes five; NULL when
+ * it is not, and the caller's luaL_checkudata names the error. [-0,+0,-] */
+static inline void *util_tagged(lua_State *L, int idx, size_t size,
+                                const void *tag) {
+  void *p = lua_touserdata(L, idx);
+  if (p != NULL && lua_rawlen(L, idx) >= size &&
+      *(const void *const *)p == tag)
+    return p;
+  return NULL;
 }
 /* luaL_checkudata(L, idx, name) for a function of class `name` (its
  * upvalue 1 is the metatable's address: util_newclass), without the

@@ -45,7 +45,9 @@
 #define CLS_HBODY "berth.http.Body"
 
 /* The registry keys of the classes made or checked once per request
- * (util_keepclass): no string lookup of their names on that path. */
+ * (util_keepclass): no string lookup of their names on that path. A
+ * Request and a Response also begin with their key's address, their tag
+ * (util_tagged): their methods check them without a metatable lookup. */
 static const char conf_key = 0, req_key = 0, res_key = 0;
 
 #define HEADERS_CAP 512        /* most header lines a server may allow */
@@ -76,6 +78,7 @@ struct hbody {
 struct hres;
 
 struct hreq {
+  const void *tag;         /* util_tagged: &req_key */
   struct http_request r;   /* pointers into the head bytes below */
   struct hbody b;
   struct hres *res;
@@ -87,6 +90,7 @@ struct hreq {
 };
 
 struct hres {
+  const void *tag;         /* util_tagged: &res_key */
   struct hreq *q;
   struct sock *s;
   int status;
@@ -199,6 +203,7 @@ static struct hreq *req_new(lua_State *L, const struct http_request *r,
   size_t hs = r->nheaders * sizeof(struct http_header);
   struct hreq *q = loop_newobjectby(L, 1, sizeof *q + hs + n, REQ_NUV);
   memset(q, 0, sizeof *q);
+  q->tag = &req_key;
   char *head = (char *)q->h + hs;
   memcpy(head, p, n);
   q->r = *r;
@@ -227,6 +232,7 @@ static struct hres *res_new(lua_State *L, struct sock *s, struct hreq *q,
                             const struct hconf *c, int idx) {
   struct hres *r = loop_newobjectby(L, 1, sizeof *r, RES_NUV);
   memset(r, 0, offsetof(struct hres, inl));
+  r->tag = &res_key;
   r->q = q;
   r->s = s;
   r->status = 200;
@@ -297,7 +303,7 @@ static int http_readrequest(lua_State *L) {
  * the whole Content-Length body at once). Pushes the next piece, false at
  * the end, or nil, "badrequest", 400 for broken chunked framing. */
 static struct hbody *body_of(lua_State *L, int idx) {
-  struct hreq *q = util_testclass(L, idx, &req_key);
+  struct hreq *q = util_tagged(L, idx, sizeof *q, &req_key);
   return q ? &q->b : luaL_checkudata(L, idx, CLS_HBODY);
 }
 
@@ -369,7 +375,7 @@ static int http_readbody(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  struct hreq *q = util_testclass(L, 2, &req_key);
+  struct hreq *q = util_tagged(L, 2, sizeof *q, &req_key);
   int rc = q ? req_continue(L, s, q) : 0;
   if (rc != 0)
     return rc;
@@ -393,7 +399,8 @@ static int http_newbody(lua_State *L) {
 /* ------------------------------------------------------- request fields */
 
 static struct hreq *req_check(lua_State *L, int idx) {
-  return util_self(L, idx, CLS_HREQ);
+  struct hreq *q = util_tagged(L, idx, sizeof *q, &req_key);
+  return q ? q : luaL_checkudata(L, idx, CLS_HREQ); /* the usual error */
 }
 
 static int name_eq(const char *a, size_t n, const char *b, size_t m) {
@@ -616,7 +623,8 @@ static int req__tostring(lua_State *L) {
 /* ------------------------------------------------------------ responses */
 
 static struct hres *res_check(lua_State *L, int idx) {
-  return util_self(L, idx, CLS_HRES);
+  struct hres *r = util_tagged(L, idx, sizeof *r, &res_key);
+  return r ? r : luaL_checkudata(L, idx, CLS_HRES); /* the usual error */
 }
 
 static void res_unstarted(lua_State *L, const struct hres *r) {

@@ -45,24 +45,13 @@ struct sockset {
   uint64_t bytes_in, bytes_out;
 };
 
-/* The Socket metatable is also kept in the registry under this address:
- * sock_check, called by every method, compares metatables without the
- * string lookup of luaL_checkudata. */
-static const char sock_mtkey = 0;
+/* Every Socket begins with this address (util_tagged): sock_check, called
+ * by every method, needs no metatable lookup. */
+static const char sock_tag = 0;
 
 struct sock *sock_check(lua_State *L, int idx) {
-  struct sock *s = util_testclass(L, idx, &sock_mtkey);
+  struct sock *s = util_tagged(L, idx, sizeof *s, &sock_tag);
   return s ? s : luaL_checkudata(L, idx, CLS_SOCKET); /* the usual error */
-}
-
-/* The I/O methods run once or twice per message: their upvalue spares
- * even sock_check's registry lookup. Called without it (from another
- * table), the check falls back to sock_check: slower, never wrong. */
-struct sock *sock_self(lua_State *L) {
-  void *p = lua_touserdata(L, 1);
-  if (p != NULL && util_hasmeta(L, 1, lua_touserdata(L, lua_upvalueindex(1))))
-    return p;
-  return sock_check(L, 1);
 }
 
 static struct sock *sock_checkopen(lua_State *L, int idx) {
@@ -480,6 +469,7 @@ void sock_uselimits(struct sock *s, const struct limits *lim) {
 struct sock *sock_new(lua_State *L, struct loop *lp) {
   struct sock *s = loop_newobject(L, lp, sizeof *s, SOCK_NUV);
   memset(s, 0, sizeof *s);
+  s->tag = &sock_tag;
   s->loop = lp;
   s->fd = -1;
   s->why = "closed";
@@ -1075,9 +1065,6 @@ static const luaL_Reg sock_methods[] = {
 /* Leaves the method table on the stack. [-0, +1, m] */
 void sock_open(lua_State *L) {
   util_newclass(L, CLS_SOCKET, sock_meta, sock_methods);
-  util_keepclass(L, CLS_SOCKET, &sock_mtkey);
-  util_pushmetaaddr(L, CLS_SOCKET); /* upvalue 1: sock_self */
-  util_pushmetaaddr(L, CLS_BUFFER); /* upvalue 2: sock_buffermeta */
-  luaL_setfuncs(L, sock_io_methods, 2);
+  luaL_setfuncs(L, sock_io_methods, 0);
   luaL_setfuncs(L, relay_methods, 0);
 }

@@ -81,7 +81,7 @@ static void rreq_parse(lua_State *L, struct sock *s, int kind, int retry,
                      : check_timeout(L, kind == RK_READINTO ? 4 : 3,
                                      "read: timeout", s->rtimeout);
   if (kind == RK_READINTO) {
-    if ((q->into = lbuf_testwith(L, 2, sock_buffermeta(L))) == NULL)
+    if ((q->into = lbuf_test(L, 2)) == NULL)
       q->into = lbuf_check(L, 2); /* raises */
     lua_Integer max = luaL_optinteger(L, 3, BERTH_SCRATCH);
     luaL_argcheck(L, max > 0, 3, "must be positive");
@@ -652,7 +652,7 @@ int sock_overhigh(lua_State *L, const struct sock *s) {
 static const char *sock_argbytes(lua_State *L, int i, size_t *len) {
   if (lua_type(L, i) != LUA_TUSERDATA)
     return lua_tolstring(L, i, len);
-  struct buf *b = lua_touserdata(L, i);
+  struct buf *b = lbuf_test(L, i);
   *len = b->len;
   return buf_begin(b);
 }
@@ -663,7 +663,7 @@ static int sock_checkargs(lua_State *L, int top) {
   int bufs = 0;
   for (int i = 2; i <= top; i++) {
     if (lua_type(L, i) == LUA_TUSERDATA &&
-        lbuf_testwith(L, i, sock_buffermeta(L)) != NULL)
+        lbuf_test(L, i) != NULL)
       bufs = 1;
     else
       luaL_checklstring(L, i, NULL);
@@ -676,7 +676,7 @@ static int sock_checkargs(lua_State *L, int top) {
 static void sock_consumeargs(lua_State *L, int from, int to) {
   for (int i = from; i <= to; i++) {
     if (lua_type(L, i) == LUA_TUSERDATA) {
-      struct buf *b = lua_touserdata(L, i);
+      struct buf *b = lbuf_test(L, i);
       buf_consume(b, b->len);
     }
   }

@@ -647,60 +647,53 @@ int sock_overhigh(lua_State *L, const struct sock *s) {
   return s->fd >= 0 && s->wbuf.len > s->hiwat && sched_canwait(L, s->loop);
 }
 
-/* The bytes of write()'s argument i, checked by sock_checkargs: a
- * userdata there is a Buffer. */
-static const char *sock_argbytes(lua_State *L, int i, size_t *len) {
-  if (lua_type(L, i) != LUA_TUSERDATA)
-    return lua_tolstring(L, i, len);
-  struct buf *b = lbuf_test(L, i);
-  *len = b->len;
-  return buf_begin(b);
+/* write()'s argument i, a string, a number or a Buffer: its bytes into
+ * *iov, and in *b the Buffer (emptied once sent) or NULL. Raises for
+ * anything else. */
+static void sock_arg(lua_State *L, int i, struct iovec *iov, struct buf **b) {
+  size_t len;
+  *b = lua_type(L, i) == LUA_TUSERDATA ? lbuf_test(L, i) : NULL;
+  if (*b != NULL) {
+    iov->iov_base = (void *)buf_begin(*b);
+    iov->iov_len = (*b)->len;
+    return;
+  }
+  iov->iov_base = (void *)luaL_checklstring(L, i, &len);
+  iov->iov_len = len;
 }
 
-/* Every argument of write() is a string, a number or a Buffer, checked
- * before any byte goes out (9.10); returns whether a Buffer is among them. */
-static int sock_checkargs(lua_State *L, int top) {
-  int bufs = 0;
+/* Every argument is checked before any byte goes out (9.10); the first
+ * WRITE_IOV are kept in iov and bufs, as the first batch. */
+static int sock_checkargs(lua_State *L, int top, struct iovec *iov,
+                          struct buf **bufs) {
+  struct iovec spare;
+  struct buf *b;
   for (int i = 2; i <= top; i++) {
-    if (lua_type(L, i) == LUA_TUSERDATA &&
-        lbuf_test(L, i) != NULL)
-      bufs = 1;
+    int at = i - 2;
+    if (at < WRITE_IOV)
+      sock_arg(L, i, &iov[at], &bufs[at]);
     else
-      luaL_checklstring(L, i, NULL);
+      sock_arg(L, i, &spare, &b);
   }
-  return bufs;
-}
-
-/* Buffers among the arguments from..to have been written: their bytes
- * were sent or copied into the write buffer, so they are emptied. */
-static void sock_consumeargs(lua_State *L, int from, int to) {
-  for (int i = from; i <= to; i++) {
-    if (lua_type(L, i) == LUA_TUSERDATA) {
-      struct buf *b = lbuf_test(L, i);
-      buf_consume(b, b->len);
-    }
-  }
+  return top - 1 < WRITE_IOV ? top - 1 : WRITE_IOV;
 }
 
 static int sock_write(lua_State *L) {
   struct sock *s = sock_self(L);
-  int top = lua_gettop(L);
-  int bufs = sock_checkargs(L, top);
-  int rc = sock_canput(L, s);
-  if (rc != 0)
-    return rc;
+  int top = lua_gettop(L), rc;
   struct iovec iov[WRITE_IOV];
-  for (int i = 2; i <= top;) {
-    int cnt = 0, first = i;
-    for (; i <= top && cnt < WRITE_IOV; i++, cnt++) {
-      size_t len;
-      iov[cnt].iov_base = (void *)sock_argbytes(L, i, &len);
-      iov[cnt].iov_len = len;
-    }
+  struct buf *bufs[WRITE_IOV];
+  int cnt = sock_checkargs(L, top, iov, bufs);
+  if (top < 2 && (rc = sock_canput(L, s)) != 0)
+    return rc; /* nothing to send: sock_putv does not check */
+  for (int i = 2 + cnt; cnt > 0;) {
     if ((rc = sock_putv(L, s, 1, iov, cnt, 1)) != 0)
       return rc;
-    if (bufs)
-      sock_consumeargs(L, first, i - 1);
+    for (int j = 0; j < cnt; j++)
+      if (bufs[j] != NULL) /* sent or copied into the write buffer */
+        buf_consume(bufs[j], bufs[j]->len);
+    for (cnt = 0; i <= top && cnt < WRITE_IOV; i++, cnt++)
+      sock_arg(L, i, &iov[cnt], &bufs[cnt]);
   }
   if (sock_overhigh(L, s))
     return sock_waitwrite(L, s, s->lowat, s->wtimeout, 0, (lua_KContext)s->lowat,

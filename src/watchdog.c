@@ -105,6 +105,7 @@ struct watchdog *watchdog_new(void (*fire)(void *ud), void *ud) {
   wd->fire = fire;
   wd->ud = ud;
   wd->watched = pthread_self();
+  wd->pid = getpid();
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -130,6 +131,10 @@ struct watchdog *watchdog_new(void (*fire)(void *ud), void *ud) {
 void watchdog_free(struct watchdog *wd) {
   if (wd == NULL)
     return;
+  if (wd->pid != getpid()) { /* a forked child: the helper stayed behind */
+    free(wd);
+    return;
+  }
   pthread_mutex_lock(&wd->mu);
   wd->stop = 1;
   pthread_cond_signal(&wd->wake);

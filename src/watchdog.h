@@ -17,6 +17,8 @@
  *
  * Owner and lifetime: whoever calls watchdog_new owns it and frees it with
  * watchdog_free (which joins the helper thread), from the watched thread.
+ * A child forked without exec has no helper (threads do not survive fork):
+ * its watchdog never fires, and watchdog_free there only frees.
  * Pure C: no Lua (unit test: spec/c/test_watchdog.c).
  */
 #ifndef BERTH_WATCHDOG_H
@@ -24,6 +26,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/types.h>
 
 #define WATCHDOG_SAMPLES 20 /* samples per budget */
 
@@ -33,6 +36,7 @@ struct watchdog {
   atomic_llong budget_ns; /* 0: never fire */
   atomic_llong started_ns; /* when the fired stretch was first seen */
   pthread_t watched, helper;
+  pid_t pid;              /* the process the helper runs in */
   pthread_mutex_t mu;
   pthread_cond_t wake;
   int stop;

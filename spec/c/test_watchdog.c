@@ -2,13 +2,15 @@
  * test_watchdog.c -- C unit tests for src/watchdog.c: a stretch of work
  * that outlasts the budget is interrupted on its own thread; stretches
  * that end, or a budget of 0, are never interrupted; a SIGURG that is not
- * the watchdog's reaches the handler that was there before.
+ * the watchdog's reaches the handler that was there before; a forked
+ * child frees its copy without waiting for a helper it does not have.
  */
 #include <signal.h>
 #include <string.h>
 #include <time.h>
 
 #include "check.h"
+#include "forks.h"
 #include "watchdog.h"
 
 static volatile sig_atomic_t fired;
@@ -100,6 +102,18 @@ static void test_foreign_sigurg_goes_to_the_previous_handler(void) {
   watchdog_free(wd);
 }
 
+static int child_frees(void *arg) {
+  watchdog_free(arg); /* joining the parent's helper would hang */
+  return 0;
+}
+
+static void test_forked_child_frees_without_the_helper(void) {
+  struct watchdog *wd = watchdog_new(on_fire, NULL);
+  watchdog_setbudget(wd, 0.05);
+  CHECK(forks_wait(forks_run(child_frees, wd)) == 0);
+  watchdog_free(wd);
+}
+
 int main(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -109,5 +123,6 @@ int main(void) {
   RUN(test_made_mid_stretch);
   RUN(test_ended_stretches_never_fire);
   RUN(test_foreign_sigurg_goes_to_the_previous_handler);
+  RUN(test_forked_child_frees_without_the_helper);
   return CHECK_DONE();
 }

@@ -668,14 +668,16 @@ static int sock_checkargs(lua_State *L, int top, struct iovec *iov,
                           struct buf **bufs) {
   struct iovec spare;
   struct buf *b;
+  int cnt = 0;
   for (int i = 2; i <= top; i++) {
-    int at = i - 2;
-    if (at < WRITE_IOV)
-      sock_arg(L, i, &iov[at], &bufs[at]);
-    else
+    if (cnt < WRITE_IOV) {
+      sock_arg(L, i, &iov[cnt], &bufs[cnt]);
+      cnt++;
+    } else {
       sock_arg(L, i, &spare, &b);
+    }
   }
-  return top - 1 < WRITE_IOV ? top - 1 : WRITE_IOV;
+  return cnt;
 }
 
 static int sock_write(lua_State *L) {

@@ -30,8 +30,8 @@ struct buf *lbuf_test(lua_State *L, int idx) {
 }
 
 struct buf *lbuf_check(lua_State *L, int idx) {
-  struct buf *b = lbuf_test(L, idx);
-  return b ? b : &((struct lbuf *)luaL_checkudata(L, idx, CLS_BUFFER))->b;
+  struct lbuf *lb = util_checktagged(L, idx, sizeof *lb, &lbuf_tag, CLS_BUFFER);
+  return &lb->b;
 }
 
 /* The Buffer a method is called on. */

@@ -641,6 +641,12 @@ static inline void *util_tagged(lua_State *L, int idx, size_t size,
     return p;
   return NULL;
 }
+/* util_tagged, else luaL_checkudata(L, idx, name): the usual error. */
+static inline void *util_checktagged(lua_State *L, int idx, size_t size,
+                                     const void *tag, const char *name) {
+  void *p = util_tagged(L, idx, size, tag);
+  return p != NULL ? p : luaL_checkudata(L, idx, name);
+}
 /* luaL_checkudata(L, idx, name) for a function of class `name` (its
  * upvalue 1 is the metatable's address: util_newclass), without the
  * registry lookup; elsewhere it is only slower. [-0,+0,v] */

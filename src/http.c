@@ -399,8 +399,7 @@ static int http_newbody(lua_State *L) {
 /* ------------------------------------------------------- request fields */
 
 static struct hreq *req_check(lua_State *L, int idx) {
-  struct hreq *q = util_tagged(L, idx, sizeof *q, &req_key);
-  return q ? q : luaL_checkudata(L, idx, CLS_HREQ); /* the usual error */
+  return util_checktagged(L, idx, sizeof(struct hreq), &req_key, CLS_HREQ);
 }
 
 static int name_eq(const char *a, size_t n, const char *b, size_t m) {
@@ -623,8 +622,7 @@ static int req__tostring(lua_State *L) {
 /* ------------------------------------------------------------ responses */
 
 static struct hres *res_check(lua_State *L, int idx) {
-  struct hres *r = util_tagged(L, idx, sizeof *r, &res_key);
-  return r ? r : luaL_checkudata(L, idx, CLS_HRES); /* the usual error */
+  return util_checktagged(L, idx, sizeof(struct hres), &res_key, CLS_HRES);
 }
 
 static void res_unstarted(lua_State *L, const struct hres *r) {

@@ -357,6 +357,17 @@ static void sched_end(struct loop *lp, struct task *t, int status) {
 
 /* ------------------------------------------------------------ the hook */
 
+/* The scheduler whose task this thread is running now, if L belongs to
+ * that task's state (one thread may run two states); else NULL. */
+static struct sched *sched_running(lua_State *L) {
+  struct task *t = sched_now.task;
+  struct sched *sc = t != NULL ? t->loop->sched : NULL;
+  if (sc == NULL || sc->current != t ||
+      sc->registry != lua_topointer(L, LUA_REGISTRYINDEX))
+    return NULL;
+  return sc;
+}
+
 /* The runaway-task check costs nothing while tasks behave: no hook is set.
  * The loop's watchdog (watchdog.h) notices a resume that has lasted the
  * budget and, in a signal handler on the loop's thread, sets a count hook
@@ -370,14 +381,13 @@ static void sched_end(struct loop *lp, struct task *t, int status) {
  * own hook yields it. */
 static void sched_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  struct task *t = sched_now.task;
-  struct sched *sc = t != NULL ? t->loop->sched : NULL;
-  if (sc == NULL || !sc->overrun || sc->current != t ||
-      sc->registry != lua_topointer(L, LUA_REGISTRYINDEX)) {
+  struct sched *sc = sched_running(L);
+  if (sc == NULL || !sc->overrun) {
     /* A coroutine hooked in an earlier overrun, resumed within budget. */
     lua_sethook(L, NULL, 0, 0);
     return;
   }
+  struct task *t = sc->current;
   lua_sethook(t->co, sched_hook, LUA_MASKCOUNT, 1);
   if (L != t->co)
     lua_sethook(L, sched_hook, LUA_MASKCOUNT, 1);
@@ -410,11 +420,7 @@ static void sched_fire(void *ud) {
  * again. `where`: an error string gets the caller's position, as from the
  * stock coroutine.wrap (whose own luaL_where now sees only this C call). */
 static int sched_nestcall(lua_State *L, lua_State *co, int where) {
-  struct task *t = sched_now.task;
-  struct sched *sc = t != NULL ? t->loop->sched : NULL;
-  if (sc != NULL && (sc->current != t ||
-                     sc->registry != lua_topointer(L, LUA_REGISTRYINDEX)))
-    sc = NULL;
+  struct sched *sc = sched_running(L);
   int n = lua_gettop(L);
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_insert(L, 1);

@@ -50,8 +50,7 @@ struct sockset {
 static const char sock_tag = 0;
 
 struct sock *sock_check(lua_State *L, int idx) {
-  struct sock *s = util_tagged(L, idx, sizeof *s, &sock_tag);
-  return s ? s : luaL_checkudata(L, idx, CLS_SOCKET); /* the usual error */
+  return util_checktagged(L, idx, sizeof(struct sock), &sock_tag, CLS_SOCKET);
 }
 
 static struct sock *sock_checkopen(lua_State *L, int idx) {

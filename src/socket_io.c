@@ -81,8 +81,7 @@ static void rreq_parse(lua_State *L, struct sock *s, int kind, int retry,
                      : check_timeout(L, kind == RK_READINTO ? 4 : 3,
                                      "read: timeout", s->rtimeout);
   if (kind == RK_READINTO) {
-    if ((q->into = lbuf_test(L, 2)) == NULL)
-      q->into = lbuf_check(L, 2); /* raises */
+    q->into = lbuf_check(L, 2);
     lua_Integer max = luaL_optinteger(L, 3, BERTH_SCRATCH);
     luaL_argcheck(L, max > 0, 3, "must be positive");
     q->fmt = RF_INTO;

@@ -34,6 +34,7 @@
 
 #include "check.h"
 #include "core.h"
+#include "monotime.h"
 #include "shm.h"
 #include "shmetrics.h"
 
@@ -64,12 +65,6 @@ struct mstate {
   int lag_series;       /* histogram of the lag, or -1 */
   int collect;          /* registry ref: the Lua collector, or LUA_NOREF */
 };
-
-static double metrics_clock(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* The store, attached on first use (the region is made if need be). */
 static struct shmetrics *metrics_get(lua_State *L) {
@@ -206,9 +201,9 @@ static void mstate_unref(struct mstate *ms) {
 static void *metrics_thread(void *arg) {
   struct mjob *j = arg;
   struct mstate *ms = j->ms;
-  double t0 = metrics_clock();
+  double t0 = monotime_now();
   j->rc = shmetrics_format(&metrics_store, &j->out);
-  j->secs = metrics_clock() - t0;
+  j->secs = monotime_now() - t0;
   pthread_mutex_lock(&ms->mu);
   if (ms->dead) {
     buf_free(&j->out);
@@ -385,9 +380,9 @@ static int metrics_format_k(lua_State *L, int status, lua_KContext ctx) {
 /* In place, where no task can wait. -> MetricsText, seconds */
 static int metrics_format_here(lua_State *L, struct shmetrics *m) {
   struct buf out = BUF_INIT;
-  double t0 = metrics_clock();
+  double t0 = monotime_now();
   int rc = shmetrics_format(m, &out);
-  double secs = metrics_clock() - t0;
+  double secs = monotime_now() - t0;
   if (rc < 0) {
     buf_free(&out);
     return util_fail(L, "nomemory");

@@ -34,11 +34,11 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
 #include "core.h"
+#include "monotime.h"
 
 #define PROC_CHANNEL_FD 3  /* where a worker finds its channel */
 #define PROC_MSG_MAX 4096
@@ -143,17 +143,11 @@ static int proc_kill(lua_State *L) {
 
 /* ----------------------------------------------------- bounded waiting */
 
-static double proc_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* poll()'s timeout for an absolute deadline (< 0: none), rounded up. */
 static int proc_pollms(double deadline) {
   if (deadline < 0)
     return -1;
-  double ms = ceil((deadline - proc_now()) * 1000);
+  double ms = ceil((deadline - monotime_now()) * 1000);
   return ms <= 0 ? 0 : ms >= INT_MAX ? INT_MAX : (int)ms;
 }
 
@@ -173,7 +167,7 @@ static int proc_poll(int fd, short events, int sfd, double deadline,
     }
     if (n > 0 && p[0].revents != 0)
       return 0; /* POLLHUP/POLLERR too: the call says what happened */
-    if (deadline >= 0 && proc_now() >= deadline)
+    if (deadline >= 0 && monotime_now() >= deadline)
       return -ETIMEDOUT;
   }
 }
@@ -209,7 +203,7 @@ static double proc_deadline(lua_State *L, int idx, const char *what,
                             int *nowait) {
   double t = check_time(L, idx, what, HUGE_VAL);
   *nowait = t == 0;
-  return t == HUGE_VAL ? -1 : proc_now() + t;
+  return t == HUGE_VAL ? -1 : monotime_now() + t;
 }
 
 /* nil, "timeout" | nil, "canceled" | nil, code, errno */

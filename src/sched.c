@@ -28,10 +28,10 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core.h"
 #include "logfmt.h"
+#include "monotime.h"
 #include "watchdog.h"
 
 enum { TASK_UV_THREAD = 2, TASK_UV_OWNED, TASK_UV_ONERROR,
@@ -95,12 +95,6 @@ struct sched_ctx {
   const void *obj;          /* ... and its object (anchored under itself) */
 };
 static _Thread_local struct sched_ctx sched_now;
-
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ---------------------------------------------------------- the queue */
 
@@ -342,7 +336,7 @@ static int sched_fail(lua_State *L) {
 static void sched_end(struct loop *lp, struct task *t, int status) {
   struct sched *sc = lp->sched;
   struct ending e = {t, status,
-                     sc->overrun ? monotonic() - watchdog_started(sc->watchdog) : 0};
+                     sc->overrun ? monotime_now() - watchdog_started(sc->watchdog) : 0};
   if (status != LUA_OK) {
     loop_pcall(lp, sched_fail, &e);
     lua_resetthread(t->co); /* in case the report failed before it */

@@ -35,6 +35,7 @@
 
 #include "check.h"
 #include "core.h"
+#include "monotime.h"
 #include "shdict.h"
 #include "shm.h"
 #include "shmetrics.h"
@@ -334,7 +335,7 @@ static double sd_expiry(lua_State *L, int idx, const char *what,
 static int sd_get(lua_State *L, struct shdict *d, const char *k, size_t klen,
                   struct shdict_val *v) {
   char small[SHARED_GETBUF];
-  double now = shdict_now();
+  double now = monotime_now();
   int rc = shdict_get(d, k, klen, now, v, small, sizeof small);
   if (rc == 0) {
     sd_pushval(L, v);
@@ -378,7 +379,7 @@ static int sd_lttl(lua_State *L) {
   size_t klen;
   const char *k = sd_key(L, &klen);
   struct shdict_val v;
-  double now = shdict_now();
+  double now = monotime_now();
   int rc = sd_get(L, d, k, klen, &v);
   if (rc == -ENOENT) {
     lua_pushnil(L);
@@ -398,7 +399,7 @@ static int sd_store(lua_State *L, int mode, const char *api) {
   struct shdict *d = sd_check(L);
   size_t klen;
   const char *k = sd_key(L, &klen);
-  double now = shdict_now();
+  double now = monotime_now();
   if (mode == SHDICT_SET && lua_isnoneornil(L, 3)) {
     shdict_delete(d, k, klen, now);
     lua_pushboolean(L, 1);
@@ -443,7 +444,7 @@ static int sd_lincr(lua_State *L) {
     check_fail(L, 4, "incr: init", "a number");
   if (has_init)
     sd_toval(L, 4, &init, "incr: init");
-  double now = shdict_now();
+  double now = monotime_now();
   double expires = sd_expiry(L, 5, "incr: init_ttl", now);
   memset(&out, 0, sizeof out);
   int rc = shdict_incr(d, k, klen, &delta, has_init ? &init : NULL, expires,
@@ -459,7 +460,7 @@ static int sd_ldelete(lua_State *L) {
   struct shdict *d = sd_check(L);
   size_t klen;
   const char *k = sd_key(L, &klen);
-  lua_pushboolean(L, shdict_delete(d, k, klen, shdict_now()) == 0);
+  lua_pushboolean(L, shdict_delete(d, k, klen, monotime_now()) == 0);
   return 1;
 }
 
@@ -490,7 +491,7 @@ static int sd_lkeys(lua_State *L) {
   size_t cursor = 0, bufsize = 64 << 10;
   unsigned char *buf = lua_newuserdatauv(L, bufsize, 0);
   lua_Integer n = 0;
-  double now = shdict_now();
+  double now = monotime_now();
   do {
     size_t used = 0;
     int rc = shdict_keys(d, now, &cursor, buf, bufsize, &used);
@@ -520,7 +521,7 @@ static int sd_lflush_expired(lua_State *L) {
   struct shdict *d = sd_check(L);
   lua_Integer max = check_integer(L, 2, "flush_expired: max", 0, 0,
                                   INT32_MAX);
-  int rc = shdict_flush_expired(d, shdict_now(), (size_t)max);
+  int rc = shdict_flush_expired(d, monotime_now(), (size_t)max);
   if (rc < 0)
     return sd_fail(L, rc);
   lua_pushinteger(L, rc);

@@ -19,7 +19,6 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "shm.h"
 
@@ -914,12 +913,6 @@ void shdict_test_hold_lock(struct shdict *d, int dirty) {
 }
 
 /* --- creation ---------------------------------------------------------- */
-
-double shdict_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* 1/32 of the zone, a power of two within the default bounds. */
 static unsigned sd_default_page(size_t size) {

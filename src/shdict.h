@@ -43,11 +43,12 @@
  * counts as "expired", a live one as an eviction.
  *
  * Time: expiry is an absolute CLOCK_MONOTONIC time in seconds (the same
- * clock in every process on Linux); callers pass `now` (shdict_now()), so
- * expiry is a plain comparison and tests control time. An expired entry
- * is invisible at once and its memory is reclaimed lazily: when a lookup
- * meets it, when eviction reaches it, or by flush_expired(). flush_all()
- * is O(1): it marks every entry written so far as expired.
+ * clock in every process on Linux); callers pass `now` (monotime_now(),
+ * monotime.h), so expiry is a plain comparison and tests control time.
+ * An expired entry is invisible at once and its memory is reclaimed
+ * lazily: when a lookup meets it, when eviction reaches it, or by
+ * flush_expired(). flush_all() is O(1): it marks every entry written so
+ * far as expired.
  *
  * Crashes: a process that dies holding the lock leaves the mutex to the
  * next locker. Every structural change happens with a "dirty" flag set;
@@ -131,9 +132,6 @@ enum shdict_mode {
   SHDICT_ADD,       /* only if absent (or expired): else -EEXIST */
   SHDICT_REPLACE    /* only if present: else -ENOENT */
 };
-
-/* CLOCK_MONOTONIC in seconds. */
-double shdict_now(void);
 
 /* Smallest zone shdict_init accepts with default settings. */
 size_t shdict_min_size(void);

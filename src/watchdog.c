@@ -15,6 +15,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "monotime.h"
+
 #define MIN_SAMPLE_NS 1000000LL /* 1 ms: finer budgets are sampled coarser */
 
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
@@ -46,12 +48,6 @@ static void install_handler(void) {
     handler_err = errno;
 }
 
-static double monotonic(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static void after(struct timespec *ts, long long ns) {
   clock_gettime(CLOCK_MONOTONIC, ts);
   ns += ts->tv_nsec;
@@ -78,7 +74,7 @@ static void *watch(void *arg) {
     after(&until, sample < MIN_SAMPLE_NS ? MIN_SAMPLE_NS : sample);
     pthread_cond_timedwait(&wd->wake, &wd->mu, &until);
     unsigned long s = atomic_load_explicit(&wd->stretch, memory_order_relaxed);
-    double now = monotonic();
+    double now = monotime_now();
     if (!(s & 1) || s != seen) {
       seen = s;
       seen_at = now;

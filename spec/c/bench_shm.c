@@ -33,15 +33,10 @@
 
 #include "buffer.h"
 #include "bus.h"
+#include "monotime.h"
 #include "shdict.h"
 #include "shm.h"
 #include "shmetrics.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static double cpu_now(void) {
   struct timespec ts;
@@ -99,11 +94,11 @@ static double incr_run(struct shm *r, int procs, int own_key) {
     }
   while (atomic_load(&a.go[0]) < procs)
     sched_yield();
-  double t0 = now();
+  double t0 = monotime_now();
   atomic_store(&a.go[1], 1);
   for (int i = 0; i < procs; i++)
     waitpid(pid[i], NULL, 0);
-  return (double)a.n * procs / (now() - t0);
+  return (double)a.n * procs / (monotime_now() - t0);
 }
 
 static void bench_incr(struct shm *r) {
@@ -303,7 +298,7 @@ static void bus_run(struct shm *r, size_t size, int paced) {
   struct shm_member *sub = shm_member(r, a.sub_slot);
   /* Paced: no more in flight than the subscriber's mailbox holds. */
   long window = (long)(BUS_RING_DEFAULT / (8 + ((BUS_HDR_SIZE + 5 + size + 7) & ~(size_t)7)));
-  double t0 = now();
+  double t0 = monotime_now();
   for (long i = 0; i < BUS_N; i++) {
     while (paced && (long)atomic_load(&sub->bus_received) <= i - window)
       sched_yield();
@@ -312,7 +307,7 @@ static void bus_run(struct shm *r, size_t size, int paced) {
   while ((long)(atomic_load(&sub->bus_received) +
                 atomic_load(&sub->bus_dropped)) < BUS_N)
     sched_yield();
-  double t = now() - t0;
+  double t = monotime_now() - t0;
   atomic_store(&a.sync[1], 1);
   waitpid(pid, NULL, 0);
   uint64_t got = atomic_load(&sub->bus_received);

@@ -651,14 +651,6 @@ static inline void *util_checktagged(lua_State *L, int idx, size_t size,
  * upvalue 1 is the metatable's address: util_newclass), without the
  * registry lookup; elsewhere it is only slower. [-0,+0,v] */
 void *util_self(lua_State *L, int idx, const char *name);
-/* Class checks by a registry key (a static's address) instead of the
- * class's name, which costs a string lookup: util_keepclass files class
- * `name`'s metatable under key; util_testclass is luaL_testudata by key
- * [-0,+0,-]; util_setclass sets the metatable of the value on top
- * [-0,+0,-]. */
-void util_keepclass(lua_State *L, const char *name, const void *key);
-void *util_testclass(lua_State *L, int idx, const void *key);
-void util_setclass(lua_State *L, const void *key);
 /* Push the address of class `name`'s metatable as a light userdata (NULL
  * when the class does not exist yet), for util_hasmeta. [-0,+1,-] */
 void util_pushmetaaddr(lua_State *L, const char *name);

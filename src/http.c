@@ -44,11 +44,14 @@
 #define CLS_HRES  "berth.http.Response"
 #define CLS_HBODY "berth.http.Body"
 
-/* The registry keys of the classes made or checked once per request
- * (util_keepclass): no string lookup of their names on that path. A
- * Request and a Response also begin with their key's address, their tag
- * (util_tagged): their methods check them without a metatable lookup. */
+/* A Config, a Request and a Response begin with the address of their
+ * class's key, their tag (util_tagged): they are checked without a
+ * metatable lookup. */
 static const char conf_key = 0, req_key = 0, res_key = 0;
+
+/* readrequest's upvalues: the metatables of the objects it makes once per
+ * request (an upvalue is an array slot; the registry is a hash lookup). */
+enum { READ_UP_REQMT = 1, READ_UP_RESMT };
 
 #define HEADERS_CAP 512        /* most header lines a server may allow */
 #define RES_INLINE 256         /* header lines kept in the Response */
@@ -61,6 +64,7 @@ enum { REQ_UV_SOCK = 2, REQ_UV_RES, REQ_UV_HEADERS, REQ_UV_ARGS,
 enum { RES_UV_REQ = 2, RES_UV_SPILL, RES_NUV = RES_UV_SPILL };
 
 struct hconf {
+  const void *tag;         /* util_tagged: &conf_key */
   struct http_limits lim;
   size_t max_header_line;
   int64_t max_body;
@@ -143,6 +147,7 @@ static int http_config(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   struct hconf *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
+  c->tag = &conf_key;
   c->lim.max_line = (size_t)conf_int(L, "max_line", 8192, 16, 1 << 20);
   /* max_head does not count the final CRLF CRLF; the parser does. */
   c->lim.max_header_bytes =
@@ -223,7 +228,8 @@ static struct hreq *req_new(lua_State *L, const struct http_request *r,
   q->b.chunked = r->chunked;
   q->b.left = r->content_length > 0 ? r->content_length : 0;
   q->b.done = !r->chunked && q->b.left == 0;
-  util_setclass(L, &req_key);
+  lua_pushvalue(L, lua_upvalueindex(READ_UP_REQMT));
+  lua_setmetatable(L, -2);
   return q;
 }
 
@@ -245,7 +251,8 @@ static struct hres *res_new(lua_State *L, struct sock *s, struct hreq *q,
   r->ka10 = q->r.minor_version == 0 && !r->close;
   q->res = r;
   q->max_body = c->max_body;
-  util_setclass(L, &res_key);
+  lua_pushvalue(L, lua_upvalueindex(READ_UP_RESMT));
+  lua_setmetatable(L, -2);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, RES_UV_REQ);
   lua_pushvalue(L, -1);
@@ -255,7 +262,8 @@ static struct hres *res_new(lua_State *L, struct sock *s, struct hreq *q,
   return r;
 }
 
-/* The head framing: stack 1 = socket, 2 = Config. */
+/* The head framing: stack 1 = socket, 2 = Config. It runs only inside
+ * readrequest (or its continuation): the upvalues are readrequest's. */
 static int head_match(lua_State *L, struct sock *s, char *p, size_t n,
                       size_t *take) {
   const struct hconf *c = lua_touserdata(L, 2);
@@ -291,8 +299,7 @@ static const struct sock_framing head_framing = {head_match, NULL, 3};
  * extra ("badrequest" and the status answered; or a read's failure). */
 static int http_readrequest(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  if (util_testclass(L, 2, &conf_key) == NULL)
-    luaL_checkudata(L, 2, CLS_HCONF); /* raises */
+  util_checktagged(L, 2, sizeof(struct hconf), &conf_key, CLS_HCONF);
   lua_settop(L, 3);
   return sock_readframe(L, s, &head_framing);
 }
@@ -983,7 +990,6 @@ static const luaL_Reg res_meta[] = {
 
 static const luaL_Reg http_funcs[] = {
   {"config", http_config},
-  {"readrequest", http_readrequest},
   {"readbody", http_readbody},
   {"body", http_newbody},
   {"decode", http_decode},
@@ -1027,15 +1033,16 @@ void http_open(lua_State *L) {
   http_reqclass(L);
   util_newclass(L, CLS_HRES, res_meta, res_methods);
   lua_pop(L, 1);
-  util_keepclass(L, CLS_HCONF, &conf_key);
-  util_keepclass(L, CLS_HREQ, &req_key);
-  util_keepclass(L, CLS_HRES, &res_key);
 }
 
 /* The core.http table, with the classes' method tables as Request and
  * Response. [-0, +1, m] */
 void http_push(lua_State *L) {
   luaL_newlib(L, http_funcs);
+  luaL_getmetatable(L, CLS_HREQ);
+  luaL_getmetatable(L, CLS_HRES);
+  lua_pushcclosure(L, http_readrequest, 2);
+  lua_setfield(L, -2, "readrequest");
   luaL_getmetatable(L, CLS_HREQ);
   lua_getfield(L, -1, "methods");
   lua_setfield(L, -3, "Request");

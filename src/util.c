@@ -44,26 +44,6 @@ void *util_self(lua_State *L, int idx, const char *name) {
   return luaL_checkudata(L, idx, name); /* decides, and names the error */
 }
 
-void util_keepclass(lua_State *L, const char *name, const void *key) {
-  luaL_getmetatable(L, name);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
-}
-
-void *util_testclass(lua_State *L, int idx, const void *key) {
-  void *p = lua_touserdata(L, idx);
-  if (p == NULL || !lua_getmetatable(L, idx))
-    return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same ? p : NULL;
-}
-
-void util_setclass(lua_State *L, const void *key) {
-  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
-  lua_setmetatable(L, -2);
-}
-
 void util_pushmetaaddr(lua_State *L, const char *name) {
   luaL_getmetatable(L, name);
   const void *mt = lua_topointer(L, -1);

@@ -164,6 +164,26 @@ describe("berth.http", function()
     end)
   end)
 
+  it("a handler ended from outside (CPU budget) on the second request of a kept-alive "
+    .. "connection still answers 500, after the first was answered", function()
+    berth.limits { cpu_budget = 0.1 }
+    local ok, err = pcall(run, function()
+      local server <close> = serve(function(req, res)
+        if req.path == "/spin" then while true do end end
+        res:send("first")
+      end, { date = false, onerror = function() end })
+      local sock <close> = support.connect(server:port())
+      local status, _, body = exchange(sock, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+      assert.equal(200, status)
+      assert.equal("first", body)
+      assert(sock:write("GET /spin HTTP/1.1\r\nHost: a\r\n\r\n"))
+      wire.expect_close(sock, "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
+        .. "Content-Length: 22\r\nConnection: close\r\n\r\nInternal Server Error\n")
+    end)
+    berth.limits { cpu_budget = false }
+    assert(ok, err)
+  end)
+
   it("refuses header names and values that would inject lines", function()
     run(function()
       local errs = {}

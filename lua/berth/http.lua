@@ -135,6 +135,18 @@ function Response:sendfile(path)
   return self
 end
 
+-- The to-be-closed guard of a connection's task. When the handler raises,
+-- or its task is ended, the Response it was answering still answers: its
+-- __close sends 500 if nothing was sent yet, and the connection closes.
+-- One guard per task, not a <close> per request: a request then costs a
+-- field store instead of a metamethod call.
+local Guard = {
+  __close = function(guard)
+    local res = guard.res
+    if res then getmetatable(res).__close(res) end
+  end,
+}
+
 -- Skip what the handler left of a (small) request body, so the connection
 -- can carry the next request.
 local function discard(sock, req)
@@ -184,6 +196,7 @@ function http.serve(opts)
   local connection
   function connection(sock)
     local wait -- the wait for the next request: nil is the socket's own
+    local guard <close> = setmetatable({ res = false }, Guard)
     while true do
       local req, res = readrequest(sock, conf, wait)
       if not req then
@@ -193,13 +206,11 @@ function http.serve(opts)
         if buffered == 0 then return sock:onreadable(connection) end
         wait = nil
       else
-        local more, complete, buffered
-        do
-          local _ <close> = res -- a handler that raises still answers (500)
-          handler(req, res)
-          more, complete, buffered = res:finish()
-          if not more then return end
-        end
+        guard.res = res
+        handler(req, res)
+        local more, complete, buffered = res:finish()
+        guard.res = false -- not nil: the field keeps its slot, a cheap store
+        if not more then return end
         if not complete then
           if not discard(sock, req) then return end
           buffered = select(2, sock:pending())

@@ -45,9 +45,9 @@
 #define CLS_HBODY "berth.http.Body"
 
 /* A Config, a Request and a Response begin with the address of their
- * class's key, their tag (util_tagged): they are checked without a
+ * class's static, their tag (util_tagged): they are checked without a
  * metatable lookup. */
-static const char conf_key = 0, req_key = 0, res_key = 0;
+static const char conf_tag = 0, req_tag = 0, res_tag = 0;
 
 /* readrequest's upvalues: the metatables of the objects it makes once per
  * request (an upvalue is an array slot; the registry is a hash lookup). */
@@ -64,7 +64,7 @@ enum { REQ_UV_SOCK = 2, REQ_UV_RES, REQ_UV_HEADERS, REQ_UV_ARGS,
 enum { RES_UV_REQ = 2, RES_UV_SPILL, RES_NUV = RES_UV_SPILL };
 
 struct hconf {
-  const void *tag;         /* util_tagged: &conf_key */
+  const void *tag;         /* util_tagged: &conf_tag */
   struct http_limits lim;
   size_t max_header_line;
   int64_t max_body;
@@ -82,7 +82,7 @@ struct hbody {
 struct hres;
 
 struct hreq {
-  const void *tag;         /* util_tagged: &req_key */
+  const void *tag;         /* util_tagged: &req_tag */
   struct http_request r;   /* pointers into the head bytes below */
   struct hbody b;
   struct hres *res;
@@ -94,7 +94,7 @@ struct hreq {
 };
 
 struct hres {
-  const void *tag;         /* util_tagged: &res_key */
+  const void *tag;         /* util_tagged: &res_tag */
   struct hreq *q;
   struct sock *s;
   int status;
@@ -147,7 +147,7 @@ static int http_config(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   struct hconf *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
-  c->tag = &conf_key;
+  c->tag = &conf_tag;
   c->lim.max_line = (size_t)conf_int(L, "max_line", 8192, 16, 1 << 20);
   /* max_head does not count the final CRLF CRLF; the parser does. */
   c->lim.max_header_bytes =
@@ -208,7 +208,7 @@ static struct hreq *req_new(lua_State *L, const struct http_request *r,
   size_t hs = r->nheaders * sizeof(struct http_header);
   struct hreq *q = loop_newobjectby(L, 1, sizeof *q + hs + n, REQ_NUV);
   memset(q, 0, sizeof *q);
-  q->tag = &req_key;
+  q->tag = &req_tag;
   char *head = (char *)q->h + hs;
   memcpy(head, p, n);
   q->r = *r;
@@ -238,7 +238,7 @@ static struct hres *res_new(lua_State *L, struct sock *s, struct hreq *q,
                             const struct hconf *c, int idx) {
   struct hres *r = loop_newobjectby(L, 1, sizeof *r, RES_NUV);
   memset(r, 0, offsetof(struct hres, inl));
-  r->tag = &res_key;
+  r->tag = &res_tag;
   r->q = q;
   r->s = s;
   r->status = 200;
@@ -299,7 +299,7 @@ static const struct sock_framing head_framing = {head_match, NULL, 3};
  * extra ("badrequest" and the status answered; or a read's failure). */
 static int http_readrequest(lua_State *L) {
   struct sock *s = sock_check(L, 1);
-  util_checktagged(L, 2, sizeof(struct hconf), &conf_key, CLS_HCONF);
+  util_checktagged(L, 2, sizeof(struct hconf), &conf_tag, CLS_HCONF);
   lua_settop(L, 3);
   return sock_readframe(L, s, &head_framing);
 }
@@ -310,7 +310,7 @@ static int http_readrequest(lua_State *L) {
  * the whole Content-Length body at once). Pushes the next piece, false at
  * the end, or nil, "badrequest", 400 for broken chunked framing. */
 static struct hbody *body_of(lua_State *L, int idx) {
-  struct hreq *q = util_tagged(L, idx, sizeof *q, &req_key);
+  struct hreq *q = util_tagged(L, idx, sizeof *q, &req_tag);
   return q ? &q->b : luaL_checkudata(L, idx, CLS_HBODY);
 }
 
@@ -382,7 +382,7 @@ static int http_readbody(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  struct hreq *q = util_tagged(L, 2, sizeof *q, &req_key);
+  struct hreq *q = util_tagged(L, 2, sizeof *q, &req_tag);
   int rc = q ? req_continue(L, s, q) : 0;
   if (rc != 0)
     return rc;
@@ -406,7 +406,7 @@ static int http_newbody(lua_State *L) {
 /* ------------------------------------------------------- request fields */
 
 static struct hreq *req_check(lua_State *L, int idx) {
-  return util_checktagged(L, idx, sizeof(struct hreq), &req_key, CLS_HREQ);
+  return util_checktagged(L, idx, sizeof(struct hreq), &req_tag, CLS_HREQ);
 }
 
 static int name_eq(const char *a, size_t n, const char *b, size_t m) {
@@ -629,7 +629,7 @@ static int req__tostring(lua_State *L) {
 /* ------------------------------------------------------------ responses */
 
 static struct hres *res_check(lua_State *L, int idx) {
-  return util_checktagged(L, idx, sizeof(struct hres), &res_key, CLS_HRES);
+  return util_checktagged(L, idx, sizeof(struct hres), &res_tag, CLS_HRES);
 }
 
 static void res_unstarted(lua_State *L, const struct hres *r) {

@@ -3,8 +3,8 @@
  * something outside the loop's own clock (ev_now): CPU budgets, the
  * watchdog, bounded waits on child processes, shared-dictionary expiry
  * (CLOCK_MONOTONIC is the same clock in every process on Linux, so a
- * time written by one worker means the same in another), metrics ticks.
- * Pure C.
+ * time written by one worker means the same in another), the time a
+ * metrics scrape takes to format. Pure C.
  */
 #ifndef BERTH_MONOTIME_H
 #define BERTH_MONOTIME_H
